@@ -1,0 +1,373 @@
+//! The engine: start-up checks, then replication sessions until shutdown.
+//!
+//! A session owns one replication connection, one Kafka producer and one LSN
+//! tracker. Any fault (PostgreSQL or Kafka) ends the session; the next one
+//! starts from the last acknowledged LSN with a fresh producer, so records
+//! not yet acknowledged are sent again and nothing is lost.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pgkafka_crds::QualifiedTable;
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use tokio::sync::{mpsc, watch};
+
+use crate::ack::tracker::Tracker;
+use crate::config::EngineConfig;
+use crate::decode::pgoutput::{decode, Message};
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::metrics::Metrics;
+use crate::pipeline::{Boundary, Pipeline};
+use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
+use crate::sink::Record;
+use crate::source::{connection, provision};
+
+/// Caps on work handed to Kafka and not yet acknowledged. At the cap the engine
+/// stops reading the stream; PostgreSQL keeps the WAL.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Records in flight.
+    pub records: usize,
+    /// Bytes in flight.
+    pub bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            records: 100_000,
+            bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How long a session is given to deliver what it sent when asked to stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the final flush LSN to reach the server.
+const FINAL_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// A session that streamed this long resets the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+/// Delay before restart `attempt` (0-based): exponential from 200 ms, capped at
+/// 30 s, with jitter in its upper half so many engines do not retry in step.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let base = 200f64 * 2f64.powi(attempt.min(20) as i32);
+    let capped = base.min(30_000.0);
+    Duration::from_millis((capped * (0.5 + 0.5 * jitter.clamp(0.0, 1.0))) as u64)
+}
+
+/// Runs the engine until `shutdown` turns true, or a fault that retrying
+/// cannot fix. Start-up problems (configuration, permissions, missing
+/// objects, unreachable database) are returned at once.
+pub async fn run(
+    cfg: EngineConfig,
+    metrics: Metrics,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let client = connection::connect_sql(&cfg).await?;
+    let provisioned = provision::provision(&client, &cfg.spec).await?;
+    drop(client);
+    let mut flushed = provisioned.confirmed_flush;
+    metrics.confirmed_lsn.set(lsn_gauge(flushed));
+    metrics
+        .in_flight_limit
+        .set(i64::try_from(limits.records).unwrap_or(i64::MAX));
+    // The first session starts where the slot is; later ones where the last
+    // session's acknowledgements reached.
+    let mut start = Lsn::ZERO;
+    let mut attempt = 0u32;
+    loop {
+        let began = Instant::now();
+        let mut session = Session::new(
+            &cfg,
+            &metrics,
+            limits,
+            flushed,
+            provisioned.primary_keys.clone(),
+        );
+        let result = session.run(start, &mut shutdown).await;
+        metrics.streaming.set(0);
+        flushed = flushed.max(session.tracker.flushed());
+        start = flushed;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                if began.elapsed() > HEALTHY_SESSION {
+                    attempt = 0;
+                }
+                let delay = backoff(attempt, rand::random());
+                attempt = attempt.saturating_add(1);
+                metrics.restarts.inc();
+                tracing::warn!(error = %e, resume_at = %start, delay_ms = delay.as_millis() as u64, "session failed; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn lsn_gauge(lsn: Lsn) -> i64 {
+    i64::try_from(lsn.0).unwrap_or(i64::MAX)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+struct Session<'a> {
+    cfg: &'a EngineConfig,
+    metrics: &'a Metrics,
+    limits: Limits,
+    tracker: Tracker,
+    pipeline: Pipeline,
+    current: Option<u64>,
+    records: Vec<Record>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        cfg: &'a EngineConfig,
+        metrics: &'a Metrics,
+        limits: Limits,
+        flushed: Lsn,
+        primary_keys: HashMap<QualifiedTable, Vec<String>>,
+    ) -> Self {
+        Session {
+            cfg,
+            metrics,
+            limits,
+            tracker: Tracker::new(flushed),
+            pipeline: Pipeline::new(&cfg.name, &cfg.spec, primary_keys),
+            current: None,
+            records: Vec::new(),
+        }
+    }
+
+    async fn run(&mut self, start: Lsn, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let sink = KafkaSink::new(&self.cfg.spec.kafka, events_tx)?;
+        sink.ensure_topics(&self.pipeline.topics()).await?;
+        let mut repl =
+            ReplicationClient::connect(connection::replication_config(self.cfg, start)).await?;
+        repl.wait_started().await?;
+        self.metrics.streaming.set(1);
+        tracing::info!(slot = %self.cfg.spec.slot.name, from = %self.tracker.flushed(), "streaming");
+        loop {
+            let full = self.tracker.in_flight_records() >= self.limits.records
+                || self.tracker.in_flight_bytes() >= self.limits.bytes;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                event = events.recv() => self.on_sink_event(event)?,
+                event = repl.recv(), if !full => match event? {
+                    Some(event) => self.on_replication_event(event, &sink, &mut events).await?,
+                    None => return Err(Error::Replication(pgwire_replication::PgWireError::Task(
+                        "the server ended the replication stream".into(),
+                    ))),
+                },
+            }
+            // Deliveries come in bursts: take all that are ready before advancing.
+            while let Ok(event) = events.try_recv() {
+                self.on_sink_event(Some(event))?;
+            }
+            if let Some(lsn) = self.tracker.advance() {
+                repl.update_applied_lsn(lsn.into());
+                self.metrics.confirmed_lsn.set(lsn_gauge(lsn));
+            }
+            self.metrics
+                .in_flight_records
+                .set(self.tracker.in_flight_records() as i64);
+            self.metrics
+                .in_flight_bytes
+                .set(self.tracker.in_flight_bytes() as i64);
+        }
+        self.drain(&sink, &mut events, &mut repl).await
+    }
+
+    /// Graceful stop: wait for what was sent, report the final position, close.
+    async fn drain(
+        &mut self,
+        sink: &KafkaSink,
+        events: &mut mpsc::UnboundedReceiver<SinkEvent>,
+        repl: &mut ReplicationClient,
+    ) -> Result<(), Error> {
+        tracing::info!(
+            in_flight = self.tracker.in_flight_records(),
+            "stopping: draining deliveries"
+        );
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.tracker.in_flight_records() > 0 {
+            tokio::select! {
+                event = events.recv() => self.on_sink_event(event)?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = sink.in_flight(), "deliveries still pending at stop; they will be replayed");
+                    break;
+                }
+            }
+        }
+        self.tracker.advance();
+        let flushed = self.tracker.flushed();
+        repl.update_applied_lsn(flushed.into());
+        self.metrics.confirmed_lsn.set(lsn_gauge(flushed));
+        // The client does not send a status update when stopping; wait until
+        // its periodic one carried the final position.
+        let metrics = repl.metrics();
+        let deadline = Instant::now() + FINAL_STATUS_TIMEOUT;
+        while Lsn::from(metrics.last_applied_lsn()) < flushed && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        repl.shutdown().await?;
+        tracing::info!(confirmed = %flushed, "stopped");
+        Ok(())
+    }
+
+    fn on_sink_event(&mut self, event: Option<SinkEvent>) -> Result<(), Error> {
+        match event {
+            Some(SinkEvent::Delivered { seq, bytes }) => {
+                self.metrics.delivered.inc();
+                self.tracker
+                    .delivered(seq, bytes)
+                    .map_err(|e| Error::Internal(e.to_string()))
+            }
+            Some(SinkEvent::Failed { error, .. }) => {
+                self.metrics.delivery_errors.inc();
+                Err(Error::Delivery(error))
+            }
+            Some(SinkEvent::Fatal(reason)) => Err(Error::ProducerFatal(reason)),
+            None => Err(Error::Internal(
+                "the producer's delivery channel closed".into(),
+            )),
+        }
+    }
+
+    async fn on_replication_event(
+        &mut self,
+        event: ReplicationEvent,
+        sink: &KafkaSink,
+        events: &mut mpsc::UnboundedReceiver<SinkEvent>,
+    ) -> Result<(), Error> {
+        let (message, lsn) = match event {
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                self.metrics.wal_end_lsn.set(lsn_gauge(wal_end.into()));
+                self.metrics.last_keepalive.set(now_ms() / 1000);
+                self.tracker.idle_at(wal_end.into());
+                return Ok(());
+            }
+            ReplicationEvent::Begin {
+                final_lsn,
+                xid,
+                commit_time_micros,
+            } => (
+                Message::Begin {
+                    final_lsn: final_lsn.into(),
+                    commit_time_us: commit_time_micros,
+                    xid,
+                },
+                Lsn::from(final_lsn),
+            ),
+            ReplicationEvent::Commit {
+                lsn,
+                end_lsn,
+                commit_time_micros,
+            } => (
+                Message::Commit {
+                    commit_lsn: lsn.into(),
+                    end_lsn: end_lsn.into(),
+                    commit_time_us: commit_time_micros,
+                },
+                Lsn::from(end_lsn),
+            ),
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => {
+                let lsn = Lsn::from(wal_start);
+                let message = decode(data).map_err(|source| Error::Decode { lsn, source })?;
+                (message, lsn)
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => return Ok(()),
+        };
+        let received = lsn_gauge(lsn);
+        if received > self.metrics.received_lsn.get() {
+            self.metrics.received_lsn.set(received);
+        }
+        match self
+            .pipeline
+            .handle(message, lsn, now_ms(), &mut self.records)?
+        {
+            Boundary::Begin(_) => self.current = Some(self.tracker.begin()),
+            Boundary::Commit { end_lsn } => {
+                let seq = self
+                    .current
+                    .take()
+                    .ok_or_else(|| Error::Internal("commit without begin".into()))?;
+                self.tracker
+                    .commit(seq, end_lsn)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                self.metrics.transactions.inc();
+            }
+            Boundary::None => {}
+        }
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        self.metrics.events.inc();
+        let seq = self
+            .current
+            .ok_or_else(|| Error::Internal("records outside a transaction".into()))?;
+        let records = std::mem::take(&mut self.records);
+        for record in &records {
+            self.send(record, seq, sink, events).await?;
+        }
+        self.records = records;
+        self.records.clear();
+        Ok(())
+    }
+
+    /// Hands one record to the producer; a full local queue means waiting for
+    /// deliveries, never dropping.
+    async fn send(
+        &mut self,
+        record: &Record,
+        seq: u64,
+        sink: &KafkaSink,
+        events: &mut mpsc::UnboundedReceiver<SinkEvent>,
+    ) -> Result<(), Error> {
+        loop {
+            match sink.send(record, seq) {
+                Ok(()) => {
+                    return self
+                        .tracker
+                        .sent(seq, record.size())
+                        .map_err(|e| Error::Internal(e.to_string()))
+                }
+                Err(SendError::QueueFull) => {
+                    // The producer's own thread keeps delivering meanwhile.
+                    let event = events.recv().await;
+                    self.on_sink_event(event)?;
+                }
+                Err(SendError::Kafka(e)) => return Err(Error::Kafka(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        assert_eq!(backoff(0, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(0, 0.0), Duration::from_millis(100));
+        assert_eq!(backoff(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(backoff(30, 1.0), Duration::from_secs(30));
+        assert_eq!(backoff(30, 0.0), Duration::from_secs(15));
+    }
+}

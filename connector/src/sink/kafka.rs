@@ -1,0 +1,223 @@
+//! The Kafka producer: acks=all, idempotent, Java-compatible murmur2
+//! partitioning, user properties passed through. Delivery reports arrive on a
+//! channel as [`SinkEvent`]s tagged with the transaction sequence number the
+//! engine gave the record.
+
+use std::time::Duration;
+
+use pgkafka_crds::KafkaSpec;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use tokio::sync::mpsc;
+
+use super::Record;
+use crate::error::Error;
+
+/// Header carrying the source transaction's commit LSN (`0/16B3748`).
+pub const HEADER_COMMIT_LSN: &str = "pgkafka.commit_lsn";
+/// Header carrying the source transaction id.
+pub const HEADER_TXID: &str = "pgkafka.txid";
+
+/// What the producer reports back.
+#[derive(Debug)]
+pub enum SinkEvent {
+    /// The broker acknowledged a record of transaction `seq`.
+    Delivered {
+        /// Transaction sequence number given at send time.
+        seq: u64,
+        /// Record size.
+        bytes: usize,
+    },
+    /// A record of transaction `seq` failed for good (retries exhausted).
+    Failed {
+        /// Transaction sequence number.
+        seq: u64,
+        /// Why.
+        error: KafkaError,
+    },
+    /// The producer cannot go on (for example a fenced or unknown producer id).
+    Fatal(String),
+}
+
+/// librdkafka callbacks, forwarded to the engine.
+pub struct DeliveryContext {
+    events: mpsc::UnboundedSender<SinkEvent>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            let _ = self.events.send(SinkEvent::Fatal(reason.to_owned()));
+        } else {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let seq = seq as u64;
+        let event = match result {
+            Ok(m) => SinkEvent::Delivered {
+                seq,
+                bytes: m.payload_len() + m.key().map_or(0, <[u8]>::len),
+            },
+            Err((error, _)) => SinkEvent::Failed {
+                seq,
+                error: error.clone(),
+            },
+        };
+        // The receiver is gone only when the session ended; its records are
+        // replayed by the next session, so nothing is lost here.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Why a record was not queued.
+#[derive(Debug)]
+pub enum SendError {
+    /// The local queue is full: wait for deliveries, then send again.
+    QueueFull,
+    /// Any other production error.
+    Kafka(KafkaError),
+}
+
+/// The producer of one engine session.
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryContext>,
+    config: ClientConfig,
+}
+
+/// The librdkafka configuration for `spec`: user properties first, then the
+/// settings the delivery guarantee depends on, which `validate()` keeps users
+/// from changing.
+pub fn client_config(spec: &KafkaSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in &spec.properties {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", spec.bootstrap_servers.join(","))
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random");
+    if !spec.properties.contains_key("linger.ms") {
+        config.set("linger.ms", "5");
+    }
+    config
+}
+
+impl KafkaSink {
+    /// Builds a producer; delivery reports go to `events`.
+    pub fn new(spec: &KafkaSpec, events: mpsc::UnboundedSender<SinkEvent>) -> Result<Self, Error> {
+        let config = client_config(spec);
+        let producer = config
+            .create_with_context(DeliveryContext { events })
+            .map_err(|e| Error::KafkaConfig(e.to_string()))?;
+        Ok(KafkaSink { producer, config })
+    }
+
+    /// Creates the topics that do not exist yet, with the broker's default
+    /// partition count and replication factor.
+    pub async fn ensure_topics(&self, topics: &[std::sync::Arc<str>]) -> Result<(), Error> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config.create().map_err(Error::Kafka)?;
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(&new, &opts)
+            .await
+            .map_err(Error::Kafka)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::Kafka(KafkaError::AdminOp(code))).inspect_err(|_| {
+                        tracing::error!(topic, %code, "cannot create topic");
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one record of transaction `seq`.
+    pub fn send(&self, record: &Record, seq: u64) -> Result<(), SendError> {
+        let lsn = record.commit_lsn.to_string();
+        let xid = record.xid.to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: HEADER_COMMIT_LSN,
+                value: Some(lsn.as_bytes()),
+            })
+            .insert(Header {
+                key: HEADER_TXID,
+                value: Some(xid.as_bytes()),
+            });
+        let mut msg = BaseRecord::with_opaque_to(&record.topic, seq as usize)
+            .payload(&*record.payload)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            msg = msg.key(&**key);
+        }
+        self.producer
+            .send(msg)
+            .map_err(|(e, _)| match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
+                _ => SendError::Kafka(e),
+            })
+    }
+
+    /// Waits up to `timeout` for every queued record to be delivered or failed.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records queued or in flight.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarantee_settings_win_over_properties() {
+        let spec: KafkaSpec = serde_yaml::from_str(
+            "{bootstrapServers: [a:1, b:2], topicPrefix: x, properties: {compression.type: zstd, acks: all}}",
+        )
+        .expect("spec");
+        let config = client_config(&spec);
+        assert_eq!(config.get("bootstrap.servers"), Some("a:1,b:2"));
+        assert_eq!(config.get("compression.type"), Some("zstd"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+    }
+}

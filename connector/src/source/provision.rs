@@ -1,0 +1,284 @@
+//! Start-up checks and provisioning on the SQL session: `wal_level`, the
+//! listeners' tables, the publication and the slot. Identifiers are always
+//! quoted; values are always bind parameters.
+
+use std::collections::HashMap;
+
+use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable};
+use tokio_postgres::Client;
+
+use crate::error::Error;
+use crate::lsn::Lsn;
+
+/// `"na""me"`: an identifier quoted for SQL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn table_list(tables: &[QualifiedTable]) -> String {
+    tables
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ...`
+pub fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
+    format!(
+        "CREATE PUBLICATION {} FOR TABLE {}",
+        quote_ident(name),
+        table_list(tables)
+    )
+}
+
+/// `ALTER PUBLICATION "p" ADD TABLE "s"."t", ...`
+pub fn add_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
+    format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(name),
+        table_list(tables)
+    )
+}
+
+/// What provisioning found or made.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// Primary-key columns of each listened table that has one.
+    pub primary_keys: HashMap<QualifiedTable, Vec<String>>,
+    /// The slot's confirmed position.
+    pub confirmed_flush: Lsn,
+}
+
+fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Postgres { context, source }
+}
+
+/// Checks the server and the tables, and ensures the publication and slot.
+pub async fn provision(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Provisioned, Error> {
+    check_wal_level(client).await?;
+    let tables = spec.tables();
+    let primary_keys = check_tables(client, spec, &tables).await?;
+    ensure_publication(client, spec, &tables).await?;
+    let confirmed_flush = ensure_slot(client, spec).await?;
+    Ok(Provisioned {
+        primary_keys,
+        confirmed_flush,
+    })
+}
+
+async fn check_wal_level(client: &Client) -> Result<(), Error> {
+    let row = client
+        .query_one("SELECT current_setting('wal_level')", &[])
+        .await
+        .map_err(pg("reading wal_level"))?;
+    let level: String = row.get(0);
+    if level == "logical" {
+        Ok(())
+    } else {
+        Err(Error::Setup {
+            field: "spec.postgres".into(),
+            message: format!(
+                "the server's wal_level is '{level}'; logical replication needs wal_level = logical \
+                 (ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL)"
+            ),
+        })
+    }
+}
+
+/// Every listened table must exist; returns their primary keys.
+async fn check_tables(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    tables: &[QualifiedTable],
+) -> Result<HashMap<QualifiedTable, Vec<String>>, Error> {
+    let database = &spec.postgres.database;
+    let mut keys = HashMap::new();
+    for (i, table) in tables.iter().enumerate() {
+        let rows = client
+            .query(
+                "SELECT a.attname::text, i.indisprimary
+                   FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+                   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+                  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+                  ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(pg(format!("looking up table {table}")))?;
+        if rows.is_empty() {
+            return Err(Error::Setup {
+                field: format!("spec.listeners[{i}].table"),
+                message: format!("table {table} does not exist in database {database:?}"),
+            });
+        }
+        let pk: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .collect();
+        if !pk.is_empty() {
+            keys.insert(table.clone(), pk);
+        }
+    }
+    Ok(keys)
+}
+
+async fn ensure_publication(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    tables: &[QualifiedTable],
+) -> Result<(), Error> {
+    let name = &spec.publication.name;
+    let row = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[name],
+        )
+        .await
+        .map_err(pg("looking up the publication"))?;
+    let Some(row) = row else {
+        if !spec.publication.create {
+            return Err(Error::Setup {
+                field: "spec.publication.name".into(),
+                message: format!(
+                    "publication {} does not exist and spec.publication.create is false",
+                    quote_ident(name)
+                ),
+            });
+        }
+        tracing::info!(publication = %name, "creating publication");
+        return client
+            .batch_execute(&create_publication_sql(name, tables))
+            .await
+            .map_err(pg(format!("creating publication {}", quote_ident(name))));
+    };
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let published: Vec<QualifiedTable> = client
+        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[name])
+        .await
+        .map_err(pg("listing the publication's tables"))?
+        .iter()
+        .map(|r| QualifiedTable {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect();
+    let missing: Vec<QualifiedTable> = tables
+        .iter()
+        .filter(|t| !published.contains(t))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !spec.publication.create {
+        return Err(Error::Setup {
+            field: "spec.publication.name".into(),
+            message: format!(
+                "publication {} does not include {}; add them or set spec.publication.create",
+                quote_ident(name),
+                table_list(&missing)
+            ),
+        });
+    }
+    tracing::info!(publication = %name, tables = %table_list(&missing), "adding tables to publication");
+    client
+        .batch_execute(&add_tables_sql(name, &missing))
+        .await
+        .map_err(pg(format!(
+            "adding tables to publication {}",
+            quote_ident(name)
+        )))
+}
+
+async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, Error> {
+    let slot = &spec.slot.name;
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, coalesce(wal_status, ''), confirmed_flush_lsn::text
+               FROM pg_replication_slots WHERE slot_name = $1",
+            &[slot],
+        )
+        .await
+        .map_err(pg("looking up the replication slot"))?;
+    let Some(row) = row else {
+        if !spec.slot.create {
+            return Err(Error::Setup {
+                field: "spec.slot.name".into(),
+                message: format!(
+                    "replication slot {slot:?} does not exist and spec.slot.create is false"
+                ),
+            });
+        }
+        tracing::info!(slot = %slot, "creating replication slot");
+        let row = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[slot],
+            )
+            .await
+            .map_err(pg(format!("creating replication slot {slot:?}")))?;
+        return parse_lsn(row.get(0));
+    };
+    let (plugin, database, wal_status): (Option<String>, Option<String>, String) =
+        (row.get(0), row.get(1), row.get(2));
+    if plugin.as_deref() != Some("pgoutput")
+        || database.as_deref() != Some(spec.postgres.database.as_str())
+    {
+        return Err(Error::Setup {
+            field: "spec.slot.name".into(),
+            message: format!(
+                "slot {slot:?} exists but is not a pgoutput slot of database {:?} (plugin {plugin:?}, database {database:?})",
+                spec.postgres.database
+            ),
+        });
+    }
+    if wal_status == "lost" {
+        return Err(Error::Setup {
+            field: "spec.slot.name".into(),
+            message: format!(
+                "slot {slot:?} is invalidated (wal_status = lost): the WAL it needed was removed and changes \
+                 were lost; drop it and start again with a new snapshot"
+            ),
+        });
+    }
+    parse_lsn(row.get(3))
+}
+
+fn parse_lsn(text: Option<String>) -> Result<Lsn, Error> {
+    let text = text.unwrap_or_else(|| "0/0".into());
+    text.parse()
+        .map_err(|e: crate::lsn::ParseLsnError| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_hostile_names() {
+        let tables = [
+            QualifiedTable {
+                schema: "public".into(),
+                name: "orders".into(),
+            },
+            QualifiedTable {
+                schema: "My.Schema".into(),
+                name: "x\"; DROP TABLE y; --".into(),
+            },
+        ];
+        assert_eq!(
+            create_publication_sql("Pub\"lic", &tables),
+            r#"CREATE PUBLICATION "Pub""lic" FOR TABLE "public"."orders", "My.Schema"."x""; DROP TABLE y; --""#
+        );
+        assert_eq!(
+            add_tables_sql("p", &tables[..1]),
+            r#"ALTER PUBLICATION "p" ADD TABLE "public"."orders""#
+        );
+    }
+}

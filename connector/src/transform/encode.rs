@@ -1,0 +1,264 @@
+//! The Debezium-compatible JSON envelope and record key, written straight into
+//! byte buffers:
+//! `{"before":…,"after":…,"source":{…},"op":"c","ts_ms":…}`.
+
+use crate::decode::pgoutput::Datum;
+use crate::decode::relations::Relation;
+use crate::decode::values::{write_binary_value, write_str, write_text_value, UNAVAILABLE_VALUE};
+use crate::lsn::Lsn;
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// Debezium op codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// INSERT.
+    Create,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// TRUNCATE.
+    Truncate,
+}
+
+impl Op {
+    fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// The transaction a change belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    /// Transaction id.
+    pub xid: u32,
+    /// LSN of the commit record.
+    pub commit_lsn: Lsn,
+    /// Commit time, microseconds since 2000-01-01 UTC.
+    pub commit_time_us: i64,
+}
+
+impl TxInfo {
+    /// Commit time in Unix milliseconds.
+    pub fn commit_ms(&self) -> i64 {
+        (self.commit_time_us + PG_EPOCH_OFFSET_US).div_euclid(1000)
+    }
+}
+
+/// A row image to render.
+#[derive(Clone, Copy, Debug)]
+pub enum Row<'a> {
+    /// No row (`null`).
+    Absent,
+    /// Every column.
+    Full(&'a [Datum]),
+    /// Only the key columns (an old tuple holding just the replica identity).
+    KeyOnly(&'a [Datum]),
+}
+
+/// Constant parts of every envelope this connector writes.
+#[derive(Clone, Debug)]
+pub struct EnvelopeContext {
+    /// `source.name`: the connector's name.
+    pub name: String,
+    /// `source.db`.
+    pub database: String,
+}
+
+/// One change to render.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a> {
+    /// The table.
+    pub relation: &'a Relation,
+    /// What happened.
+    pub op: Op,
+    /// Row before (update, delete).
+    pub before: Row<'a>,
+    /// Row after (insert, update).
+    pub after: Row<'a>,
+    /// WAL position of this change.
+    pub lsn: Lsn,
+    /// Its transaction.
+    pub tx: TxInfo,
+}
+
+/// Writes the Debezium envelope of `change`; `now_ms` is the processing time.
+pub fn write_envelope(out: &mut Vec<u8>, ctx: &EnvelopeContext, change: &Change<'_>, now_ms: i64) {
+    out.extend_from_slice(b"{\"before\":");
+    write_row(out, change.relation, change.before);
+    out.extend_from_slice(b",\"after\":");
+    write_row(out, change.relation, change.after);
+    out.extend_from_slice(b",\"source\":{\"version\":\"");
+    out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(b"\",\"connector\":\"postgresql\",\"name\":");
+    write_str(out, &ctx.name);
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(change.tx.commit_ms().to_string().as_bytes());
+    out.extend_from_slice(b",\"snapshot\":\"false\",\"db\":");
+    write_str(out, &ctx.database);
+    out.extend_from_slice(b",\"schema\":");
+    write_str(out, &change.relation.table.schema);
+    out.extend_from_slice(b",\"table\":");
+    write_str(out, &change.relation.table.name);
+    out.extend_from_slice(b",\"txId\":");
+    out.extend_from_slice(change.tx.xid.to_string().as_bytes());
+    out.extend_from_slice(b",\"lsn\":");
+    out.extend_from_slice(change.lsn.0.to_string().as_bytes());
+    out.extend_from_slice(b",\"commitLsn\":");
+    write_str(out, &change.tx.commit_lsn.to_string());
+    out.extend_from_slice(b"},\"op\":\"");
+    out.extend_from_slice(change.op.code().as_bytes());
+    out.extend_from_slice(b"\",\"ts_ms\":");
+    out.extend_from_slice(now_ms.to_string().as_bytes());
+    out.push(b'}');
+}
+
+/// Writes the record key, `{"id":1}`, from the key columns of `row`. `false`
+/// when the table has no key or the row lacks a key value: such records are
+/// produced without a key.
+pub fn write_key(out: &mut Vec<u8>, relation: &Relation, row: &[Datum]) -> bool {
+    if relation.key.is_empty() {
+        return false;
+    }
+    out.push(b'{');
+    for (n, &i) in relation.key.iter().enumerate() {
+        let Some(datum) = row.get(i) else {
+            return false;
+        };
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&relation.json_names[i]);
+        write_datum(out, relation, i, datum);
+    }
+    out.push(b'}');
+    true
+}
+
+fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>) {
+    let (datums, key_only) = match row {
+        Row::Absent => {
+            out.extend_from_slice(b"null");
+            return;
+        }
+        Row::Full(d) => (d, false),
+        Row::KeyOnly(d) => (d, true),
+    };
+    out.push(b'{');
+    let mut first = true;
+    for (i, datum) in datums.iter().enumerate().take(relation.columns.len()) {
+        if key_only && !relation.columns[i].is_key {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(&relation.json_names[i]);
+        write_datum(out, relation, i, datum);
+    }
+    out.push(b'}');
+}
+
+fn write_datum(out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) {
+    match datum {
+        Datum::Null => out.extend_from_slice(b"null"),
+        Datum::UnchangedToast => write_str(out, UNAVAILABLE_VALUE),
+        Datum::Text(t) => write_text_value(out, relation.columns[i].type_oid, t),
+        Datum::Binary(b) => write_binary_value(out, b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::pgoutput::{Column, RelationBody};
+    use crate::decode::relations::{KeyPolicy, RelationCache};
+    use bytes::Bytes;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn relation() -> Arc<Relation> {
+        let col = |name: &str, is_key, type_oid| Column {
+            is_key,
+            name: name.into(),
+            type_oid,
+            type_modifier: -1,
+        };
+        let body = RelationBody {
+            id: 9,
+            schema: "shop".into(),
+            name: "orders".into(),
+            replica_identity: b'd',
+            columns: vec![
+                col("id", true, 20),
+                col("doc", false, 25),
+                col("paid", false, 16),
+            ],
+        };
+        RelationCache::default()
+            .insert(body, &KeyPolicy::default())
+            .expect("no configured key")
+    }
+
+    fn text(s: &str) -> Datum {
+        Datum::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn update_envelope_matches_debezium_shape() {
+        let rel = relation();
+        let old = [text("7"), Datum::Null, Datum::Null];
+        let new = [text("7"), Datum::UnchangedToast, text("t")];
+        let tx = TxInfo {
+            xid: 745,
+            commit_lsn: Lsn(0x1_0000_00A0),
+            commit_time_us: 1_000,
+        };
+        let change = Change {
+            relation: &rel,
+            op: Op::Update,
+            before: Row::KeyOnly(&old),
+            after: Row::Full(&new),
+            lsn: Lsn(4096),
+            tx,
+        };
+        let ctx = EnvelopeContext {
+            name: "orders".into(),
+            database: "shop".into(),
+        };
+        let mut out = Vec::new();
+        write_envelope(&mut out, &ctx, &change, 5);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(
+            v,
+            json!({
+                "before": {"id": 7},
+                "after": {"id": 7, "doc": UNAVAILABLE_VALUE, "paid": true},
+                "source": {"version": env!("CARGO_PKG_VERSION"), "connector": "postgresql", "name": "orders",
+                           "ts_ms": 946_684_800_001i64, "snapshot": "false", "db": "shop", "schema": "shop",
+                           "table": "orders", "txId": 745, "lsn": 4096, "commitLsn": "1/A0"},
+                "op": "u",
+                "ts_ms": 5
+            })
+        );
+        let mut key = Vec::new();
+        assert!(write_key(&mut key, &rel, &new));
+        assert_eq!(key, br#"{"id":7}"#);
+    }
+
+    #[test]
+    fn no_key_columns_means_no_key() {
+        let mut rel = Arc::try_unwrap(relation()).expect("sole owner");
+        rel.key.clear();
+        let mut key = Vec::new();
+        assert!(!write_key(&mut key, &rel, &[text("1")]));
+    }
+}

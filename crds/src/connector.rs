@@ -1,0 +1,284 @@
+//! The `PgKafkaConnector` spec and status. Field names are a promise to users:
+//! add fields, never rename them. Every doc comment here is `kubectl explain` text.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Streams changes of PostgreSQL tables into Kafka topics through logical
+/// replication (pgoutput).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "pgkafka.io",
+    version = "v1alpha1",
+    kind = "PgKafkaConnector",
+    namespaced,
+    status = "PgKafkaConnectorStatus",
+    shortname = "pgkc",
+    category = "pgkafka"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PgKafkaConnectorSpec {
+    /// Whether the engine runs: `running` streams, `paused` stops the engine and
+    /// keeps the slot (WAL accumulates), `stopped` stops it too.
+    #[serde(default)]
+    pub state: ConnectorState,
+    /// The source database and how to connect to it.
+    pub postgres: PostgresSpec,
+    /// The publication that selects the tables streamed from the slot.
+    pub publication: PublicationSpec,
+    /// The logical replication slot that holds the connector's position.
+    pub slot: SlotSpec,
+    /// What happens to the slot and publication when the resource is deleted.
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+    /// The Kafka cluster records are written to.
+    pub kafka: KafkaSpec,
+    /// The tables to capture, each with the actions it listens to and its targets.
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// Desired run state of the engine.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectorState {
+    /// Stream changes.
+    #[default]
+    Running,
+    /// Engine stopped, slot kept: PostgreSQL retains WAL until resumed.
+    Paused,
+    /// Engine stopped.
+    Stopped,
+}
+
+/// What to do with the slot and publication when the resource is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReclaimPolicy {
+    /// Keep the slot and publication (the safe default: a new connector can resume).
+    #[default]
+    Retain,
+    /// Drop the slot and publication once the engine is gone.
+    Delete,
+}
+
+/// A key inside a Kubernetes Secret. Locally, the file `<secrets-dir>/<name>/<key>`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in the connector's namespace.
+    pub name: String,
+    /// Key inside the Secret.
+    pub key: String,
+}
+
+/// Connection to the source PostgreSQL database.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// Host name or IP address of the primary.
+    pub host: String,
+    /// TCP port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database whose changes are captured.
+    pub database: String,
+    /// Role to connect as; it needs the REPLICATION attribute. Exclusive with `userSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Secret key holding the role name. Exclusive with `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the password (SCRAM-SHA-256 or cleartext over TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// TLS mode, as libpq: disable, prefer, require, verify-ca, verify-full.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// Secret key holding the PEM CA bundle used by verify-ca and verify-full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// TLS mode of the PostgreSQL connections, with libpq's meaning.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never use TLS.
+    Disable,
+    /// Use TLS when the server offers it, without verifying the certificate.
+    #[default]
+    Prefer,
+    /// Require TLS, without verifying the certificate.
+    Require,
+    /// Require TLS and a certificate signed by the CA.
+    VerifyCa,
+    /// Require TLS, a certificate signed by the CA, and a matching host name.
+    VerifyFull,
+}
+
+/// The publication the slot streams.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublicationSpec {
+    /// Publication name (case-sensitive; quoted in every statement).
+    pub name: String,
+    /// Create the publication for the listeners' tables when it does not exist.
+    #[serde(default = "default_true")]
+    pub create: bool,
+}
+
+/// The logical replication slot.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlotSpec {
+    /// Slot name: lower-case letters, digits and underscores, at most 63 characters.
+    pub name: String,
+    /// Create the slot (pgoutput) when it does not exist.
+    #[serde(default = "default_true")]
+    pub create: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The Kafka cluster and how records are produced.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// Bootstrap brokers, `host:port`.
+    pub bootstrap_servers: Vec<String>,
+    /// Prefix of the default topic name `<topicPrefix>.<schema>.<table>`.
+    pub topic_prefix: String,
+    /// librdkafka producer properties passed through as they are (for example
+    /// `compression.type: zstd`). `acks` must stay `all` and idempotence on.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A row change kind a listener captures.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// INSERT (Debezium op `c`).
+    Insert,
+    /// UPDATE (op `u`).
+    Update,
+    /// DELETE (op `d`).
+    Delete,
+    /// TRUNCATE (op `t`).
+    Truncate,
+}
+
+impl Action {
+    /// All actions, the default of a listener.
+    pub const ALL: [Action; 4] = [
+        Action::Insert,
+        Action::Update,
+        Action::Delete,
+        Action::Truncate,
+    ];
+}
+
+fn all_actions() -> Vec<Action> {
+    Action::ALL.to_vec()
+}
+
+/// One captured table.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// `schema.table` (schema defaults to `public`); quote parts with upper case
+    /// or dots as in SQL: `"Sales"."Order.Lines"`.
+    pub table: String,
+    /// Actions captured; all four when omitted.
+    #[serde(default = "all_actions")]
+    pub actions: Vec<Action>,
+    /// Columns forming the record key; the primary key (else the replica
+    /// identity) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_columns: Option<Vec<String>>,
+    /// Where the changes go; one target on the default topic when empty.
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+}
+
+/// A Kafka destination of a listener.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Topic name; `<topicPrefix>.<schema>.<table>` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// Observed state, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PgKafkaConnectorStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, SlotHealthy, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The slot's progress as PostgreSQL reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, CamelCase.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// RFC 3339 time of the last status change.
+    pub last_transition_time: String,
+}
+
+/// Replication slot progress.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationStatus {
+    /// Slot name.
+    pub slot_name: String,
+    /// Whether a walsender is attached to the slot.
+    pub active: bool,
+    /// Last LSN confirmed by the engine (everything before it is in Kafka).
+    #[serde(
+        rename = "confirmedFlushLSN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub confirmed_flush_lsn: Option<String>,
+    /// Oldest LSN the slot still needs.
+    #[serde(
+        rename = "restartLSN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restart_lsn: Option<String>,
+    /// reserved, extended, unreserved or lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_status: Option<String>,
+    /// Current WAL position minus the confirmed LSN, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+    /// Commit time of the last change delivered, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_time: Option<String>,
+}

@@ -1,0 +1,362 @@
+//! Start-up validation of a spec. Every error names the field path
+//! (`spec.listeners[1].table`) and the offending value, and all errors are
+//! reported at once so a user fixes the manifest in one pass.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::{PgKafkaConnectorSpec, QualifiedTable, TargetSpec};
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path from the resource root, e.g. `spec.slot.name`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Every invalid field of a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// librdkafka properties the engine owns: overriding them would break the
+/// delivery guarantee or the partitioning contract.
+const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 5] = [
+    (
+        "bootstrap.servers",
+        "set spec.kafka.bootstrapServers instead",
+    ),
+    ("acks", "the engine requires acks=all"),
+    ("request.required.acks", "the engine requires acks=all"),
+    (
+        "enable.idempotence",
+        "the engine requires an idempotent producer",
+    ),
+    (
+        "partitioner",
+        "the engine uses the Java-compatible murmur2 partitioner",
+    ),
+];
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl PgKafkaConnectorSpec {
+    /// Checks every field; `Err` lists each invalid one with its path.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errs = Errors::default();
+        self.validate_postgres(&mut errs);
+        self.validate_names(&mut errs);
+        self.validate_kafka(&mut errs);
+        self.validate_listeners(&mut errs);
+        if errs.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errs.0))
+        }
+    }
+
+    /// The listeners' tables, parsed. Call after `validate`; a name that does not
+    /// parse is skipped here because `validate` already reported it.
+    pub fn tables(&self) -> Vec<QualifiedTable> {
+        self.listeners
+            .iter()
+            .filter_map(|l| QualifiedTable::parse(&l.table).ok())
+            .collect()
+    }
+
+    fn validate_postgres(&self, errs: &mut Errors) {
+        let pg = &self.postgres;
+        if pg.host.trim().is_empty() {
+            errs.push("spec.postgres.host", "must not be empty");
+        }
+        if pg.port == 0 {
+            errs.push("spec.postgres.port", "must be between 1 and 65535");
+        }
+        if pg.database.is_empty() {
+            errs.push("spec.postgres.database", "must not be empty");
+        }
+        match (&pg.user, &pg.user_secret_ref) {
+            (Some(_), Some(_)) => errs.push(
+                "spec.postgres.user",
+                "set either user or userSecretRef, not both",
+            ),
+            (None, None) => errs.push("spec.postgres.user", "set user or userSecretRef"),
+            (Some(u), None) if u.is_empty() => errs.push("spec.postgres.user", "must not be empty"),
+            _ => {}
+        }
+        let refs = [
+            ("userSecretRef", &pg.user_secret_ref),
+            ("passwordSecretRef", &pg.password_secret_ref),
+            ("caSecretRef", &pg.ca_secret_ref),
+        ];
+        for (name, r) in refs {
+            if let Some(r) = r {
+                if r.name.is_empty() || r.key.is_empty() || r.key.contains('/') {
+                    errs.push(
+                        format!("spec.postgres.{name}"),
+                        format!(
+                            "name and key must be non-empty and key without '/': {{name: {:?}, key: {:?}}}",
+                            r.name, r.key
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate_names(&self, errs: &mut Errors) {
+        let slot = &self.slot.name;
+        if slot.is_empty()
+            || slot.len() > 63
+            || !slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            errs.push(
+                "spec.slot.name",
+                format!("{slot:?} must be 1-63 characters of a-z, 0-9 and _"),
+            );
+        }
+        let publication = &self.publication.name;
+        if publication.is_empty()
+            || publication.len() > 63
+            || publication.chars().any(char::is_control)
+        {
+            errs.push(
+                "spec.publication.name",
+                format!("{publication:?} must be 1-63 bytes without control characters"),
+            );
+        }
+    }
+
+    fn validate_kafka(&self, errs: &mut Errors) {
+        let kafka = &self.kafka;
+        if kafka.bootstrap_servers.is_empty() {
+            errs.push(
+                "spec.kafka.bootstrapServers",
+                "must list at least one broker",
+            );
+        }
+        for (i, server) in kafka.bootstrap_servers.iter().enumerate() {
+            let port_ok = server.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok {
+                errs.push(
+                    format!("spec.kafka.bootstrapServers[{i}]"),
+                    format!("{server:?} is not host:port"),
+                );
+            }
+        }
+        if let Some(reason) = topic_name_problem(&kafka.topic_prefix) {
+            errs.push(
+                "spec.kafka.topicPrefix",
+                format!("{:?} {reason}", kafka.topic_prefix),
+            );
+        }
+        for (key, why) in RESERVED_KAFKA_PROPERTIES {
+            if let Some(value) = kafka.properties.get(key) {
+                let harmless = match key {
+                    "acks" | "request.required.acks" => matches!(value.as_str(), "all" | "-1"),
+                    "enable.idempotence" => value == "true",
+                    _ => false,
+                };
+                if !harmless {
+                    errs.push(
+                        format!("spec.kafka.properties.{key}"),
+                        format!("{value:?}: {why}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate_listeners(&self, errs: &mut Errors) {
+        if self.listeners.is_empty() {
+            errs.push("spec.listeners", "must name at least one table");
+        }
+        let mut seen = HashSet::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let field = format!("spec.listeners[{i}]");
+            match QualifiedTable::parse(&listener.table) {
+                Ok(table) => {
+                    if !seen.insert(table.clone()) {
+                        errs.push(
+                            format!("{field}.table"),
+                            format!("{table} is listed twice; give one listener several targets"),
+                        );
+                    }
+                }
+                Err(e) => errs.push(format!("{field}.table"), e.to_string()),
+            }
+            if listener.actions.is_empty() {
+                errs.push(format!("{field}.actions"), "must list at least one action");
+            }
+            if let Some(keys) = &listener.key_columns {
+                if keys.is_empty() || keys.iter().any(String::is_empty) {
+                    errs.push(
+                        format!("{field}.keyColumns"),
+                        "must list non-empty column names (omit it for the primary key)",
+                    );
+                }
+            }
+            for (j, TargetSpec { topic }) in listener.targets.iter().enumerate() {
+                if let Some(topic) = topic {
+                    if let Some(reason) = topic_name_problem(topic) {
+                        errs.push(
+                            format!("{field}.targets[{j}].topic"),
+                            format!("{topic:?} {reason}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Kafka's own topic-name rule.
+fn topic_name_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        Some("must not be empty")
+    } else if topic.len() > 249 {
+        Some("is longer than 249 characters")
+    } else if topic == "." || topic == ".." {
+        Some("is not a valid topic name")
+    } else if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("may only hold a-z, A-Z, 0-9, '.', '_' and '-'")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::PgKafkaConnector;
+
+    const VALID: &str = r#"
+apiVersion: pgkafka.io/v1alpha1
+kind: PgKafkaConnector
+metadata: {name: orders}
+spec:
+  postgres: {host: db, database: shop, user: cdc, passwordSecretRef: {name: db, key: password}}
+  publication: {name: orders_pub}
+  slot: {name: orders_slot}
+  kafka: {bootstrapServers: ["k:9092"], topicPrefix: cdc}
+  listeners:
+    - table: public.orders
+"#;
+
+    fn parse(yaml: &str) -> PgKafkaConnector {
+        serde_yaml::from_str(yaml).expect("test manifest parses")
+    }
+
+    fn fields(yaml: &str) -> Vec<String> {
+        match parse(yaml).spec.validate() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn valid_manifest_passes_with_defaults() {
+        let c = parse(VALID);
+        assert_eq!(c.spec.validate(), Ok(()));
+        assert_eq!(c.spec.postgres.port, 5432);
+        assert!(c.spec.slot.create && c.spec.publication.create);
+        assert_eq!(c.spec.listeners[0].actions.len(), 4);
+    }
+
+    #[test]
+    fn unknown_field_is_a_parse_error_naming_it() {
+        let yaml = VALID.replace(
+            "slot: {name: orders_slot}",
+            "slot: {name: orders_slot, nmae: x}",
+        );
+        let err = serde_yaml::from_str::<PgKafkaConnector>(&yaml)
+            .expect_err("unknown field must fail")
+            .to_string();
+        assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (
+                "slot: {name: orders_slot}",
+                "slot: {name: Orders-Slot}",
+                "spec.slot.name",
+            ),
+            (
+                "publication: {name: orders_pub}",
+                "publication: {name: \"\"}",
+                "spec.publication.name",
+            ),
+            ("host: db,", "host: \"\",", "spec.postgres.host"),
+            ("user: cdc,", "", "spec.postgres.user"),
+            ("[\"k:9092\"]", "[\"k\"]", "spec.kafka.bootstrapServers[0]"),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: \"c d\"",
+                "spec.kafka.topicPrefix",
+            ),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: cdc, properties: {acks: \"1\"}",
+                "spec.kafka.properties.acks",
+            ),
+            (
+                "- table: public.orders",
+                "- table: a.b.c",
+                "spec.listeners[0].table",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, actions: []}",
+                "spec.listeners[0].actions",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{topic: \"a/b\"}]}",
+                "spec.listeners[0].targets[0].topic",
+            ),
+            (
+                "- table: public.orders",
+                "- table: orders\n    - table: public.ORDERS",
+                "spec.listeners[1].table",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let yaml = VALID.replace(from, to);
+            assert_ne!(yaml, VALID, "case {field} did not change the manifest");
+            assert_eq!(fields(&yaml), vec![field.to_string()], "case {to}");
+        }
+    }
+}
