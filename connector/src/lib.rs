@@ -9,6 +9,7 @@ pub mod ack {
     //! Acknowledgement bookkeeping.
     pub mod tracker;
 }
+pub mod cli;
 pub mod config;
 pub mod decode {
     //! pgoutput bytes to typed messages and JSON values.

@@ -1,1 +1,527 @@
-//! support
+//! Test support: a real PostgreSQL (one throwaway cluster per test process, a
+//! fresh database per test), a real Kafka-protocol broker (Tansu per test, or
+//! `KAFKA_BOOTSTRAP_SERVERS`), the engine as a process, and a consumer.
+//! Everything is started through `tests/dev-env.sh`, the same script a
+//! developer uses.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_postgres::{Client, NoTls};
+
+/// The superuser password of the test clusters.
+pub const PG_PASSWORD: &str = "postgres";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn dev_env(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo_root().join("tests/dev-env.sh"))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/dev-env.sh {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "tests/dev-env.sh {args:?} failed: {}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A unique lower-case name for databases, slots and topics.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A throwaway PostgreSQL 15 cluster, stopped when the test process exits.
+pub struct Postgres {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Postgres {
+    /// The cluster shared by this test process (`wal_level=logical`).
+    pub fn shared() -> &'static Postgres {
+        static PG: OnceLock<Postgres> = OnceLock::new();
+        PG.get_or_init(|| Postgres::start("logical"))
+    }
+
+    /// A new cluster with the given `wal_level`.
+    pub fn start(wal_level: &str) -> Postgres {
+        let dir = std::env::temp_dir().join(unique("pgkafka-pg"));
+        let pid = std::process::id().to_string();
+        let port = dev_env(&["pg-up", &dir.to_string_lossy(), &pid, wal_level]);
+        Postgres {
+            port: port
+                .parse()
+                .unwrap_or_else(|_| panic!("pg-up printed {port:?}, not a port")),
+        }
+    }
+
+    /// Connects to `database` as the superuser.
+    pub async fn connect(&self, database: &str) -> Client {
+        let (client, conn) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .password(PG_PASSWORD)
+            .dbname(database)
+            .connect(NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to test database {database}: {e}"));
+        tokio::spawn(conn);
+        client
+    }
+
+    /// A new empty database and a client connected to it.
+    pub async fn fresh_database(&self) -> TestDb {
+        let name = unique("db");
+        self.connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        TestDb {
+            client: self.connect(&name).await,
+            name,
+            port: self.port,
+        }
+    }
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+    /// Superuser session on it.
+    pub client: Client,
+    /// The cluster's port.
+    pub port: u16,
+}
+
+impl TestDb {
+    /// Runs SQL statements.
+    pub async fn exec(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"));
+    }
+
+    /// The slot's `confirmed_flush_lsn` as a number (0 when unset or missing).
+    pub async fn confirmed_flush(&self, slot: &str) -> u64 {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("query slot");
+        row.and_then(|r| r.get::<_, Option<String>>(0))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `pg_current_wal_lsn()` as a number.
+    pub async fn current_wal(&self) -> u64 {
+        let row = self
+            .client
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text", &[])
+            .await
+            .expect("current wal");
+        row.get::<_, String>(0).parse().expect("numeric LSN")
+    }
+}
+
+/// A Kafka-protocol broker: Tansu on a free loopback port, or the Kafka named
+/// by `KAFKA_BOOTSTRAP_SERVERS`.
+pub struct Broker {
+    /// `host:port`.
+    pub bootstrap: String,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Broker {
+    /// Uses `KAFKA_BOOTSTRAP_SERVERS` when set, else starts Tansu.
+    pub fn start() -> Broker {
+        match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(b) if !b.is_empty() => Broker {
+                bootstrap: b,
+                child: None,
+                port: 0,
+            },
+            _ => Broker::owned(),
+        }
+    }
+
+    /// Always a Tansu of this test's own, which it may kill and restart.
+    pub fn owned() -> Broker {
+        let port = free_port();
+        let mut broker = Broker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child: None,
+            port,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Kills the broker (its memory engine loses every topic and record).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        static BIN: OnceLock<String> = OnceLock::new();
+        let bin = BIN.get_or_init(|| dev_env(&["tansu-bin"]));
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        wait_until(Duration::from_secs(10), "tansu to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `ready` every 50 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Async [`wait_until`].
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !ready().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The engine, run as a process from its binary.
+pub struct Engine {
+    child: Option<Child>,
+    /// Its HTTP port.
+    pub http_port: u16,
+    /// Its stderr log.
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Engine {
+    /// Writes `manifest` and a secrets directory holding the test password,
+    /// then starts `bin run -f manifest`.
+    pub fn start(bin: &str, manifest: &str) -> Engine {
+        let dir = std::env::temp_dir().join(unique("pgkafka-engine"));
+        std::fs::create_dir_all(dir.join("secrets/pg")).expect("engine dir");
+        std::fs::write(dir.join("secrets/pg/password"), PG_PASSWORD).expect("secret");
+        std::fs::write(dir.join("connector.yaml"), manifest).expect("manifest");
+        let mut engine = Engine {
+            child: None,
+            http_port: 0,
+            log: dir.join("engine.log"),
+            dir,
+        };
+        engine.restart(bin);
+        engine
+    }
+
+    /// Starts the process again with the same manifest (after a kill).
+    pub fn restart(&mut self, bin: &str) {
+        self.http_port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("engine log");
+        let child = Command::new(bin)
+            .arg("run")
+            .arg("-f")
+            .arg(self.dir.join("connector.yaml"))
+            .arg("--secrets-dir")
+            .arg(self.dir.join("secrets"))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start engine");
+        self.child = Some(child);
+    }
+
+    /// GET `path` on the engine's HTTP port: status code and body.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.get(9..12)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((code, body))
+    }
+
+    /// Waits until `/readyz` says the engine streams; panics with its log if it exits.
+    pub fn wait_streaming(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "engine exited with {status} before streaming:\n{}",
+                    self.log_text()
+                );
+            }
+            if self
+                .http_get("/readyz")
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine not streaming after 60 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the process to exit by itself; its exit code and log.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return (status.code(), self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine still running after {limit:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no drain, no final status update.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) -> Option<i32> {
+        let pid = self.child.as_ref()?.id();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        self.wait_exit(Duration::from_secs(40)).0
+    }
+
+    /// The engine's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One consumed Kafka record.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// Key as text.
+    pub key: Option<String>,
+    /// Value parsed as JSON.
+    pub value: serde_json::Value,
+    /// Headers as (name, text).
+    pub headers: Vec<(String, String)>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived or
+/// `limit` passed, then returns what arrived (in partition, offset order).
+pub fn consume(bootstrap: &str, topic: &str, expected: usize, limit: Duration) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("test"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + limit;
+    // Assign every partition from the beginning (no group rebalance to wait for).
+    let partitions = loop {
+        let found = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == topic && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            })
+            .filter(|&n| n > 0);
+        match found {
+            Some(n) => break n,
+            None if Instant::now() >= deadline => return Vec::new(),
+            None => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        out.push(Consumed {
+            key: m.key().map(text),
+            value: m
+                .payload()
+                .and_then(|p| serde_json::from_slice(p).ok())
+                .unwrap_or(serde_json::Value::Null),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(text).unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            partition: m.partition(),
+            offset: m.offset(),
+        });
+    }
+    out.sort_by_key(|c| (c.partition, c.offset));
+    out
+}
+
+/// A manifest for `db` and `bootstrap`, capturing `tables` (YAML listener
+/// entries are given verbatim) with topic prefix `prefix`.
+pub fn manifest(
+    name: &str,
+    db: &TestDb,
+    bootstrap: &str,
+    prefix: &str,
+    listeners_yaml: &str,
+) -> String {
+    format!(
+        r#"apiVersion: pgkafka.io/v1alpha1
+kind: PgKafkaConnector
+metadata:
+  name: {name}
+spec:
+  postgres:
+    host: 127.0.0.1
+    port: {port}
+    database: {db}
+    user: postgres
+    passwordSecretRef: {{name: pg, key: password}}
+    sslMode: disable
+  publication: {{name: {name}_pub}}
+  slot: {{name: {name}_slot}}
+  kafka:
+    bootstrapServers: ["{bootstrap}"]
+    topicPrefix: {prefix}
+    properties: {{message.timeout.ms: "600000"}}
+  listeners:
+{listeners_yaml}
+"#,
+        port = db.port,
+        db = db.name,
+    )
+}

