@@ -42,19 +42,23 @@ pub enum Error {
         reason: String,
     },
     /// No connection to PostgreSQL could be made.
-    #[error("cannot connect to PostgreSQL at {target} (spec.postgres): {source}")]
+    #[error("cannot connect to PostgreSQL at {target} (spec.postgres): {detail}")]
     Connect {
         /// `host:port/database as user`.
         target: String,
+        /// The server's message when it sent one, else the driver's.
+        detail: String,
         /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },
     /// A catalog query or provisioning statement failed.
-    #[error("PostgreSQL: {context}: {source}")]
+    #[error("PostgreSQL: {context}: {detail}")]
     Postgres {
         /// What the engine was doing.
         context: String,
+        /// The server's message when it sent one, else the driver's.
+        detail: String,
         /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
@@ -106,7 +110,46 @@ pub enum Error {
     Internal(String),
 }
 
+/// The most useful text of a driver error: the server's message (with its
+/// detail and hint) when there is one, else the error and its causes.
+pub fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        for extra in [db.detail(), db.hint()].into_iter().flatten() {
+            text.push_str("; ");
+            text.push_str(extra);
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 impl Error {
+    /// A failed connection attempt to `target`.
+    pub fn connect(target: String, source: tokio_postgres::Error) -> Self {
+        Error::Connect {
+            target,
+            detail: postgres_detail(&source),
+            source,
+        }
+    }
+
+    /// A failed statement while doing `context`.
+    pub fn postgres(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        Error::Postgres {
+            context: context.into(),
+            detail: postgres_detail(&source),
+            source,
+        }
+    }
+
     /// Whether a session that failed with this error is started again (after
     /// a backoff) rather than stopping the engine. Transport faults are
     /// retried; configuration and data errors would fail again the same way.

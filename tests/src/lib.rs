@@ -276,9 +276,14 @@ impl Engine {
     /// Writes `manifest` and a secrets directory holding the test password,
     /// then starts `bin run -f manifest`.
     pub fn start(bin: &str, manifest: &str) -> Engine {
+        Engine::start_with_password(bin, manifest, PG_PASSWORD)
+    }
+
+    /// [`Engine::start`] with another password in the secret `pg/password`.
+    pub fn start_with_password(bin: &str, manifest: &str, password: &str) -> Engine {
         let dir = std::env::temp_dir().join(unique("pgkafka-engine"));
         std::fs::create_dir_all(dir.join("secrets/pg")).expect("engine dir");
-        std::fs::write(dir.join("secrets/pg/password"), PG_PASSWORD).expect("secret");
+        std::fs::write(dir.join("secrets/pg/password"), password).expect("secret");
         std::fs::write(dir.join("connector.yaml"), manifest).expect("manifest");
         let mut engine = Engine {
             child: None,
@@ -517,7 +522,7 @@ spec:
   kafka:
     bootstrapServers: ["{bootstrap}"]
     topicPrefix: {prefix}
-    properties: {{message.timeout.ms: "600000"}}
+    properties: {{message.timeout.ms: "10000"}}
   listeners:
 {listeners_yaml}
 "#,

@@ -158,3 +158,263 @@ async fn idle_and_filtered_stream_still_advances_the_slot() {
     .await;
     assert_eq!(engine.stop(), Some(0));
 }
+
+/// Every id in `records` (from `after.id`), sorted, without duplicates.
+fn ids(records: &[pgkafka_tests::Consumed]) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .iter()
+        .filter_map(|r| r.value["after"]["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_and_restart_loses_nothing() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE items (id int PRIMARY KEY, payload text)")
+        .await;
+    let name = unique("kill");
+    let prefix = unique("k");
+    let topic = format!("{prefix}.public.items");
+    let mut engine = Engine::start(
+        ENGINE,
+        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: items"),
+    );
+    engine.wait_streaming();
+    db.exec("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
+        .await;
+    // Some records acknowledged (the slot moved), then no chance to drain.
+    let slot = format!("{name}_slot");
+    let before = db.confirmed_flush(&slot).await;
+    wait_for(LONG, "the slot to confirm the first batch", || async {
+        db.confirmed_flush(&slot).await > before
+    })
+    .await;
+    db.exec("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(2001, 4000) g")
+        .await;
+    engine.kill9();
+    // Committed while the engine is down.
+    for chunk in 0..10 {
+        let from = 4001 + chunk * 100;
+        db.exec(&format!(
+            "INSERT INTO items SELECT g, md5(g::text) FROM generate_series({from}, {}) g",
+            from + 99
+        ))
+        .await;
+    }
+    engine.restart(ENGINE);
+    engine.wait_streaming();
+    db.exec("UPDATE items SET payload = 'after restart' WHERE id = 1")
+        .await;
+
+    // At least once: every committed row, with its content; duplicates allowed.
+    let got = consume(&broker.bootstrap, &topic, 5001, LONG);
+    assert_eq!(
+        ids(&got),
+        (1..=5000).collect::<Vec<_>>(),
+        "log:\n{}",
+        engine.log_text()
+    );
+    // Content as inserted, checked against the database's own md5.
+    let expected: std::collections::HashMap<i64, String> = db
+        .client
+        .query(
+            "SELECT g::bigint, md5(g::text) FROM generate_series(1, 5000) g",
+            &[],
+        )
+        .await
+        .expect("expected payloads")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    for r in got.iter().filter(|r| r.value["op"] == "c") {
+        let id = r.value["after"]["id"].as_i64().unwrap_or_default();
+        assert_eq!(
+            r.value["after"]["payload"].as_str(),
+            expected.get(&id).map(String::as_str),
+            "row {id}"
+        );
+    }
+    assert!(got
+        .iter()
+        .any(|r| r.value["op"] == "u" && r.value["after"]["payload"] == "after restart"));
+    assert_eq!(engine.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_loss_holds_the_slot_and_recovers_without_restart() {
+    let db = Postgres::shared().fresh_database().await;
+    let mut broker = Broker::owned();
+    db.exec("CREATE TABLE events (id int PRIMARY KEY)").await;
+    let name = unique("broker");
+    let prefix = unique("b");
+    let topic = format!("{prefix}.public.events");
+    let slot = format!("{name}_slot");
+    let mut engine = Engine::start(
+        ENGINE,
+        &manifest(
+            &name,
+            &db,
+            &broker.bootstrap,
+            &prefix,
+            "    - table: events",
+        ),
+    );
+    engine.wait_streaming();
+    db.exec("INSERT INTO events SELECT generate_series(1, 100)")
+        .await;
+    assert_eq!(
+        ids(&consume(&broker.bootstrap, &topic, 100, LONG)),
+        (1..=100).collect::<Vec<_>>()
+    );
+
+    broker.kill();
+    // A transaction committed while Kafka is away; `inside` is a WAL position
+    // before its commit record, so a confirmed LSN at or past it would mean
+    // the slot moved over records Kafka never acknowledged.
+    let inside: String = {
+        let tx = "BEGIN; INSERT INTO events SELECT generate_series(101, 200);";
+        db.exec(tx).await;
+        let row = db
+            .client
+            .query_one(
+                "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text",
+                &[],
+            )
+            .await
+            .expect("insert lsn");
+        db.exec("COMMIT").await;
+        row.get(0)
+    };
+    let inside: u64 = inside.parse().expect("numeric lsn");
+    let watch_until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < watch_until {
+        let confirmed = db.confirmed_flush(&slot).await;
+        assert!(
+            confirmed < inside,
+            "slot confirmed {confirmed} past unacknowledged work at {inside}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The broker comes back empty; the same engine process delivers the
+    // unacknowledged rows and goes on streaming.
+    broker.restart();
+    db.exec("INSERT INTO events SELECT generate_series(201, 300)")
+        .await;
+    let got = consume(&broker.bootstrap, &topic, 200, Duration::from_secs(120));
+    assert_eq!(
+        ids(&got),
+        (101..=300).collect::<Vec<_>>(),
+        "log:\n{}",
+        engine.log_text()
+    );
+    let end = db.current_wal().await;
+    wait_for(LONG, "the slot to move past the replayed rows", || async {
+        db.confirmed_flush(&slot).await >= end
+    })
+    .await;
+    assert!(
+        engine.http_get("/healthz").is_some(),
+        "the engine process kept running"
+    );
+    assert_eq!(engine.stop(), Some(0));
+}
+
+/// Runs the engine on `manifest` and returns its exit code and log: it must
+/// stop by itself.
+fn run_to_failure(manifest: &str, password: &str) -> (Option<i32>, String) {
+    let mut engine = Engine::start_with_password(ENGINE, manifest, password);
+    engine.wait_exit(LONG)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_naming_the_field() {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE present (id int PRIMARY KEY)").await;
+    let kafka = "127.0.0.1:9";
+    let good = manifest(&unique("bad"), &db, kafka, "x", "    - table: present");
+
+    let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+        (
+            "unknown field",
+            good.replace("sslMode: disable", "sslMode: disable\n    sslmode: require"),
+            pgkafka_tests::PG_PASSWORD,
+            vec!["spec.postgres", "unknown field `sslmode`"],
+        ),
+        (
+            "missing table",
+            good.replace("- table: present", "- table: public.absent"),
+            pgkafka_tests::PG_PASSWORD,
+            vec![
+                "spec.listeners[0].table",
+                "\"public\".\"absent\" does not exist",
+            ],
+        ),
+        (
+            "unreachable database",
+            good.replace(
+                &format!("port: {}", db.port),
+                &format!("port: {}", pgkafka_tests::free_port()),
+            ),
+            pgkafka_tests::PG_PASSWORD,
+            vec![
+                "cannot connect to PostgreSQL at 127.0.0.1:",
+                "spec.postgres",
+            ],
+        ),
+        (
+            "wrong password",
+            good.clone(),
+            "not-the-password",
+            vec![
+                "cannot connect to PostgreSQL",
+                "password authentication failed for user \"postgres\"",
+            ],
+        ),
+    ];
+    for (case, manifest, password, expected) in cases {
+        let (code, log) = run_to_failure(&manifest, password);
+        assert_eq!(code, Some(1), "{case}: exit code; log:\n{log}");
+        for needle in expected {
+            assert!(log.contains(needle), "{case}: log lacks {needle:?}:\n{log}");
+        }
+        assert!(
+            !log.contains("not-the-password"),
+            "{case}: the password leaked into the log"
+        );
+    }
+
+    // A server without logical decoding.
+    let replica_only = Postgres::start("replica");
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres password=postgres dbname=postgres",
+            replica_only.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to the wal_level=replica cluster");
+    tokio::spawn(conn);
+    client
+        .batch_execute("CREATE TABLE present (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let m = good
+        .replace(
+            &format!("port: {}", db.port),
+            &format!("port: {}", replica_only.port),
+        )
+        .replace(&format!("database: {}", db.name), "database: postgres");
+    let (code, log) = run_to_failure(&m, pgkafka_tests::PG_PASSWORD);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("spec.postgres: the server's wal_level is 'replica'"),
+        "{log}"
+    );
+    assert!(log.contains("wal_level = logical"), "{log}");
+}

@@ -22,6 +22,10 @@ pub const HEADER_COMMIT_LSN: &str = "pgkafka.commit_lsn";
 /// Header carrying the source transaction id.
 pub const HEADER_TXID: &str = "pgkafka.txid";
 
+/// How long librdkafka retries one record before reporting it failed, unless
+/// `message.timeout.ms` is set in `spec.kafka.properties`.
+pub const DEFAULT_DELIVERY_TIMEOUT_MS: &str = "30000";
+
 /// What the producer reports back.
 #[derive(Debug)]
 pub enum SinkEvent {
@@ -65,10 +69,15 @@ impl ClientContext for DeliveryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            let _ = self.events.send(SinkEvent::Fatal(reason.to_owned()));
-        } else {
-            tracing::warn!(%error, reason, "kafka client error");
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => {
+                let _ = self.events.send(SinkEvent::Fatal(reason.to_owned()));
+            }
+            // librdkafka's own log line already reported these.
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+                tracing::debug!(%error, reason, "kafka client error")
+            }
+            _ => tracing::warn!(%error, reason, "kafka client error"),
         }
     }
 }
@@ -125,6 +134,16 @@ pub fn client_config(spec: &KafkaSpec) -> ClientConfig {
     if !spec.properties.contains_key("linger.ms") {
         config.set("linger.ms", "5");
     }
+    // librdkafka retries a record until this passes (default 5 minutes). A
+    // failed record ends the session and a new producer replays from the last
+    // acknowledged LSN, which also re-creates topics an empty broker lost, so
+    // a shorter bound recovers sooner without losing anything.
+    if !["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .any(|k| spec.properties.contains_key(*k))
+    {
+        config.set("message.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS);
+    }
     config
 }
 
@@ -147,7 +166,9 @@ impl KafkaSink {
             .iter()
             .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
             .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics(&new, &opts)
             .await
@@ -219,5 +240,9 @@ mod tests {
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("partitioner"), Some("murmur2_random"));
         assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(
+            config.get("message.timeout.ms"),
+            Some(DEFAULT_DELIVERY_TIMEOUT_MS)
+        );
     }
 }

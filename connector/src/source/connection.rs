@@ -27,15 +27,12 @@ pub async fn connect_sql(cfg: &EngineConfig) -> Result<Client, Error> {
         .port(pg.port)
         .dbname(&pg.database)
         .user(&cfg.user)
-        .application_name(&format!("pgkafka-{}", cfg.name))
+        .application_name(format!("pgkafka-{}", cfg.name))
         .connect_timeout(Duration::from_secs(10));
     if !cfg.password.expose().is_empty() {
         config.password(cfg.password.expose());
     }
-    let wrap = |source| Error::Connect {
-        target: describe_target(cfg),
-        source,
-    };
+    let wrap = |source| Error::connect(describe_target(cfg), source);
     match super::tls::client_config(pg.ssl_mode, cfg.ca_file.as_deref())? {
         None => {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);

@@ -52,7 +52,7 @@ pub struct Provisioned {
 
 fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
-    move |source| Error::Postgres { context, source }
+    move |source| Error::postgres(context, source)
 }
 
 /// Checks the server and the tables, and ensures the publication and slot.
