@@ -8,6 +8,7 @@
 #   tests/dev-env.sh down            stop both and delete their data
 #   tests/dev-env.sh quickstart      up + demo table + engine + consumer printing events
 #   tests/dev-env.sh test            install, then run the whole test suite
+#   tests/dev-env.sh bench [--quick] the throughput benchmark (release build)
 #
 # Building blocks the Rust test support calls:
 #   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL]]
@@ -161,7 +162,7 @@ quickstart() {
   # shellcheck disable=SC1091
   . "$STATE/env"
   log "building the engine"
-  (cd "$ROOT" && cargo build -q --release -p pgkafka-connector -p pgkafka-tests --bins)
+  (cd "$ROOT" && cargo build -q -p pgkafka-connector -p pgkafka-tests --bins)
   psql -q -v ON_ERROR_STOP=1 <<'SQL'
 CREATE TABLE IF NOT EXISTS public.orders (
   id bigserial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL,
@@ -171,7 +172,8 @@ SQL
   printf '%s' "$PG_PASSWORD" >"$STATE/secrets/quickstart-db/password"
   sed -e "s/host: 127.0.0.1/host: $PGHOST/" -e "s/port: 5432/port: $PGPORT/" \
       -e "s/localhost:9092/$KAFKA_BOOTSTRAP_SERVERS/" "$ROOT/manifests/examples/quickstart.yaml" >"$STATE/quickstart.yaml"
-  "$ROOT/target/release/pgkafka-connector" run -f "$STATE/quickstart.yaml" --secrets-dir "$STATE/secrets" \
+  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+  "$bin/pgkafka-connector" run -f "$STATE/quickstart.yaml" --secrets-dir "$STATE/secrets" \
     --http-addr 127.0.0.1:0 >"$STATE/engine.log" 2>&1 &
   echo $! >"$STATE/engine.pid"
   trap 'kill $(cat "$STATE/engine.pid") 2>/dev/null; wait 2>/dev/null' EXIT
@@ -184,8 +186,15 @@ DELETE FROM orders WHERE customer = 'grace';
 SQL
   ) &
   log "consuming cdc.public.orders (Ctrl-C to stop; insert rows with: . $STATE/env && psql)"
-  "$ROOT/target/release/pgkafka-tail" --bootstrap "$KAFKA_BOOTSTRAP_SERVERS" --topic cdc.public.orders \
+  "$bin/pgkafka-tail" --bootstrap "$KAFKA_BOOTSTRAP_SERVERS" --topic cdc.public.orders \
     ${QUICKSTART_MAX:+--max "$QUICKSTART_MAX"}
+}
+
+bench() {
+  install all
+  cd "$ROOT"
+  cargo build -q --release -p pgkafka-connector -p pgkafka-tests --bins
+  "${CARGO_TARGET_DIR:-$ROOT/target}/release/pgkafka-bench" "$@"
 }
 
 run_tests() {
@@ -202,6 +211,7 @@ case "$cmd" in
   down) down ;;
   quickstart) quickstart ;;
   test) run_tests ;;
+  bench) shift; bench "$@" ;;
   pg-up) pg_up "$2" "${3:-}" "${4:-logical}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;

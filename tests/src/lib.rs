@@ -131,7 +131,7 @@ impl TestDb {
         self.client
             .batch_execute(sql)
             .await
-            .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"));
+            .unwrap_or_else(|e| panic!("SQL failed: {}\n{sql}", pgkafka_connector::error::postgres_detail(&e)));
     }
 
     /// The slot's `confirmed_flush_lsn` as a number (0 when unset or missing).
@@ -402,6 +402,14 @@ impl Engine {
             .arg(pid.to_string())
             .status();
         self.wait_exit(Duration::from_secs(40)).0
+    }
+
+    /// The process's peak resident set size (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// The engine's log so far.

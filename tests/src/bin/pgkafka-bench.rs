@@ -1,0 +1,175 @@
+//! `pgkafka-bench`: the engine's throughput against PostgreSQL's own
+//! `pg_recvlogical` on the same backlog, in the same run.
+//!
+//! For each scenario a backlog is written once after a template slot was
+//! created; each contender gets a copy of that slot, so both decode exactly the
+//! same WAL. `pg_recvlogical` writes pgoutput to /dev/null; the engine decodes,
+//! builds Debezium JSON and waits for Kafka's acks=all on every record.
+//!
+//! Run with `tests/dev-env.sh bench` (release build). Prints rows/s of each,
+//! their ratio, and the engine's peak RSS.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgkafka_tests::{Broker, Engine, Postgres, TestDb};
+
+struct Scenario {
+    name: &'static str,
+    rows: u64,
+    transactions: u64,
+}
+
+const SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        name: "1,000,000 rows in 100 transactions",
+        rows: 1_000_000,
+        transactions: 100,
+    },
+    Scenario {
+        name: "100,000 one-row transactions",
+        rows: 100_000,
+        transactions: 100_000,
+    },
+];
+
+fn engine_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.with_file_name("pgkafka-connector")
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let pg = Postgres::start("logical");
+    let broker = Broker::start();
+    let bin = engine_binary();
+    assert!(bin.exists(), "{} missing: cargo build --release -p pgkafka-connector", bin.display());
+    println!("pgkafka benchmark (engine: {})", bin.display());
+    println!("{:<40} {:>14} {:>14} {:>7} {:>12}", "scenario", "pg_recvlogical", "engine", "ratio", "engine RSS");
+    for s in SCENARIOS {
+        let scale = if quick { 10 } else { 1 };
+        let (rows, txs) = (s.rows / scale, (s.transactions / scale).max(1));
+        let db = pg.fresh_database().await;
+        let end_lsn = load_backlog(&db, rows, txs).await;
+        let baseline = time_recvlogical(&db, &end_lsn);
+        let (engine_secs, rss_kib) = time_engine(&db, &broker, &bin, rows).await;
+        // Free the backlog's WAL before the next scenario.
+        for role in ["tpl", "recv", "engine"] {
+            db.exec(&format!("SELECT pg_drop_replication_slot('{}')", slot(&db, role))).await;
+        }
+        let (base_rate, engine_rate) = (rows as f64 / baseline, rows as f64 / engine_secs);
+        println!(
+            "{:<40} {:>10.0} r/s {:>10.0} r/s {:>7.2} {:>9} MiB",
+            if quick { format!("{} /{scale}", s.name) } else { s.name.to_owned() },
+            base_rate,
+            engine_rate,
+            engine_rate / base_rate,
+            rss_kib / 1024
+        );
+    }
+}
+
+/// Creates the table, the publication and a template slot, then writes the
+/// backlog; returns the WAL position after it.
+async fn load_backlog(db: &TestDb, rows: u64, transactions: u64) -> String {
+    db.exec(
+        "CREATE TABLE bench (id bigint PRIMARY KEY, customer text, amount numeric(12,2), qty int,
+                             status text, created timestamptz, note text);
+         CREATE PUBLICATION bench_pub FOR TABLE bench;",
+    )
+    .await;
+    // Its own statement: a slot cannot be created in a transaction that wrote.
+    db.exec(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", slot(db, "tpl")))
+        .await;
+    let per_tx = rows / transactions;
+    let started = Instant::now();
+    for t in 0..transactions {
+        let (from, to) = (t * per_tx + 1, (t + 1) * per_tx);
+        // About 150 bytes per row, as in the environment's measurements.
+        db.exec(&format!(
+            "INSERT INTO bench SELECT g, 'customer-' || g, g % 10000 / 100.0, g % 7, 'pending',
+                    '2024-01-01'::timestamptz + g * interval '1 second', md5(g::text) || md5((g+1)::text)
+               FROM generate_series({from}, {to}) g"
+        ))
+        .await;
+    }
+    eprintln!("  backlog: {rows} rows in {transactions} transactions written in {:.1?}", started.elapsed());
+    let row = db
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("wal lsn");
+    row.get(0)
+}
+
+/// Slots are per cluster: name them after the database.
+fn slot(db: &TestDb, role: &str) -> String {
+    format!("{}_{role}", db.name)
+}
+
+async fn copy_slot(db: &TestDb, role: &str) {
+    let (template, copy) = (slot(db, "tpl"), slot(db, role));
+    db.exec(&format!("SELECT pg_copy_logical_replication_slot('{template}', '{copy}')"))
+        .await;
+}
+
+fn time_recvlogical(db: &TestDb, end_lsn: &str) -> f64 {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| rt.block_on(copy_slot(db, "recv")));
+    let started = Instant::now();
+    let status = Command::new("pg_recvlogical")
+        .args(["-d", &format!("host=127.0.0.1 port={} user=postgres dbname={}", db.port, db.name)])
+        .args(["-S", &slot(db, "recv"), "--start", "-P", "pgoutput", "-o", "proto_version=1"])
+        .args(["-o", "publication_names=bench_pub", "--no-loop", "-E", end_lsn, "-f", "/dev/null"])
+        .env("PGPASSWORD", pgkafka_tests::PG_PASSWORD)
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("run pg_recvlogical");
+    assert!(status.success(), "pg_recvlogical failed: {status}");
+    started.elapsed().as_secs_f64()
+}
+
+/// Runs the engine on a copy of the template slot until Kafka acknowledged
+/// every row; returns seconds and the engine's peak RSS in KiB.
+async fn time_engine(db: &TestDb, broker: &Broker, bin: &std::path::Path, rows: u64) -> (f64, u64) {
+    copy_slot(db, "engine").await;
+    let manifest = format!(
+        r#"apiVersion: pgkafka.io/v1alpha1
+kind: PgKafkaConnector
+metadata: {{name: bench}}
+spec:
+  postgres: {{host: 127.0.0.1, port: {port}, database: {db}, user: postgres,
+             passwordSecretRef: {{name: pg, key: password}}, sslMode: disable}}
+  publication: {{name: bench_pub, create: false}}
+  slot: {{name: {slot}, create: false}}
+  kafka: {{bootstrapServers: ["{bootstrap}"], topicPrefix: {db}}}
+  listeners: [{{table: bench}}]
+"#,
+        port = db.port,
+        db = db.name,
+        bootstrap = broker.bootstrap,
+        slot = slot(db, "engine"),
+    );
+    let started = Instant::now();
+    let mut engine = Engine::start(&bin.to_string_lossy(), &manifest);
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
+        let delivered = engine
+            .http_get("/status")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["counters"]["recordsDelivered"].as_u64())
+            .unwrap_or(0);
+        if delivered >= rows {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "engine too slow:\n{}", engine.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
+    engine.stop();
+    (secs, peak_kib)
+}
