@@ -44,7 +44,6 @@ install() {
   pg_bindir >/dev/null 2>&1 || need+=(postgresql-15 postgresql-client-15)
   command -v pg_recvlogical >/dev/null 2>&1 || need+=(postgresql-client-15)
   dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
-  dpkg -s libsasl2-dev >/dev/null 2>&1 || need+=(libsasl2-dev)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   command -v make >/dev/null 2>&1 || need+=(make)
   if [ ${#need[@]} -gt 0 ]; then

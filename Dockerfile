@@ -1,0 +1,18 @@
+# One image with both binaries, built from this repository:
+#   docker build -t pgkafka:dev .
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config cmake \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p pgkafka-connector -p pgkafka-operator \
+    && cp target/release/pgkafka-connector target/release/pgkafka-operator /usr/local/bin/
+
+# distroless/cc has glibc and libgcc; OpenSSL comes from the build stage.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /usr/lib/x86_64-linux-gnu/libssl.so.3 /usr/lib/x86_64-linux-gnu/libcrypto.so.3 /usr/lib/x86_64-linux-gnu/
+COPY --from=build /usr/local/bin/pgkafka-connector /usr/local/bin/pgkafka-operator /usr/local/bin/
+USER nonroot:nonroot
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/pgkafka-connector"]
+CMD ["--help"]
