@@ -128,10 +128,12 @@ pub struct TestDb {
 impl TestDb {
     /// Runs SQL statements.
     pub async fn exec(&self, sql: &str) {
-        self.client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("SQL failed: {}\n{sql}", pgkafka_connector::error::postgres_detail(&e)));
+        self.client.batch_execute(sql).await.unwrap_or_else(|e| {
+            panic!(
+                "SQL failed: {}\n{sql}",
+                pgkafka_connector::error::postgres_detail(&e)
+            )
+        });
     }
 
     /// The slot's `confirmed_flush_lsn` as a number (0 when unset or missing).

@@ -68,7 +68,11 @@ async fn changes_arrive_in_order_with_envelopes_and_keys() {
     // Kafka orders records within a partition: there, WAL order must hold.
     let lsn = |r: &pgkafka_tests::Consumed| r.value["source"]["lsn"].as_u64().unwrap_or_default();
     for pair in got.windows(2).filter(|w| w[0].partition == w[1].partition) {
-        assert!(lsn(&pair[0]) < lsn(&pair[1]), "out of order in partition {}: {pair:#?}", pair[0].partition);
+        assert!(
+            lsn(&pair[0]) < lsn(&pair[1]),
+            "out of order in partition {}: {pair:#?}",
+            pair[0].partition
+        );
     }
     // Across partitions the change LSN restores the commit order.
     got.sort_by_key(lsn);

@@ -45,9 +45,16 @@ async fn main() {
     let pg = Postgres::start("logical");
     let broker = Broker::start();
     let bin = engine_binary();
-    assert!(bin.exists(), "{} missing: cargo build --release -p pgkafka-connector", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p pgkafka-connector",
+        bin.display()
+    );
     println!("pgkafka benchmark (engine: {})", bin.display());
-    println!("{:<40} {:>14} {:>14} {:>7} {:>12}", "scenario", "pg_recvlogical", "engine", "ratio", "engine RSS");
+    println!(
+        "{:<40} {:>14} {:>14} {:>7} {:>12}",
+        "scenario", "pg_recvlogical", "engine", "ratio", "engine RSS"
+    );
     for s in SCENARIOS {
         let scale = if quick { 10 } else { 1 };
         let (rows, txs) = (s.rows / scale, (s.transactions / scale).max(1));
@@ -57,12 +64,20 @@ async fn main() {
         let (engine_secs, rss_kib) = time_engine(&db, &broker, &bin, rows).await;
         // Free the backlog's WAL before the next scenario.
         for role in ["tpl", "recv", "engine"] {
-            db.exec(&format!("SELECT pg_drop_replication_slot('{}')", slot(&db, role))).await;
+            db.exec(&format!(
+                "SELECT pg_drop_replication_slot('{}')",
+                slot(&db, role)
+            ))
+            .await;
         }
         let (base_rate, engine_rate) = (rows as f64 / baseline, rows as f64 / engine_secs);
         println!(
             "{:<40} {:>10.0} r/s {:>10.0} r/s {:>7.2} {:>9} MiB",
-            if quick { format!("{} /{scale}", s.name) } else { s.name.to_owned() },
+            if quick {
+                format!("{} /{scale}", s.name)
+            } else {
+                s.name.to_owned()
+            },
             base_rate,
             engine_rate,
             engine_rate / base_rate,
@@ -81,8 +96,11 @@ async fn load_backlog(db: &TestDb, rows: u64, transactions: u64) -> String {
     )
     .await;
     // Its own statement: a slot cannot be created in a transaction that wrote.
-    db.exec(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", slot(db, "tpl")))
-        .await;
+    db.exec(&format!(
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+        slot(db, "tpl")
+    ))
+    .await;
     let per_tx = rows / transactions;
     let started = Instant::now();
     for t in 0..transactions {
@@ -95,7 +113,10 @@ async fn load_backlog(db: &TestDb, rows: u64, transactions: u64) -> String {
         ))
         .await;
     }
-    eprintln!("  backlog: {rows} rows in {transactions} transactions written in {:.1?}", started.elapsed());
+    eprintln!(
+        "  backlog: {rows} rows in {transactions} transactions written in {:.1?}",
+        started.elapsed()
+    );
     let row = db
         .client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -111,8 +132,10 @@ fn slot(db: &TestDb, role: &str) -> String {
 
 async fn copy_slot(db: &TestDb, role: &str) {
     let (template, copy) = (slot(db, "tpl"), slot(db, role));
-    db.exec(&format!("SELECT pg_copy_logical_replication_slot('{template}', '{copy}')"))
-        .await;
+    db.exec(&format!(
+        "SELECT pg_copy_logical_replication_slot('{template}', '{copy}')"
+    ))
+    .await;
 }
 
 fn time_recvlogical(db: &TestDb, end_lsn: &str) -> f64 {
@@ -120,9 +143,31 @@ fn time_recvlogical(db: &TestDb, end_lsn: &str) -> f64 {
     tokio::task::block_in_place(|| rt.block_on(copy_slot(db, "recv")));
     let started = Instant::now();
     let status = Command::new("pg_recvlogical")
-        .args(["-d", &format!("host=127.0.0.1 port={} user=postgres dbname={}", db.port, db.name)])
-        .args(["-S", &slot(db, "recv"), "--start", "-P", "pgoutput", "-o", "proto_version=1"])
-        .args(["-o", "publication_names=bench_pub", "--no-loop", "-E", end_lsn, "-f", "/dev/null"])
+        .args([
+            "-d",
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={}",
+                db.port, db.name
+            ),
+        ])
+        .args([
+            "-S",
+            &slot(db, "recv"),
+            "--start",
+            "-P",
+            "pgoutput",
+            "-o",
+            "proto_version=1",
+        ])
+        .args([
+            "-o",
+            "publication_names=bench_pub",
+            "--no-loop",
+            "-E",
+            end_lsn,
+            "-f",
+            "/dev/null",
+        ])
         .env("PGPASSWORD", pgkafka_tests::PG_PASSWORD)
         .stderr(Stdio::inherit())
         .status()
@@ -165,7 +210,11 @@ spec:
         if delivered >= rows {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1800), "engine too slow:\n{}", engine.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "engine too slow:\n{}",
+            engine.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
