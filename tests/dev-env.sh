@@ -11,9 +11,10 @@
 #   tests/dev-env.sh bench [--quick] the throughput benchmark (release build)
 #
 # Building blocks the Rust test support calls:
-#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL]]
+#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL [tls]]]
 #                                    start a cluster in DIR; prints its port;
-#                                    stops and deletes it when PID exits
+#                                    stops and deletes it when PID exits;
+#                                    `tls`: with a CA in DIR/tls/ca.crt
 #   tests/dev-env.sh pg-down DIR     stop it
 #   tests/dev-env.sh tansu-bin       print the Tansu binary's path
 #
@@ -46,6 +47,7 @@ install() {
   dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   command -v make >/dev/null 2>&1 || need+=(make)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get update -qq
@@ -79,8 +81,23 @@ as_pg() {
   fi
 }
 
+# A CA and a server certificate for localhost (DNS name only, no IP SAN, so
+# verify-full against 127.0.0.1 must fail while verify-ca passes).
+make_certs() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=pgkafka test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\n' >"$dir/ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 30 \
+    -extfile "$dir/ext" -out "$dir/server.crt" 2>/dev/null
+  chmod 600 "$dir/server.key"
+  chmod 644 "$dir/ca.crt" "$dir/server.crt"
+}
+
 pg_up() {
-  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} bindir port
+  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} tls=${4:-} bindir port ssl_opts=""
   bindir=$(pg_bindir) || { log "PostgreSQL 15 is not installed: run tests/dev-env.sh install"; exit 1; }
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
@@ -96,11 +113,16 @@ pg_up() {
       --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_pg mkdir -p "$dir/sock"
   fi
+  if [ "$tls" = tls ]; then
+    make_certs "$dir/tls"
+    [ "$(id -u)" = 0 ] && chown -R "$PG_USER_OS" "$dir/tls"
+    ssl_opts="-c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key"
+  fi
   port=$(free_port)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
     "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c wal_level=$wal_level \
      -c max_replication_slots=20 -c max_wal_senders=20 -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=200" >/dev/null
+     -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=200 $ssl_opts" >/dev/null
   if [ -n "$watch_pid" ]; then
     # Stop the cluster when the process that asked for it is gone, however it ended.
     (trap '' HUP; while kill -0 "$watch_pid" 2>/dev/null; do sleep 1; done; pg_down "$dir"; rm -rf "$dir") \
@@ -211,7 +233,7 @@ case "$cmd" in
   quickstart) quickstart ;;
   test) run_tests ;;
   bench) shift; bench "$@" ;;
-  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" ;;
+  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;

@@ -66,7 +66,8 @@ pub async fn run(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let client = connection::connect_sql(&cfg).await?;
+    let verified_name = crate::source::tls::VerifiedName::default();
+    let client = connection::connect_sql(&cfg, &verified_name).await?;
     let provisioned = provision::provision(&client, &cfg.spec).await?;
     drop(client);
     let mut flushed = provisioned.confirmed_flush;
@@ -87,6 +88,7 @@ pub async fn run(
             flushed,
             provisioned.primary_keys.clone(),
         );
+        session.verified_name = verified_name.get();
         let result = session.run(start, &mut shutdown).await;
         metrics.streaming.set(0);
         flushed = flushed.max(session.tracker.flushed());
@@ -129,6 +131,7 @@ struct Session<'a> {
     pipeline: Pipeline,
     current: Option<u64>,
     records: Vec<Record>,
+    verified_name: Option<String>,
 }
 
 impl<'a> Session<'a> {
@@ -147,6 +150,7 @@ impl<'a> Session<'a> {
             pipeline: Pipeline::new(&cfg.name, &cfg.spec, primary_keys),
             current: None,
             records: Vec::new(),
+            verified_name: None,
         }
     }
 
@@ -154,8 +158,12 @@ impl<'a> Session<'a> {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let sink = KafkaSink::new(&self.cfg.spec.kafka, events_tx)?;
         sink.ensure_topics(&self.pipeline.topics()).await?;
-        let mut repl =
-            ReplicationClient::connect(connection::replication_config(self.cfg, start)).await?;
+        let mut repl = ReplicationClient::connect(connection::replication_config(
+            self.cfg,
+            start,
+            self.verified_name.clone(),
+        ))
+        .await?;
         repl.wait_started().await?;
         self.metrics.streaming.set(1);
         tracing::info!(slot = %self.cfg.spec.slot.name, from = %self.tracker.flushed(), "streaming");

@@ -63,6 +63,8 @@ pub fn free_port() -> u16 {
 pub struct Postgres {
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// The cluster's directory.
+    pub dir: PathBuf,
 }
 
 impl Postgres {
@@ -74,14 +76,30 @@ impl Postgres {
 
     /// A new cluster with the given `wal_level`.
     pub fn start(wal_level: &str) -> Postgres {
+        Postgres::start_with(wal_level, "")
+    }
+
+    /// A new cluster serving TLS with a certificate for `localhost` signed by
+    /// the CA in [`Postgres::ca_file`].
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with("logical", "tls")
+    }
+
+    fn start_with(wal_level: &str, tls: &str) -> Postgres {
         let dir = std::env::temp_dir().join(unique("pgkafka-pg"));
         let pid = std::process::id().to_string();
-        let port = dev_env(&["pg-up", &dir.to_string_lossy(), &pid, wal_level]);
+        let port = dev_env(&["pg-up", &dir.to_string_lossy(), &pid, wal_level, tls]);
         Postgres {
             port: port
                 .parse()
                 .unwrap_or_else(|_| panic!("pg-up printed {port:?}, not a port")),
+            dir,
         }
+    }
+
+    /// The CA that signed a TLS cluster's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.crt")
     }
 
     /// Connects to `database` as the superuser.
@@ -278,14 +296,18 @@ impl Engine {
     /// Writes `manifest` and a secrets directory holding the test password,
     /// then starts `bin run -f manifest`.
     pub fn start(bin: &str, manifest: &str) -> Engine {
-        Engine::start_with_password(bin, manifest, PG_PASSWORD)
+        Engine::start_with_secrets(bin, manifest, &[("pg/password", PG_PASSWORD)])
     }
 
-    /// [`Engine::start`] with another password in the secret `pg/password`.
-    pub fn start_with_password(bin: &str, manifest: &str, password: &str) -> Engine {
+    /// [`Engine::start`] with the given secrets, as (`name/key`, value).
+    pub fn start_with_secrets(bin: &str, manifest: &str, secrets: &[(&str, &str)]) -> Engine {
         let dir = std::env::temp_dir().join(unique("pgkafka-engine"));
-        std::fs::create_dir_all(dir.join("secrets/pg")).expect("engine dir");
-        std::fs::write(dir.join("secrets/pg/password"), password).expect("secret");
+        std::fs::create_dir_all(&dir).expect("engine dir");
+        for (path, value) in secrets {
+            let file = dir.join("secrets").join(path);
+            std::fs::create_dir_all(file.parent().expect("name/key")).expect("secret dir");
+            std::fs::write(file, value).expect("secret");
+        }
         std::fs::write(dir.join("connector.yaml"), manifest).expect("manifest");
         let mut engine = Engine {
             child: None,

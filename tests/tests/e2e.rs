@@ -167,6 +167,27 @@ async fn idle_and_filtered_stream_still_advances_the_slot() {
         || async { db.confirmed_flush(&slot).await >= target },
     )
     .await;
+
+    // The engine reports the same position the slot holds.
+    let (code, body) = engine.http_get("/status").expect("/status answers");
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).expect("/status is JSON");
+    let reported: pgkafka_connector::lsn::Lsn = status["confirmedFlushLSN"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("confirmedFlushLSN");
+    assert!(reported.0 >= target, "{status}");
+    assert_eq!(status["slot"], slot.as_str());
+    assert_eq!(status["streaming"], true);
+    let (_, metrics) = engine.http_get("/metrics").expect("/metrics answers");
+    for name in [
+        "pgkafka_transactions_total",
+        "pgkafka_confirmed_flush_lsn",
+        "pgkafka_wal_end_lsn",
+        "pgkafka_in_flight_records",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     assert_eq!(engine.stop(), Some(0));
 }
 
@@ -338,7 +359,7 @@ async fn broker_loss_holds_the_slot_and_recovers_without_restart() {
 /// Runs the engine on `manifest` and returns its exit code and log: it must
 /// stop by itself.
 fn run_to_failure(manifest: &str, password: &str) -> (Option<i32>, String) {
-    let mut engine = Engine::start_with_password(ENGINE, manifest, password);
+    let mut engine = Engine::start_with_secrets(ENGINE, manifest, &[("pg/password", password)]);
     engine.wait_exit(LONG)
 }
 
@@ -428,4 +449,72 @@ async fn bad_input_gets_a_clear_error_naming_the_field() {
         "{log}"
     );
     assert!(log.contains("wal_level = logical"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_modes_encrypt_and_verify_as_libpq_does() {
+    let pg = Postgres::start_tls();
+    let db = pg.fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE t (id int PRIMARY KEY)").await;
+    let ca = std::fs::read_to_string(pg.ca_file()).expect("CA");
+    // A certificate that did not sign the server's: verification must fail.
+    let not_the_ca = std::fs::read_to_string(pg.dir.join("tls/server.crt")).expect("server cert");
+    let cases = [
+        ("require", "127.0.0.1", &ca, None),
+        ("verify-ca", "127.0.0.1", &ca, None),
+        ("verify-full", "localhost", &ca, None),
+        ("verify-full", "127.0.0.1", &ca, Some("certificate")),
+        ("verify-ca", "localhost", &not_the_ca, Some("certificate")),
+    ];
+    for (mode, host, ca_pem, failure) in cases {
+        let name = unique("tls");
+        let m = manifest(
+            &name,
+            &db,
+            &broker.bootstrap,
+            &unique("s"),
+            "    - table: t",
+        )
+        .replace("host: 127.0.0.1", &format!("host: {host}"))
+        .replace(
+            "sslMode: disable",
+            &format!("sslMode: {mode}\n    caSecretRef: {{name: pg-ca, key: ca.crt}}"),
+        );
+        let secrets = [
+            ("pg/password", pgkafka_tests::PG_PASSWORD),
+            ("pg-ca/ca.crt", ca_pem.as_str()),
+        ];
+        let mut engine = Engine::start_with_secrets(ENGINE, &m, &secrets);
+        if let Some(expected) = failure {
+            let (code, log) = engine.wait_exit(LONG);
+            assert_eq!(code, Some(1), "{mode} {host}: {log}");
+            assert!(
+                log.contains(expected) && log.contains("spec.postgres"),
+                "{mode} {host}: {log}"
+            );
+            continue;
+        }
+        engine.wait_streaming();
+        let row = db
+            .client
+            .query_one(
+                "SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                  WHERE a.application_name = $1",
+                &[&format!("pgkafka-{name}")],
+            )
+            .await
+            .expect("pg_stat_ssl");
+        let (sessions, all_tls): (i64, bool) = (row.get(0), row.get(1));
+        assert!(
+            sessions >= 1 && all_tls,
+            "{mode} {host}: {sessions} sessions, all TLS: {all_tls}"
+        );
+        assert_eq!(
+            engine.stop(),
+            Some(0),
+            "{mode} {host}: {}",
+            engine.log_text()
+        );
+    }
 }

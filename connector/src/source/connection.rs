@@ -7,6 +7,7 @@ use pgkafka_crds::SslMode;
 use pgwire_replication::{ReplicationConfig, TlsConfig};
 use tokio_postgres::Client;
 
+use super::tls::VerifiedName;
 use crate::config::EngineConfig;
 use crate::decode::values::SESSION_OPTIONS;
 use crate::error::Error;
@@ -19,7 +20,8 @@ pub fn describe_target(cfg: &EngineConfig) -> String {
 }
 
 /// Opens a SQL session; the connection task runs until the client is dropped.
-pub async fn connect_sql(cfg: &EngineConfig) -> Result<Client, Error> {
+/// Under `verify-ca`, `verified` learns the name in the server's certificate.
+pub async fn connect_sql(cfg: &EngineConfig, verified: &VerifiedName) -> Result<Client, Error> {
     let pg = &cfg.spec.postgres;
     let mut config = tokio_postgres::Config::new();
     config
@@ -33,7 +35,7 @@ pub async fn connect_sql(cfg: &EngineConfig) -> Result<Client, Error> {
         config.password(cfg.password.expose());
     }
     let wrap = |source| Error::connect(describe_target(cfg), source);
-    match super::tls::client_config(pg.ssl_mode, cfg.ca_file.as_deref())? {
+    match super::tls::client_config(pg.ssl_mode, cfg.ca_file.as_deref(), verified)? {
         None => {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(wrap)?;
@@ -55,7 +57,12 @@ pub async fn connect_sql(cfg: &EngineConfig) -> Result<Client, Error> {
 
 /// The replication stream's configuration, starting at `start` (zero: the
 /// slot's confirmed position) with `start` already acknowledged.
-pub fn replication_config(cfg: &EngineConfig, start: Lsn) -> ReplicationConfig {
+/// `verified_name`: see [`VerifiedName`].
+pub fn replication_config(
+    cfg: &EngineConfig,
+    start: Lsn,
+    verified_name: Option<String>,
+) -> ReplicationConfig {
     let pg = &cfg.spec.postgres;
     let tls = match pg.ssl_mode {
         SslMode::Disable => TlsConfig::disabled(),
@@ -64,7 +71,10 @@ pub fn replication_config(cfg: &EngineConfig, start: Lsn) -> ReplicationConfig {
             ..TlsConfig::disabled()
         },
         SslMode::Require => TlsConfig::require(),
-        SslMode::VerifyCa => TlsConfig::verify_ca(cfg.ca_file.clone()),
+        SslMode::VerifyCa => match verified_name {
+            Some(name) => TlsConfig::verify_ca(cfg.ca_file.clone()).with_sni_hostname(name),
+            None => TlsConfig::verify_ca(cfg.ca_file.clone()),
+        },
         SslMode::VerifyFull => TlsConfig::verify_full(cfg.ca_file.clone()),
     };
     // The crate writes the publication name unquoted into the option list,

@@ -3,7 +3,7 @@
 //! `verify-full` checks the chain and the host name.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pgkafka_crds::SslMode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -26,10 +26,37 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The DNS name of the last certificate whose chain `verify-ca` accepted.
+///
+/// The replication client's own `verify-ca` still checks the host name with
+/// current rustls (it misses `NotValidForNameContext`), so the engine gives it
+/// the name the certificate carries, learnt here on the SQL connection; its
+/// chain is still verified against the CA on every connection.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedName(Arc<Mutex<Option<String>>>);
+
+impl VerifiedName {
+    /// The name, once a certificate was verified.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|n| n.clone())
+    }
+
+    fn set(&self, cert: &CertificateDer<'_>) {
+        let name = webpki::EndEntityCert::try_from(cert)
+            .ok()
+            .and_then(|c| c.valid_dns_names().next().map(str::to_owned));
+        if let (Some(name), Ok(mut slot)) = (name, self.0.lock()) {
+            *slot = Some(name);
+        }
+    }
+}
+
 /// The rustls client configuration for `mode`; `None` for `disable`.
+/// `verified` learns the certificate's name under `verify-ca`.
 pub fn client_config(
     mode: SslMode,
     ca_file: Option<&Path>,
+    verified: &VerifiedName,
 ) -> Result<Option<rustls::ClientConfig>, Error> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -46,7 +73,7 @@ pub fn client_config(
                 .build()
                 .map_err(|e| tls_error(format!("CA bundle: {e}")))?;
             let verifier: Arc<dyn ServerCertVerifier> = if mode == SslMode::VerifyCa {
-                Arc::new(ChainOnly(webpki))
+                Arc::new(ChainOnly(webpki, verified.clone()))
             } else {
                 webpki
             };
@@ -138,7 +165,7 @@ impl ServerCertVerifier for NoVerification {
 
 /// `verify-ca`: the chain must lead to the CA; the host name is not checked.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct ChainOnly(Arc<WebPkiServerVerifier>, VerifiedName);
 
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
@@ -149,15 +176,21 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
+        let verdict =
+            match self
+                .0
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            };
+        if verdict.is_ok() {
+            self.1.set(end_entity);
         }
+        verdict
     }
     fn verify_tls12_signature(
         &self,
