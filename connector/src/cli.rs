@@ -93,7 +93,10 @@ pub fn main() -> ExitCode {
         } => {
             init_logging(log_format);
             tls::install_default_provider();
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

@@ -1,15 +1,17 @@
 //! From decoded pgoutput messages to Kafka records: which listener a change
 //! belongs to, whether it captures that action, and one record per target.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable};
 
 use crate::decode::pgoutput::{Datum, Message, OldTuple};
 use crate::decode::relations::{KeyPolicy, Relation, RelationCache, UnknownKeyColumn};
 use crate::lsn::Lsn;
-use crate::sink::Record;
+use crate::sink::{Record, TxHeaders};
 use crate::transform::encode::{
     write_envelope, write_key, Change, EnvelopeContext, Op, Row, TxInfo,
 };
@@ -66,6 +68,8 @@ pub struct Pipeline {
     relations: RelationCache,
     envelope: EnvelopeContext,
     tx: Option<TxInfo>,
+    tx_headers: Option<Arc<TxHeaders>>,
+    payload_hint: Cell<usize>,
 }
 
 impl Pipeline {
@@ -115,6 +119,8 @@ impl Pipeline {
                 database: spec.postgres.database.clone(),
             },
             tx: None,
+            tx_headers: None,
+            payload_hint: Cell::new(256),
         }
     }
 
@@ -150,6 +156,7 @@ impl Pipeline {
                     commit_time_us,
                 };
                 self.tx = Some(tx);
+                self.tx_headers = Some(Arc::new(TxHeaders::new(final_lsn, xid)));
                 return Ok(Boundary::Begin(tx));
             }
             Message::Commit { end_lsn, .. } => {
@@ -250,20 +257,25 @@ impl Pipeline {
             lsn,
             tx,
         };
-        let mut payload = Vec::with_capacity(256);
+        // Envelopes of one table are alike in size: start from the last one's.
+        let mut payload = Vec::with_capacity(self.payload_hint.get());
         write_envelope(&mut payload, &self.envelope, &change, now_ms);
+        self.payload_hint.set(payload.len() + 64);
+        let headers = self
+            .tx_headers
+            .clone()
+            .ok_or(PipelineError::NoTransaction)?;
         let key = record_key(
             relation,
             new.map(Vec::as_slice).or(old.map(OldTuple::datums)),
         );
-        let payload: Arc<[u8]> = payload.into();
+        let payload = Bytes::from(payload);
         for topic in &listener.topics {
             out.push(Record {
                 topic: Arc::clone(topic),
                 key: key.clone(),
-                payload: Arc::clone(&payload),
-                commit_lsn: tx.commit_lsn,
-                xid: tx.xid,
+                payload: payload.clone(),
+                tx: Arc::clone(&headers),
             });
         }
         Ok(())
@@ -278,17 +290,16 @@ fn old_row(old: Option<&OldTuple>) -> Row<'_> {
     }
 }
 
-fn record_key(relation: &Relation, row: Option<&[Datum]>) -> Option<Arc<[u8]>> {
+fn record_key(relation: &Relation, row: Option<&[Datum]>) -> Option<Bytes> {
     let row = row?;
     let mut key = Vec::with_capacity(32);
-    write_key(&mut key, relation, row).then(|| key.into())
+    write_key(&mut key, relation, row).then(|| Bytes::from(key))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::pgoutput::{Column, RelationBody};
-    use bytes::Bytes;
 
     fn spec() -> PgKafkaConnectorSpec {
         serde_yaml::from_str(
@@ -408,7 +419,7 @@ listeners:
                 ("audit", br#"{"id":1}"#),
             ]
         );
-        assert!(out.iter().all(|r| r.commit_lsn == Lsn(100) && r.xid == 5));
+        assert!(out.iter().all(|r| *r.tx == TxHeaders::new(Lsn(100), 5)));
     }
 
     #[test]

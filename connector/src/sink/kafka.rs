@@ -188,16 +188,14 @@ impl KafkaSink {
 
     /// Queues one record of transaction `seq`.
     pub fn send(&self, record: &Record, seq: u64) -> Result<(), SendError> {
-        let lsn = record.commit_lsn.to_string();
-        let xid = record.xid.to_string();
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: HEADER_COMMIT_LSN,
-                value: Some(lsn.as_bytes()),
+                value: Some(record.tx.commit_lsn.as_bytes()),
             })
             .insert(Header {
                 key: HEADER_TXID,
-                value: Some(xid.as_bytes()),
+                value: Some(record.tx.xid.as_bytes()),
             });
         let mut msg = BaseRecord::with_opaque_to(&record.topic, seq as usize)
             .payload(&*record.payload)

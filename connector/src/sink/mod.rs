@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::lsn::Lsn;
 
 pub mod kafka;
@@ -17,13 +19,30 @@ pub struct Record {
     /// Destination topic.
     pub topic: Arc<str>,
     /// Message key (JSON of the key columns), if the table has one.
-    pub key: Option<Arc<[u8]>>,
+    pub key: Option<Bytes>,
     /// Message value (the envelope).
-    pub payload: Arc<[u8]>,
-    /// Commit LSN of the source transaction (a header).
-    pub commit_lsn: Lsn,
-    /// Source transaction id (a header).
-    pub xid: u32,
+    pub payload: Bytes,
+    /// Header values of the source transaction, shared by its records.
+    pub tx: Arc<TxHeaders>,
+}
+
+/// The headers every record of one transaction carries, rendered once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxHeaders {
+    /// Commit LSN, `0/16B3748`.
+    pub commit_lsn: String,
+    /// Transaction id.
+    pub xid: String,
+}
+
+impl TxHeaders {
+    /// Renders the header values of a transaction.
+    pub fn new(commit_lsn: Lsn, xid: u32) -> Self {
+        TxHeaders {
+            commit_lsn: commit_lsn.to_string(),
+            xid: xid.to_string(),
+        }
+    }
 }
 
 impl Record {

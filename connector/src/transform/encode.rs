@@ -2,6 +2,8 @@
 //! byte buffers:
 //! `{"before":…,"after":…,"source":{…},"op":"c","ts_ms":…}`.
 
+use std::io::Write as _;
+
 use crate::decode::pgoutput::Datum;
 use crate::decode::relations::Relation;
 use crate::decode::values::{write_binary_value, write_str, write_text_value, UNAVAILABLE_VALUE};
@@ -100,7 +102,7 @@ pub fn write_envelope(out: &mut Vec<u8>, ctx: &EnvelopeContext, change: &Change<
     out.extend_from_slice(b"\",\"connector\":\"postgresql\",\"name\":");
     write_str(out, &ctx.name);
     out.extend_from_slice(b",\"ts_ms\":");
-    out.extend_from_slice(change.tx.commit_ms().to_string().as_bytes());
+    write_int(out, change.tx.commit_ms());
     out.extend_from_slice(b",\"snapshot\":\"false\",\"db\":");
     write_str(out, &ctx.database);
     out.extend_from_slice(b",\"schema\":");
@@ -108,16 +110,22 @@ pub fn write_envelope(out: &mut Vec<u8>, ctx: &EnvelopeContext, change: &Change<
     out.extend_from_slice(b",\"table\":");
     write_str(out, &change.relation.table.name);
     out.extend_from_slice(b",\"txId\":");
-    out.extend_from_slice(change.tx.xid.to_string().as_bytes());
+    write_int(out, change.tx.xid);
     out.extend_from_slice(b",\"lsn\":");
-    out.extend_from_slice(change.lsn.0.to_string().as_bytes());
+    write_int(out, change.lsn.0);
     out.extend_from_slice(b",\"commitLsn\":");
-    write_str(out, &change.tx.commit_lsn.to_string());
+    let _ = write!(out, "\"{}\"", change.tx.commit_lsn);
     out.extend_from_slice(b"},\"op\":\"");
     out.extend_from_slice(change.op.code().as_bytes());
     out.extend_from_slice(b"\",\"ts_ms\":");
-    out.extend_from_slice(now_ms.to_string().as_bytes());
+    write_int(out, now_ms);
     out.push(b'}');
+}
+
+/// Appends an integer's decimal digits without allocating.
+fn write_int(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// Writes the record key, `{"id":1}`, from the key columns of `row`. `false`

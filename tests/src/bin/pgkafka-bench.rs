@@ -41,7 +41,17 @@ fn engine_binary() -> PathBuf {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // Each contender drains its own copy of the slot this many times and the
+    // medians are reported: a 2-core machine shared with the database and the
+    // broker is noisy.
+    let runs: usize = args
+        .iter()
+        .skip_while(|a| *a != "--runs")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
     let pg = Postgres::start("logical");
     let broker = Broker::start();
     let bin = engine_binary();
@@ -50,40 +60,71 @@ async fn main() {
         "{} missing: cargo build --release -p pgkafka-connector",
         bin.display()
     );
-    println!("pgkafka benchmark (engine: {})", bin.display());
     println!(
-        "{:<40} {:>14} {:>14} {:>7} {:>12}",
-        "scenario", "pg_recvlogical", "engine", "ratio", "engine RSS"
+        "pgkafka benchmark (engine: {}), medians of {runs} runs",
+        bin.display()
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>6} {:>12} {:>10}",
+        "scenario", "pg_recvlogical", "engine", "ratio", "ratio range", "engine RSS"
     );
     for s in SCENARIOS {
         let scale = if quick { 10 } else { 1 };
         let (rows, txs) = (s.rows / scale, (s.transactions / scale).max(1));
         let db = pg.fresh_database().await;
         let end_lsn = load_backlog(&db, rows, txs).await;
-        let baseline = time_recvlogical(&db, &end_lsn);
-        let (engine_secs, rss_kib) = time_engine(&db, &broker, &bin, rows).await;
-        // Free the backlog's WAL before the next scenario.
-        for role in ["tpl", "recv", "engine"] {
-            db.exec(&format!(
-                "SELECT pg_drop_replication_slot('{}')",
-                slot(&db, role)
-            ))
-            .await;
+        let (mut base_rates, mut engine_rates, mut ratios, mut rss_kib) =
+            (vec![], vec![], vec![], 0);
+        for _ in 0..runs {
+            let baseline = rows as f64 / time_recvlogical(&db, &end_lsn);
+            let (engine_secs, rss) = time_engine(&db, &broker, &bin, rows).await;
+            let engine = rows as f64 / engine_secs;
+            // The copies hold WAL: drop them before the next run.
+            for role in ["recv", "engine"] {
+                drop_slot(&db, role).await;
+            }
+            eprintln!("  run: pg_recvlogical {baseline:.0} r/s, engine {engine:.0} r/s");
+            base_rates.push(baseline);
+            engine_rates.push(engine);
+            ratios.push(engine / baseline);
+            rss_kib = rss_kib.max(rss);
         }
-        let (base_rate, engine_rate) = (rows as f64 / baseline, rows as f64 / engine_secs);
+        drop_slot(&db, "tpl").await;
+        let (lo, hi) = (min(&ratios), max(&ratios));
+        let label = if quick {
+            format!("{} /{scale}", s.name)
+        } else {
+            s.name.to_owned()
+        };
         println!(
-            "{:<40} {:>10.0} r/s {:>10.0} r/s {:>7.2} {:>9} MiB",
-            if quick {
-                format!("{} /{scale}", s.name)
-            } else {
-                s.name.to_owned()
-            },
-            base_rate,
-            engine_rate,
-            engine_rate / base_rate,
+            "{label:<40} {:>10.0} r/s {:>10.0} r/s {:>6.2} {lo:>5.2}-{hi:<6.2} {:>6} MiB",
+            median(&mut base_rates),
+            median(&mut engine_rates),
+            median(&mut ratios),
             rss_kib / 1024
         );
     }
+}
+
+async fn drop_slot(db: &TestDb, role: &str) {
+    db.exec(&format!(
+        "SELECT pg_drop_replication_slot('{}')",
+        slot(db, role)
+    ))
+    .await;
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
 }
 
 /// Creates the table, the publication and a template slot, then writes the
