@@ -244,9 +244,9 @@ impl<'a> Session<'a> {
                     .delivered(seq, bytes)
                     .map_err(|e| Error::Internal(e.to_string()))
             }
-            Some(SinkEvent::Failed { error, .. }) => {
+            Some(SinkEvent::Failed { topic, error, .. }) => {
                 self.metrics.delivery_errors.inc();
-                Err(Error::Delivery(error))
+                Err(Error::delivery(topic, error))
             }
             Some(SinkEvent::Fatal(reason)) => Err(Error::ProducerFatal(reason)),
             None => Err(Error::Internal(
@@ -360,7 +360,9 @@ impl<'a> Session<'a> {
                     let event = events.recv().await;
                     self.on_sink_event(event)?;
                 }
-                Err(SendError::Kafka(e)) => return Err(Error::Kafka(e)),
+                Err(SendError::Kafka(e)) => {
+                    return Err(Error::delivery(record.topic.to_string(), e))
+                }
             }
         }
     }

@@ -92,8 +92,22 @@ pub enum Error {
     #[error("kafka: {0}")]
     Kafka(#[source] rdkafka::error::KafkaError),
     /// A record could not be delivered after librdkafka's retries.
-    #[error("kafka refused a record: {0}")]
-    Delivery(#[source] rdkafka::error::KafkaError),
+    #[error("kafka did not acknowledge a record for topic {topic}: {source}")]
+    Delivery {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        source: rdkafka::error::KafkaError,
+    },
+    /// Kafka refuses a record and would refuse it again (too large, not
+    /// authorized): the engine stops before the slot moves past it.
+    #[error("kafka refuses records for topic {topic} ({source}); the slot stays before this change. Fix the cause (for a size limit: the topic's max.message.bytes and the producer's message.max.bytes in spec.kafka.properties) and restart")]
+    Refused {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        source: rdkafka::error::KafkaError,
+    },
     /// The producer entered a fatal state and must be rebuilt.
     #[error("kafka producer failed fatally: {0}")]
     ProducerFatal(String),
@@ -132,6 +146,29 @@ pub fn postgres_detail(e: &tokio_postgres::Error) -> String {
 }
 
 impl Error {
+    /// A record of `topic` that Kafka did not take: [`Error::Refused`] when
+    /// retrying cannot help, else [`Error::Delivery`].
+    pub fn delivery(topic: String, source: rdkafka::error::KafkaError) -> Self {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let permanent = matches!(
+            source.rdkafka_error_code(),
+            Some(
+                C::MessageSizeTooLarge
+                    | C::InvalidMessageSize
+                    | C::TopicAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::InvalidRecord
+                    | C::PolicyViolation
+                    | C::InvalidTopic
+            )
+        );
+        if permanent {
+            Error::Refused { topic, source }
+        } else {
+            Error::Delivery { topic, source }
+        }
+    }
+
     /// A failed connection attempt to `target`.
     pub fn connect(target: String, source: tokio_postgres::Error) -> Self {
         Error::Connect {
@@ -158,7 +195,7 @@ impl Error {
         match self {
             Error::Connect { .. }
             | Error::Kafka(_)
-            | Error::Delivery(_)
+            | Error::Delivery { .. }
             | Error::ProducerFatal(_) => true,
             Error::Postgres { source, .. } => source.is_closed() || source.code().is_none(),
             Error::Replication(e) => {
@@ -172,6 +209,7 @@ impl Error {
             | Error::Decode { .. }
             | Error::Pipeline(_)
             | Error::KafkaConfig(_)
+            | Error::Refused { .. }
             | Error::Http { .. }
             | Error::Internal(_) => false,
         }

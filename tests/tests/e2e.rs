@@ -518,3 +518,45 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_kafka_refuses_stops_the_engine_before_the_slot_moves() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        .await;
+    let name = unique("big");
+    let prefix = unique("g");
+    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: docs").replace(
+        "properties: {",
+        "properties: {message.max.bytes: \"4000\", ",
+    );
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    db.exec("INSERT INTO docs VALUES (1, 'small')").await;
+    let slot = format!("{name}_slot");
+    let before_big = db.current_wal().await;
+    wait_for(LONG, "the small row to be confirmed", || async {
+        db.confirmed_flush(&slot).await >= before_big
+    })
+    .await;
+    db.exec(
+        "INSERT INTO docs SELECT 2, string_agg(md5(g::text), '') FROM generate_series(1, 300) g",
+    )
+    .await;
+    let (code, log) = engine.wait_exit(LONG);
+    assert_eq!(code, Some(1), "{log}");
+    let topic = format!("{prefix}.public.docs");
+    assert!(
+        log.contains(&format!("kafka refuses records for topic {topic}")),
+        "{log}"
+    );
+    assert!(log.contains("too large"), "{log}");
+    let confirmed = db.confirmed_flush(&slot).await;
+    assert!(
+        confirmed < db.current_wal().await && confirmed >= before_big,
+        "slot at {confirmed}"
+    );
+    let got = consume(&broker.bootstrap, &topic, 2, Duration::from_secs(3));
+    assert_eq!(ids(&got), [1], "only the small row was delivered");
+}

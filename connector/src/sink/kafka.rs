@@ -40,6 +40,8 @@ pub enum SinkEvent {
     Failed {
         /// Transaction sequence number.
         seq: u64,
+        /// The record's topic.
+        topic: String,
         /// Why.
         error: KafkaError,
     },
@@ -92,8 +94,9 @@ impl ProducerContext for DeliveryContext {
                 seq,
                 bytes: m.payload_len() + m.key().map_or(0, <[u8]>::len),
             },
-            Err((error, _)) => SinkEvent::Failed {
+            Err((error, m)) => SinkEvent::Failed {
                 seq,
+                topic: m.topic().to_owned(),
                 error: error.clone(),
             },
         };
