@@ -18,7 +18,7 @@ use crate::decode::pgoutput::{decode, Message};
 use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
-use crate::pipeline::{Boundary, Pipeline};
+use crate::pipeline::{Boundary, Pipeline, TableShape};
 use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
 use crate::sink::Record;
 use crate::source::{connection, provision};
@@ -68,9 +68,26 @@ pub async fn run(
 ) -> Result<(), Error> {
     let verified_name = crate::source::tls::VerifiedName::default();
     let client = connection::connect_sql(&cfg, &verified_name).await?;
-    let provisioned = provision::provision(&client, &cfg.spec).await?;
+    let tables = provision::inspect(&client, &cfg.spec).await?;
+    // Filters and column selections are checked against the catalog before
+    // anything is created.
+    let shapes: HashMap<QualifiedTable, TableShape> = tables
+        .iter()
+        .map(|(t, info)| (t.clone(), info.shape.clone()))
+        .collect();
+    Pipeline::new(&cfg.name, &cfg.spec, HashMap::new(), &metrics)
+        .check_tables(&shapes)
+        .map_err(|e| Error::Setup {
+            field: e.path,
+            message: e.message,
+        })?;
+    let primary_keys: HashMap<QualifiedTable, Vec<String>> = tables
+        .into_iter()
+        .filter(|(_, info)| !info.primary_key.is_empty())
+        .map(|(t, info)| (t, info.primary_key))
+        .collect();
+    let mut flushed = provision::ensure(&client, &cfg.spec).await?;
     drop(client);
-    let mut flushed = provisioned.confirmed_flush;
     metrics.confirmed_lsn.set(lsn_gauge(flushed));
     metrics
         .in_flight_limit
@@ -81,13 +98,7 @@ pub async fn run(
     let mut attempt = 0u32;
     loop {
         let began = Instant::now();
-        let mut session = Session::new(
-            &cfg,
-            &metrics,
-            limits,
-            flushed,
-            provisioned.primary_keys.clone(),
-        );
+        let mut session = Session::new(&cfg, &metrics, limits, flushed, primary_keys.clone());
         session.verified_name = verified_name.get();
         let result = session.run(start, &mut shutdown).await;
         metrics.streaming.set(0);
@@ -132,6 +143,7 @@ struct Session<'a> {
     current: Option<u64>,
     records: Vec<Record>,
     verified_name: Option<String>,
+    topic_in_flight: Vec<prometheus::IntGauge>,
 }
 
 impl<'a> Session<'a> {
@@ -147,17 +159,25 @@ impl<'a> Session<'a> {
             metrics,
             limits,
             tracker: Tracker::new(flushed),
-            pipeline: Pipeline::new(&cfg.name, &cfg.spec, primary_keys),
+            pipeline: Pipeline::new(&cfg.name, &cfg.spec, primary_keys, metrics),
             current: None,
             records: Vec::new(),
             verified_name: None,
+            topic_in_flight: Vec::new(),
         }
     }
 
     async fn run(&mut self, start: Lsn, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let sink = KafkaSink::new(&self.cfg.spec.kafka, events_tx)?;
-        sink.ensure_topics(&self.pipeline.topics()).await?;
+        sink.ensure_topics(self.pipeline.topics()).await?;
+        self.topic_in_flight = self
+            .pipeline
+            .topics()
+            .iter()
+            .map(|t| self.metrics.topic_in_flight.with_label_values(&[&**t]))
+            .collect();
+        self.topic_in_flight.iter().for_each(|g| g.set(0));
         let mut repl = ReplicationClient::connect(connection::replication_config(
             self.cfg,
             start,
@@ -238,14 +258,25 @@ impl<'a> Session<'a> {
 
     fn on_sink_event(&mut self, event: Option<SinkEvent>) -> Result<(), Error> {
         match event {
-            Some(SinkEvent::Delivered { seq, bytes }) => {
+            Some(SinkEvent::Delivered {
+                seq,
+                topic_index,
+                bytes,
+            }) => {
                 self.metrics.delivered.inc();
+                if let Some(g) = self.topic_in_flight.get(topic_index) {
+                    g.dec();
+                }
                 self.tracker
                     .delivered(seq, bytes)
                     .map_err(|e| Error::Internal(e.to_string()))
             }
             Some(SinkEvent::Failed { topic, error, .. }) => {
                 self.metrics.delivery_errors.inc();
+                self.metrics
+                    .topic_delivery_errors
+                    .with_label_values(&[topic.as_str()])
+                    .inc();
                 Err(Error::delivery(topic, error))
             }
             Some(SinkEvent::Fatal(reason)) => Err(Error::ProducerFatal(reason)),
@@ -305,36 +336,38 @@ impl<'a> Session<'a> {
         if received > self.metrics.received_lsn.get() {
             self.metrics.received_lsn.set(received);
         }
-        match self
+        let boundary = self
             .pipeline
-            .handle(message, lsn, now_ms(), &mut self.records)?
-        {
-            Boundary::Begin(_) => self.current = Some(self.tracker.begin()),
-            Boundary::Commit { end_lsn } => {
-                let seq = self
-                    .current
-                    .take()
-                    .ok_or_else(|| Error::Internal("commit without begin".into()))?;
-                self.tracker
-                    .commit(seq, end_lsn)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                self.metrics.transactions.inc();
+            .handle(message, lsn, now_ms(), &mut self.records)?;
+        if let Boundary::Begin(_) = boundary {
+            self.current = Some(self.tracker.begin());
+        }
+        // A commit may carry records (whole-transaction messages): they belong
+        // to the transaction, so they are sent before it is closed.
+        if !self.records.is_empty() {
+            if boundary == Boundary::None {
+                self.metrics.events.inc();
             }
-            Boundary::None => {}
+            let seq = self
+                .current
+                .ok_or_else(|| Error::Internal("records outside a transaction".into()))?;
+            let records = std::mem::take(&mut self.records);
+            for record in &records {
+                self.send(record, seq, sink, events).await?;
+            }
+            self.records = records;
+            self.records.clear();
         }
-        if self.records.is_empty() {
-            return Ok(());
+        if let Boundary::Commit { end_lsn } = boundary {
+            let seq = self
+                .current
+                .take()
+                .ok_or_else(|| Error::Internal("commit without begin".into()))?;
+            self.tracker
+                .commit(seq, end_lsn)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            self.metrics.transactions.inc();
         }
-        self.metrics.events.inc();
-        let seq = self
-            .current
-            .ok_or_else(|| Error::Internal("records outside a transaction".into()))?;
-        let records = std::mem::take(&mut self.records);
-        for record in &records {
-            self.send(record, seq, sink, events).await?;
-        }
-        self.records = records;
-        self.records.clear();
         Ok(())
     }
 
@@ -350,10 +383,13 @@ impl<'a> Session<'a> {
         loop {
             match sink.send(record, seq) {
                 Ok(()) => {
+                    if let Some(g) = self.topic_in_flight.get(record.topic_index) {
+                        g.inc();
+                    }
                     return self
                         .tracker
                         .sent(seq, record.size())
-                        .map_err(|e| Error::Internal(e.to_string()))
+                        .map_err(|e| Error::Internal(e.to_string()));
                 }
                 Err(SendError::QueueFull) => {
                     // The producer's own thread keeps delivering meanwhile.

@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod sink;
 pub mod source {
     //! The connections to PostgreSQL.
+    pub mod catalog;
     pub mod connection;
     pub mod provision;
     pub mod tls;
@@ -33,4 +34,8 @@ pub mod source {
 pub mod transform {
     //! Records from changes.
     pub mod encode;
+    pub mod filter;
+    pub mod group;
+    pub mod route;
+    pub mod typed;
 }

@@ -1,7 +1,9 @@
 //! Every metric the engine exports, with its name in one place. Labels are
 //! bounded: none carries row values.
 
-use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Row changes turned into records (before fan-out to targets).
 pub const EVENTS_TOTAL: &str = "pgkafka_events_total";
@@ -29,6 +31,18 @@ pub const IN_FLIGHT_BYTES: &str = "pgkafka_in_flight_bytes";
 pub const IN_FLIGHT_RECORDS_LIMIT: &str = "pgkafka_in_flight_records_limit";
 /// 1 while the replication stream is open and streaming.
 pub const STREAMING: &str = "pgkafka_streaming";
+/// Changes a target received, by `table` and `topic`.
+pub const TARGET_RECORDS_TOTAL: &str = "pgkafka_target_records_total";
+/// Changes a target's filter rejected, by `table` and `topic`.
+pub const TARGET_FILTERED_TOTAL: &str = "pgkafka_target_filtered_total";
+/// Bytes of the changes a target received, by `table` and `topic`.
+pub const TARGET_BYTES_TOTAL: &str = "pgkafka_target_bytes_total";
+/// Row changes seen for a listener's table (before action and filter checks).
+pub const LISTENER_CHANGES_TOTAL: &str = "pgkafka_listener_changes_total";
+/// Records not yet acknowledged, by `topic`.
+pub const TOPIC_IN_FLIGHT: &str = "pgkafka_topic_in_flight_records";
+/// Records Kafka did not acknowledge, by `topic`.
+pub const TOPIC_DELIVERY_ERRORS_TOTAL: &str = "pgkafka_topic_delivery_errors_total";
 
 /// The engine's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -60,6 +74,18 @@ pub struct Metrics {
     pub in_flight_limit: IntGauge,
     /// See [`STREAMING`].
     pub streaming: IntGauge,
+    /// See [`TARGET_RECORDS_TOTAL`].
+    pub target_records: IntCounterVec,
+    /// See [`TARGET_FILTERED_TOTAL`].
+    pub target_filtered: IntCounterVec,
+    /// See [`TARGET_BYTES_TOTAL`].
+    pub target_bytes: IntCounterVec,
+    /// See [`LISTENER_CHANGES_TOTAL`].
+    pub listener_changes: IntCounterVec,
+    /// See [`TOPIC_IN_FLIGHT`].
+    pub topic_in_flight: IntGaugeVec,
+    /// See [`TOPIC_DELIVERY_ERRORS_TOTAL`].
+    pub topic_delivery_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,7 +110,49 @@ impl Metrics {
                 .expect("each metric registered once");
             g
         };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(opts(name, help), labels)
+                .expect("metric names are valid constants");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("each metric registered once");
+            c
+        };
+        let in_flight = IntGaugeVec::new(
+            opts(TOPIC_IN_FLIGHT, "Records not yet acknowledged, by topic."),
+            &["topic"],
+        )
+        .expect("metric names are valid constants");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("each metric registered once");
         Metrics {
+            target_records: counter_vec(
+                TARGET_RECORDS_TOTAL,
+                "Changes a target received.",
+                &["table", "topic"],
+            ),
+            target_filtered: counter_vec(
+                TARGET_FILTERED_TOTAL,
+                "Changes a target's filter rejected.",
+                &["table", "topic"],
+            ),
+            target_bytes: counter_vec(
+                TARGET_BYTES_TOTAL,
+                "Bytes of the changes a target received.",
+                &["table", "topic"],
+            ),
+            listener_changes: counter_vec(
+                LISTENER_CHANGES_TOTAL,
+                "Row changes seen for a listener's table.",
+                &["table"],
+            ),
+            topic_delivery_errors: counter_vec(
+                TOPIC_DELIVERY_ERRORS_TOTAL,
+                "Records Kafka did not acknowledge.",
+                &["topic"],
+            ),
+            topic_in_flight: in_flight,
             events: counter(EVENTS_TOTAL, "Row changes captured by a listener."),
             transactions: counter(
                 TRANSACTIONS_TOTAL,

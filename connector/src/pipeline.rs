@@ -1,36 +1,25 @@
 //! From decoded pgoutput messages to Kafka records: which listener a change
-//! belongs to, whether it captures that action, and one record per target.
+//! belongs to, whether it captures that action, which targets' filters pass
+//! it, and one record per target (or one change in a transaction group).
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{Action, Envelope, PgKafkaConnectorSpec, QualifiedTable};
 
-use crate::decode::pgoutput::{Datum, Message, OldTuple};
+use crate::decode::pgoutput::{Column, Datum, Message, OldTuple};
 use crate::decode::relations::{KeyPolicy, Relation, RelationCache, UnknownKeyColumn};
 use crate::lsn::Lsn;
+use crate::metrics::Metrics;
 use crate::sink::{Record, TxHeaders};
 use crate::transform::encode::{
-    write_envelope, write_key, Change, EnvelopeContext, Op, Row, TxInfo,
+    write_envelope, write_key, Change, Encoding, EnvelopeContext, Op, Row, TxInfo,
 };
-
-/// A listener, compiled from its spec.
-#[derive(Debug, Clone)]
-struct Listener {
-    actions: [bool; 4],
-    topics: Vec<Arc<str>>,
-}
-
-fn action_index(a: Action) -> usize {
-    match a {
-        Action::Insert => 0,
-        Action::Update => 1,
-        Action::Delete => 2,
-        Action::Truncate => 3,
-    }
-}
+use crate::transform::filter::{FilterError, RowView, Shape};
+use crate::transform::group::{GroupBuffers, GroupTooLarge};
+use crate::transform::route::{action_index, CompiledRoute, Routes};
 
 /// What a message meant for the transaction bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +47,38 @@ pub enum PipelineError {
     /// A configured key column that the table does not have.
     #[error(transparent)]
     KeyColumn(#[from] UnknownKeyColumn),
+    /// A filter or column selection that no longer fits the table (it was
+    /// altered while streaming).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// A transaction too large to group in memory.
+    #[error(transparent)]
+    Group(#[from] GroupTooLarge),
 }
 
-/// Turns messages into records. Holds the relation cache and the transaction
-/// being decoded.
+/// A table's shape as the catalog describes it, to check filters at start-up.
+#[derive(Debug, Clone)]
+pub struct TableShape {
+    /// Columns as pgoutput will send them; `is_key` marks the replica identity.
+    pub columns: Vec<Column>,
+    /// `d`efault, `n`othing, `f`ull or `i`ndex.
+    pub replica_identity: u8,
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// Turns messages into records. Holds the relation cache, each relation's
+/// compiled route, and the transaction being decoded.
 pub struct Pipeline {
-    listeners: Vec<Listener>,
+    routes: Routes,
     policy: KeyPolicy,
     relations: RelationCache,
+    compiled: HashMap<u32, CompiledRoute>,
     envelope: EnvelopeContext,
     tx: Option<TxInfo>,
     tx_headers: Option<Arc<TxHeaders>>,
+    groups: GroupBuffers,
     payload_hint: Cell<usize>,
 }
 
@@ -79,41 +89,31 @@ impl Pipeline {
         name: &str,
         spec: &PgKafkaConnectorSpec,
         primary_keys: HashMap<QualifiedTable, Vec<String>>,
+        metrics: &Metrics,
     ) -> Self {
+        let routes = Routes::new(spec, metrics);
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
         };
-        let mut listeners = Vec::with_capacity(spec.listeners.len());
-        for (i, l) in spec.listeners.iter().enumerate() {
-            // `validate()` has run: every table parses.
-            let Ok(table) = QualifiedTable::parse(&l.table) else {
-                continue;
-            };
-            let mut actions = [false; 4];
-            for a in &l.actions {
-                actions[action_index(*a)] = true;
-            }
-            let default_topic = || Arc::<str>::from(table.default_topic(&spec.kafka.topic_prefix));
-            let topics = if l.targets.is_empty() {
-                vec![default_topic()]
-            } else {
-                l.targets
-                    .iter()
-                    .map(|t| t.topic.as_deref().map_or_else(default_topic, Arc::from))
-                    .collect()
-            };
+        for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
             if let Some(keys) = &l.key_columns {
-                policy.key_columns.insert(listeners.len(), keys.clone());
+                policy.key_columns.insert(i, keys.clone());
             }
-            policy.listeners.insert(table, listeners.len());
-            debug_assert_eq!(i, listeners.len());
-            listeners.push(Listener { actions, topics });
+            policy.listeners.insert(listener.table.clone(), i);
         }
+        let max_message_bytes = spec
+            .kafka
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         Pipeline {
-            listeners,
+            groups: GroupBuffers::new(routes.groups.clone(), max_message_bytes),
+            routes,
             policy,
             relations: RelationCache::default(),
+            compiled: HashMap::new(),
             envelope: EnvelopeContext {
                 name: name.to_owned(),
                 database: spec.postgres.database.clone(),
@@ -124,16 +124,32 @@ impl Pipeline {
         }
     }
 
-    /// Every topic the pipeline may write to.
-    pub fn topics(&self) -> Vec<Arc<str>> {
-        let mut all: Vec<Arc<str>> = self
-            .listeners
-            .iter()
-            .flat_map(|l| l.topics.iter().cloned())
-            .collect();
-        all.sort();
-        all.dedup();
-        all
+    /// Every topic the pipeline may write to; records carry their index here.
+    pub fn topics(&self) -> &[Arc<str>] {
+        &self.routes.topics
+    }
+
+    /// Compiles every target's filter and column selection against the
+    /// catalog's description of its table, so a bad filter fails at start-up.
+    pub fn check_tables(
+        &self,
+        tables: &HashMap<QualifiedTable, TableShape>,
+    ) -> Result<(), FilterError> {
+        for listener in &self.routes.listeners {
+            let Some(shape) = tables.get(&listener.table) else {
+                continue;
+            };
+            let name = listener.table.to_string();
+            CompiledRoute::compile(
+                listener,
+                Shape {
+                    table: &name,
+                    columns: &shape.columns,
+                    replica_identity: shape.replica_identity,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Processes one message at WAL position `lsn`, appending its records to `out`.
@@ -157,55 +173,64 @@ impl Pipeline {
                 };
                 self.tx = Some(tx);
                 self.tx_headers = Some(Arc::new(TxHeaders::new(final_lsn, xid)));
+                self.groups.clear();
                 return Ok(Boundary::Begin(tx));
             }
             Message::Commit { end_lsn, .. } => {
-                self.tx = None;
+                if let (Some(tx), Some(headers)) = (self.tx.take(), self.tx_headers.take()) {
+                    self.groups.flush(&tx, &headers, out);
+                }
                 return Ok(Boundary::Commit { end_lsn });
             }
             Message::Relation(body) => {
-                self.relations.insert(body, &self.policy)?;
+                let relation = self.relations.insert(body, &self.policy)?;
+                if let Some(l) = relation.listener {
+                    let name = relation.table.to_string();
+                    let shape = Shape {
+                        table: &name,
+                        columns: &relation.columns,
+                        replica_identity: relation.replica_identity,
+                    };
+                    let route = CompiledRoute::compile(&self.routes.listeners[l], shape)?;
+                    self.compiled.insert(relation.id, route);
+                }
             }
             Message::Insert { relation_id, new } => {
-                self.row_change(
-                    relation_id,
-                    Action::Insert,
-                    None,
-                    Some(&new),
-                    lsn,
-                    now_ms,
-                    out,
-                )?;
+                let row = RowView {
+                    action: Action::Insert,
+                    old: None,
+                    new: Some(&new),
+                };
+                self.row_change(relation_id, row, lsn, now_ms, out)?;
             }
             Message::Update {
                 relation_id,
                 old,
                 new,
             } => {
-                self.row_change(
-                    relation_id,
-                    Action::Update,
-                    old.as_ref(),
-                    Some(&new),
-                    lsn,
-                    now_ms,
-                    out,
-                )?;
+                let row = RowView {
+                    action: Action::Update,
+                    old: old.as_ref(),
+                    new: Some(&new),
+                };
+                self.row_change(relation_id, row, lsn, now_ms, out)?;
             }
             Message::Delete { relation_id, old } => {
-                self.row_change(
-                    relation_id,
-                    Action::Delete,
-                    Some(&old),
-                    None,
-                    lsn,
-                    now_ms,
-                    out,
-                )?;
+                let row = RowView {
+                    action: Action::Delete,
+                    old: Some(&old),
+                    new: None,
+                };
+                self.row_change(relation_id, row, lsn, now_ms, out)?;
             }
             Message::Truncate { relation_ids, .. } => {
                 for id in relation_ids {
-                    self.row_change(id, Action::Truncate, None, None, lsn, now_ms, out)?;
+                    let row = RowView {
+                        action: Action::Truncate,
+                        old: None,
+                        new: None,
+                    };
+                    self.row_change(id, row, lsn, now_ms, out)?;
                 }
             }
             Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {}
@@ -213,13 +238,10 @@ impl Pipeline {
         Ok(Boundary::None)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn row_change(
-        &self,
+        &mut self,
         relation_id: u32,
-        action: Action,
-        old: Option<&OldTuple>,
-        new: Option<&Vec<Datum>>,
+        row: RowView<'_>,
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
@@ -228,57 +250,81 @@ impl Pipeline {
             .relations
             .get(relation_id)
             .ok_or(PipelineError::UnknownRelation(relation_id))?;
-        let Some(listener) = relation.listener.map(|l| &self.listeners[l]) else {
+        let Some(l) = relation.listener else {
             return Ok(());
         };
-        if !listener.actions[action_index(action)] {
+        let listener = &self.routes.listeners[l];
+        listener.changes.inc();
+        if !listener.actions[action_index(row.action)] {
             return Ok(());
         }
-        let tx = self.tx.ok_or(PipelineError::NoTransaction)?;
-        let (op, before, after) = match action {
-            Action::Insert => (
-                Op::Create,
-                Row::Absent,
-                new.map_or(Row::Absent, |n| Row::Full(n)),
-            ),
-            Action::Update => (
-                Op::Update,
-                old_row(old),
-                new.map_or(Row::Absent, |n| Row::Full(n)),
-            ),
-            Action::Delete => (Op::Delete, old_row(old), Row::Absent),
-            Action::Truncate => (Op::Truncate, Row::Absent, Row::Absent),
+        let (Some(tx), Some(headers)) = (self.tx, self.tx_headers.clone()) else {
+            return Err(PipelineError::NoTransaction);
         };
-        let change = Change {
-            relation,
-            op,
-            before,
-            after,
-            lsn,
-            tx,
-        };
-        // Envelopes of one table are alike in size: start from the last one's.
-        let mut payload = Vec::with_capacity(self.payload_hint.get());
-        write_envelope(&mut payload, &self.envelope, &change, now_ms);
-        self.payload_hint.set(payload.len() + 64);
-        let headers = self
-            .tx_headers
-            .clone()
-            .ok_or(PipelineError::NoTransaction)?;
-        let key = record_key(
-            relation,
-            new.map(Vec::as_slice).or(old.map(OldTuple::datums)),
-        );
-        let payload = Bytes::from(payload);
-        for topic in &listener.topics {
-            out.push(Record {
-                topic: Arc::clone(topic),
-                key: key.clone(),
-                payload: payload.clone(),
-                tx: Arc::clone(&headers),
-            });
+        let route = self
+            .compiled
+            .get(&relation_id)
+            .ok_or(PipelineError::UnknownRelation(relation_id))?;
+        let change = change_of(relation, &row, lsn, tx);
+        let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)));
+        // Targets with the same encoding share one payload.
+        let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
+        for (j, target) in listener.targets.iter().enumerate() {
+            if route.filters[j].as_ref().is_some_and(|f| !f.matches(&row)) {
+                target.filtered.inc();
+                continue;
+            }
+            let encoding = Encoding {
+                envelope: target.envelope,
+                columns: route.masks[j].as_deref(),
+            };
+            let payload = match encoded
+                .iter()
+                .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns)
+            {
+                Some((_, _, payload)) => payload.clone(),
+                None => {
+                    let mut buf = Vec::with_capacity(self.payload_hint.get());
+                    write_envelope(&mut buf, &self.envelope, &change, now_ms, encoding);
+                    self.payload_hint.set(buf.len() + 64);
+                    let payload = Bytes::from(buf);
+                    encoded.push((encoding.envelope, encoding.columns, payload.clone()));
+                    payload
+                }
+            };
+            target.records.inc();
+            target.bytes.inc_by(payload.len() as u64);
+            match target.group {
+                Some(g) => self.groups.push(g, payload, tx.xid)?,
+                None => out.push(Record {
+                    topic: Arc::clone(&target.topic),
+                    topic_index: target.topic_index,
+                    key: key.clone(),
+                    payload,
+                    tx: Arc::clone(&headers),
+                    part: None,
+                }),
+            }
         }
         Ok(())
+    }
+}
+
+fn change_of<'a>(relation: &'a Relation, row: &RowView<'a>, lsn: Lsn, tx: TxInfo) -> Change<'a> {
+    let new = row.new.map_or(Row::Absent, Row::Full);
+    let (op, before, after) = match row.action {
+        Action::Insert => (Op::Create, Row::Absent, new),
+        Action::Update => (Op::Update, old_row(row.old), new),
+        Action::Delete => (Op::Delete, old_row(row.old), Row::Absent),
+        Action::Truncate => (Op::Truncate, Row::Absent, Row::Absent),
+    };
+    Change {
+        relation,
+        op,
+        before,
+        after,
+        lsn,
+        tx,
     }
 }
 
@@ -338,10 +384,10 @@ listeners:
 
     #[test]
     fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
-        let mut p = Pipeline::new("c", &spec(), HashMap::new());
+        let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c"));
         assert_eq!(
             p.topics(),
-            vec![Arc::<str>::from("audit"), Arc::from("cdc.public.orders")]
+            [Arc::<str>::from("cdc.public.orders"), Arc::from("audit")]
         );
         let mut out = Vec::new();
         let begin = Message::Begin {
@@ -424,7 +470,7 @@ listeners:
 
     #[test]
     fn change_for_unknown_relation_is_an_error() {
-        let mut p = Pipeline::new("c", &spec(), HashMap::new());
+        let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c"));
         let err = p.handle(
             Message::Insert {
                 relation_id: 77,

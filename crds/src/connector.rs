@@ -7,6 +7,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::filter::FilterSpec;
+
 /// Streams changes of PostgreSQL tables into Kafka topics through logical
 /// replication (pgoutput).
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -160,6 +162,9 @@ pub struct KafkaSpec {
     /// `compression.type: zstd`). `acks` must stay `all` and idempotence on.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Default message shape of every target: `debezium` or `flat`.
+    #[serde(default)]
+    pub envelope: Envelope,
 }
 
 /// A row change kind a listener captures.
@@ -210,12 +215,62 @@ pub struct ListenerSpec {
 }
 
 /// A Kafka destination of a listener.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
     /// Topic name; `<topicPrefix>.<schema>.<table>` when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// Message shape for this target; `spec.kafka.envelope` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
+    /// Which columns the row images carry: `{include: [...]}` or `{exclude: [...]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<ColumnsSpec>,
+    /// Which changes this target receives; all the listener captures when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterSpec>,
+    /// Send one message per PostgreSQL transaction holding all its matching
+    /// changes, instead of one message per change.
+    #[serde(default)]
+    pub send_as_transaction: bool,
+    /// Targets sharing a group name (across listeners) receive ONE message per
+    /// transaction with the changes of all their tables. Implies
+    /// `sendAsTransaction`; every target of a group names the same topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl TargetSpec {
+    /// Whether this target receives whole transactions.
+    pub fn groups_transactions(&self) -> bool {
+        self.send_as_transaction || self.group.is_some()
+    }
+}
+
+/// The message shape.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Envelope {
+    /// `{"before", "after", "source", "op", "ts_ms"}`, as Debezium writes it.
+    #[default]
+    Debezium,
+    /// The row itself (the new row; the old one for deletes) with `__op`,
+    /// `__table`, `__lsn`, `__txId`, `__source_ts_ms` and `__deleted` fields, as
+    /// Debezium's ExtractNewRecordState transform writes it.
+    Flat,
+}
+
+/// A column selection: exactly one of `include` and `exclude`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnsSpec {
+    /// Only these columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    /// Every column but these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
 }
 
 /// Observed state, written by the operator.

@@ -3,9 +3,11 @@
 //! engine reads these types from a file and the operator from the API server.
 
 mod connector;
+mod filter;
 mod table;
 mod validate;
 
 pub use connector::*;
+pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use table::{QualifiedTable, TableNameError};
 pub use validate::{FieldError, ValidationErrors};

@@ -2,10 +2,11 @@
 //! (`spec.listeners[1].table`) and the offending value, and all errors are
 //! reported at once so a user fixes the manifest in one pass.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use crate::{PgKafkaConnectorSpec, QualifiedTable, TargetSpec};
+use crate::filter::condition_problems;
+use crate::{Action, PgKafkaConnectorSpec, QualifiedTable, TargetSpec};
 
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,17 +226,99 @@ impl PgKafkaConnectorSpec {
                     );
                 }
             }
-            for (j, TargetSpec { topic }) in listener.targets.iter().enumerate() {
-                if let Some(topic) = topic {
-                    if let Some(reason) = topic_name_problem(topic) {
-                        errs.push(
-                            format!("{field}.targets[{j}].topic"),
-                            format!("{topic:?} {reason}"),
-                        );
+            for (j, target) in listener.targets.iter().enumerate() {
+                validate_target(
+                    target,
+                    &format!("{field}.targets[{j}]"),
+                    &listener.actions,
+                    errs,
+                );
+            }
+        }
+        self.validate_groups(errs);
+    }
+
+    /// Targets of one group share one topic: their messages are one message.
+    fn validate_groups(&self, errs: &mut Errors) {
+        let mut topics: BTreeMap<&str, (String, String)> = BTreeMap::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let Ok(table) = QualifiedTable::parse(&listener.table) else {
+                continue;
+            };
+            for (j, target) in listener.targets.iter().enumerate() {
+                let Some(group) = target.group.as_deref() else {
+                    continue;
+                };
+                let topic = target
+                    .topic
+                    .clone()
+                    .unwrap_or_else(|| table.default_topic(&self.kafka.topic_prefix));
+                let here = format!("spec.listeners[{i}].targets[{j}]");
+                match topics.get(group) {
+                    None => {
+                        topics.insert(group, (topic, here));
                     }
+                    Some((first, at)) if *first != topic => errs.push(
+                        format!("{here}.topic"),
+                        format!("group {group:?} sends to {first:?} (at {at}); every target of a group names the same topic, not {topic:?}"),
+                    ),
+                    Some(_) => {}
                 }
             }
         }
+    }
+}
+
+fn validate_target(
+    target: &TargetSpec,
+    field: &str,
+    listener_actions: &[Action],
+    errs: &mut Errors,
+) {
+    if let Some(topic) = &target.topic {
+        if let Some(reason) = topic_name_problem(topic) {
+            errs.push(format!("{field}.topic"), format!("{topic:?} {reason}"));
+        }
+    }
+    if let Some(group) = &target.group {
+        if group.is_empty() {
+            errs.push(format!("{field}.group"), "must not be empty");
+        }
+    }
+    if let Some(columns) = &target.columns {
+        match (&columns.include, &columns.exclude) {
+            (Some(list), None) | (None, Some(list)) if !list.is_empty() => {}
+            _ => errs.push(
+                format!("{field}.columns"),
+                "give exactly one non-empty list: include or exclude",
+            ),
+        }
+    }
+    let Some(filter) = &target.filter else {
+        return;
+    };
+    if let Some(actions) = &filter.actions {
+        if actions.is_empty() {
+            errs.push(
+                format!("{field}.filter.actions"),
+                "must list at least one action (omit it for all)",
+            );
+        }
+        for a in actions.iter().filter(|a| !listener_actions.contains(a)) {
+            errs.push(
+                format!("{field}.filter.actions"),
+                format!(
+                    "{a:?} is not captured by the listener (its actions: {listener_actions:?})"
+                ),
+            );
+        }
+    }
+    let mut problems = Vec::new();
+    for (k, c) in filter.conditions.iter().enumerate() {
+        condition_problems(c, &format!("{field}.filter.conditions[{k}]"), &mut problems);
+    }
+    for (path, message) in problems {
+        errs.push(path, message);
     }
 }
 

@@ -33,6 +33,8 @@ pub enum SinkEvent {
     Delivered {
         /// Transaction sequence number given at send time.
         seq: u64,
+        /// The record's topic index.
+        topic_index: usize,
         /// Record size.
         bytes: usize,
     },
@@ -40,6 +42,8 @@ pub enum SinkEvent {
     Failed {
         /// Transaction sequence number.
         seq: u64,
+        /// The record's topic index.
+        topic_index: usize,
         /// The record's topic.
         topic: String,
         /// Why.
@@ -87,15 +91,17 @@ impl ClientContext for DeliveryContext {
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
-        let seq = seq as u64;
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (seq, topic_index) = unpack(opaque);
         let event = match result {
             Ok(m) => SinkEvent::Delivered {
                 seq,
+                topic_index,
                 bytes: m.payload_len() + m.key().map_or(0, <[u8]>::len),
             },
             Err((error, m)) => SinkEvent::Failed {
                 seq,
+                topic_index,
                 topic: m.topic().to_owned(),
                 error: error.clone(),
             },
@@ -105,6 +111,24 @@ impl ProducerContext for DeliveryContext {
         let _ = self.events.send(event);
     }
 }
+
+/// Bits of the delivery opaque that carry the topic index.
+const TOPIC_BITS: u32 = 16;
+
+/// The delivery opaque: transaction sequence and topic index in one word.
+fn pack(seq: u64, topic_index: usize) -> usize {
+    ((seq << TOPIC_BITS) as usize) | (topic_index & ((1 << TOPIC_BITS) - 1))
+}
+
+fn unpack(opaque: usize) -> (u64, usize) {
+    (
+        (opaque as u64) >> TOPIC_BITS,
+        opaque & ((1 << TOPIC_BITS) - 1),
+    )
+}
+
+/// Header carrying `i/n` on each part of a whole-transaction message.
+pub const HEADER_PART: &str = "pgkafka.part";
 
 /// Why a record was not queued.
 #[derive(Debug)]
@@ -191,7 +215,8 @@ impl KafkaSink {
 
     /// Queues one record of transaction `seq`.
     pub fn send(&self, record: &Record, seq: u64) -> Result<(), SendError> {
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let part = record.part.map(|(i, n)| format!("{i}/{n}"));
+        let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: HEADER_COMMIT_LSN,
                 value: Some(record.tx.commit_lsn.as_bytes()),
@@ -200,7 +225,13 @@ impl KafkaSink {
                 key: HEADER_TXID,
                 value: Some(record.tx.xid.as_bytes()),
             });
-        let mut msg = BaseRecord::with_opaque_to(&record.topic, seq as usize)
+        if let Some(part) = &part {
+            headers = headers.insert(Header {
+                key: HEADER_PART,
+                value: Some(part.as_bytes()),
+            });
+        }
+        let mut msg = BaseRecord::with_opaque_to(&record.topic, pack(seq, record.topic_index))
             .payload(&*record.payload)
             .headers(headers);
         if let Some(key) = &record.key {
@@ -228,6 +259,12 @@ impl KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opaque_round_trips() {
+        assert_eq!(unpack(pack(0, 0)), (0, 0));
+        assert_eq!(unpack(pack(123_456_789, 65_535)), (123_456_789, 65_535));
+    }
 
     #[test]
     fn guarantee_settings_win_over_properties() {

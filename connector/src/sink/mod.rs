@@ -18,12 +18,16 @@ pub mod kafka;
 pub struct Record {
     /// Destination topic.
     pub topic: Arc<str>,
+    /// Its position in the pipeline's topic list (for per-topic metrics).
+    pub topic_index: usize,
     /// Message key (JSON of the key columns), if the table has one.
     pub key: Option<Bytes>,
     /// Message value (the envelope).
     pub payload: Bytes,
     /// Header values of the source transaction, shared by its records.
     pub tx: Arc<TxHeaders>,
+    /// Part `i` of `n` of a whole-transaction message.
+    pub part: Option<(usize, usize)>,
 }
 
 /// The headers every record of one transaction carries, rendered once.

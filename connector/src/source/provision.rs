@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable};
 use tokio_postgres::Client;
 
+use super::catalog::{table_info, TableInfo};
 use crate::error::Error;
 use crate::lsn::Lsn;
 
@@ -41,31 +42,24 @@ pub fn add_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
     )
 }
 
-/// What provisioning found or made.
-#[derive(Debug, Clone)]
-pub struct Provisioned {
-    /// Primary-key columns of each listened table that has one.
-    pub primary_keys: HashMap<QualifiedTable, Vec<String>>,
-    /// The slot's confirmed position.
-    pub confirmed_flush: Lsn,
-}
-
 fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
     move |source| Error::postgres(context, source)
 }
 
-/// Checks the server and the tables, and ensures the publication and slot.
-pub async fn provision(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Provisioned, Error> {
+/// Checks the server and reads every listened table, changing nothing.
+pub async fn inspect(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+) -> Result<HashMap<QualifiedTable, TableInfo>, Error> {
     check_wal_level(client).await?;
-    let tables = spec.tables();
-    let primary_keys = check_tables(client, spec, &tables).await?;
-    ensure_publication(client, spec, &tables).await?;
-    let confirmed_flush = ensure_slot(client, spec).await?;
-    Ok(Provisioned {
-        primary_keys,
-        confirmed_flush,
-    })
+    check_tables(client, spec, &spec.tables()).await
+}
+
+/// Ensures the publication and the slot; returns the slot's confirmed position.
+pub async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, Error> {
+    ensure_publication(client, spec, &spec.tables()).await?;
+    ensure_slot(client, spec).await
 }
 
 async fn check_wal_level(client: &Client) -> Result<(), Error> {
@@ -87,43 +81,26 @@ async fn check_wal_level(client: &Client) -> Result<(), Error> {
     }
 }
 
-/// Every listened table must exist; returns their primary keys.
+/// Every listened table must exist; returns what the catalog says of each.
 async fn check_tables(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
     tables: &[QualifiedTable],
-) -> Result<HashMap<QualifiedTable, Vec<String>>, Error> {
-    let database = &spec.postgres.database;
-    let mut keys = HashMap::new();
+) -> Result<HashMap<QualifiedTable, TableInfo>, Error> {
+    let mut found = HashMap::new();
     for (i, table) in tables.iter().enumerate() {
-        let rows = client
-            .query(
-                "SELECT a.attname::text, i.indisprimary
-                   FROM pg_class c
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                   LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-                   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
-                  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
-                  ORDER BY array_position(i.indkey::int2[], a.attnum)",
-                &[&table.schema, &table.name],
-            )
-            .await
-            .map_err(pg(format!("looking up table {table}")))?;
-        if rows.is_empty() {
+        let Some(info) = table_info(client, table).await? else {
             return Err(Error::Setup {
                 field: format!("spec.listeners[{i}].table"),
-                message: format!("table {table} does not exist in database {database:?}"),
+                message: format!(
+                    "table {table} does not exist in database {:?}",
+                    spec.postgres.database
+                ),
             });
-        }
-        let pk: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(0))
-            .collect();
-        if !pk.is_empty() {
-            keys.insert(table.clone(), pk);
-        }
+        };
+        found.insert(table.clone(), info);
     }
-    Ok(keys)
+    Ok(found)
 }
 
 async fn ensure_publication(

@@ -4,6 +4,8 @@
 
 use std::io::Write as _;
 
+use pgkafka_crds::Envelope;
+
 use crate::decode::pgoutput::Datum;
 use crate::decode::relations::Relation;
 use crate::decode::values::{write_binary_value, write_str, write_text_value, UNAVAILABLE_VALUE};
@@ -65,6 +67,15 @@ pub enum Row<'a> {
     KeyOnly(&'a [Datum]),
 }
 
+/// How one target renders changes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Encoding<'a> {
+    /// Debezium or flat.
+    pub envelope: Envelope,
+    /// Columns kept, by position; every column when `None`.
+    pub columns: Option<&'a [bool]>,
+}
+
 /// Constant parts of every envelope this connector writes.
 #[derive(Clone, Debug)]
 pub struct EnvelopeContext {
@@ -92,11 +103,20 @@ pub struct Change<'a> {
 }
 
 /// Writes the Debezium envelope of `change`; `now_ms` is the processing time.
-pub fn write_envelope(out: &mut Vec<u8>, ctx: &EnvelopeContext, change: &Change<'_>, now_ms: i64) {
+pub fn write_envelope(
+    out: &mut Vec<u8>,
+    ctx: &EnvelopeContext,
+    change: &Change<'_>,
+    now_ms: i64,
+    encoding: Encoding<'_>,
+) {
+    if encoding.envelope == Envelope::Flat {
+        return write_flat(out, change, encoding.columns);
+    }
     out.extend_from_slice(b"{\"before\":");
-    write_row(out, change.relation, change.before);
+    write_row(out, change.relation, change.before, encoding.columns);
     out.extend_from_slice(b",\"after\":");
-    write_row(out, change.relation, change.after);
+    write_row(out, change.relation, change.after, encoding.columns);
     out.extend_from_slice(b",\"source\":{\"version\":\"");
     out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     out.extend_from_slice(b"\",\"connector\":\"postgresql\",\"name\":");
@@ -120,6 +140,46 @@ pub fn write_envelope(out: &mut Vec<u8>, ctx: &EnvelopeContext, change: &Change<
     out.extend_from_slice(b"\",\"ts_ms\":");
     write_int(out, now_ms);
     out.push(b'}');
+}
+
+/// The row itself with `__` metadata fields, as Debezium's
+/// ExtractNewRecordState writes it (`delete.handling.mode=rewrite`): the new
+/// row, or the old one for a delete; a truncate has only the metadata.
+fn write_flat(out: &mut Vec<u8>, change: &Change<'_>, columns: Option<&[bool]>) {
+    let row = match change.op {
+        Op::Delete => change.before,
+        _ => change.after,
+    };
+    out.push(b'{');
+    let (datums, key_only) = match row {
+        Row::Absent => (&[][..], false),
+        Row::Full(d) => (d, false),
+        Row::KeyOnly(d) => (d, true),
+    };
+    if write_fields(out, change.relation, datums, key_only, columns) {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"__op\":\"");
+    out.extend_from_slice(change.op.code().as_bytes());
+    out.extend_from_slice(b"\",\"__table\":");
+    write_str(
+        out,
+        &format!(
+            "{}.{}",
+            change.relation.table.schema, change.relation.table.name
+        ),
+    );
+    out.extend_from_slice(b",\"__lsn\":");
+    write_int(out, change.lsn.0);
+    out.extend_from_slice(b",\"__txId\":");
+    write_int(out, change.tx.xid);
+    out.extend_from_slice(b",\"__source_ts_ms\":");
+    write_int(out, change.tx.commit_ms());
+    out.extend_from_slice(if change.op == Op::Delete {
+        b",\"__deleted\":\"true\"}"
+    } else {
+        b",\"__deleted\":\"false\"}"
+    });
 }
 
 /// Appends an integer's decimal digits without allocating.
@@ -150,7 +210,7 @@ pub fn write_key(out: &mut Vec<u8>, relation: &Relation, row: &[Datum]) -> bool 
     true
 }
 
-fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>) {
+fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>, columns: Option<&[bool]>) {
     let (datums, key_only) = match row {
         Row::Absent => {
             out.extend_from_slice(b"null");
@@ -160,9 +220,24 @@ fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>) {
         Row::KeyOnly(d) => (d, true),
     };
     out.push(b'{');
+    write_fields(out, relation, datums, key_only, columns);
+    out.push(b'}');
+}
+
+/// Writes `"col":value` pairs, comma-separated; `true` if it wrote any.
+fn write_fields(
+    out: &mut Vec<u8>,
+    relation: &Relation,
+    datums: &[Datum],
+    key_only: bool,
+    columns: Option<&[bool]>,
+) -> bool {
     let mut first = true;
     for (i, datum) in datums.iter().enumerate().take(relation.columns.len()) {
         if key_only && !relation.columns[i].is_key {
+            continue;
+        }
+        if columns.is_some_and(|keep| !keep.get(i).copied().unwrap_or(true)) {
             continue;
         }
         if !first {
@@ -172,7 +247,7 @@ fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>) {
         out.extend_from_slice(&relation.json_names[i]);
         write_datum(out, relation, i, datum);
     }
-    out.push(b'}');
+    !first
 }
 
 fn write_datum(out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) {
@@ -243,7 +318,7 @@ mod tests {
             database: "shop".into(),
         };
         let mut out = Vec::new();
-        write_envelope(&mut out, &ctx, &change, 5);
+        write_envelope(&mut out, &ctx, &change, 5, Encoding::default());
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(
             v,
@@ -260,6 +335,78 @@ mod tests {
         let mut key = Vec::new();
         assert!(write_key(&mut key, &rel, &new));
         assert_eq!(key, br#"{"id":7}"#);
+    }
+
+    #[test]
+    fn flat_envelope_and_column_selection() {
+        let rel = relation();
+        let old = [text("7"), text("gone"), text("f")];
+        let tx = TxInfo {
+            xid: 9,
+            commit_lsn: Lsn(1),
+            commit_time_us: 0,
+        };
+        let ctx = EnvelopeContext {
+            name: "n".into(),
+            database: "d".into(),
+        };
+        let keep = [true, false, true];
+        let delete = Change {
+            relation: &rel,
+            op: Op::Delete,
+            before: Row::Full(&old),
+            after: Row::Absent,
+            lsn: Lsn(2),
+            tx,
+        };
+        let mut out = Vec::new();
+        write_envelope(
+            &mut out,
+            &ctx,
+            &delete,
+            0,
+            Encoding {
+                envelope: Envelope::Flat,
+                columns: Some(&keep),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(
+            v,
+            json!({"id": 7, "paid": false, "__op": "d", "__table": "shop.orders", "__lsn": 2, "__txId": 9,
+                   "__source_ts_ms": 946_684_800_000i64, "__deleted": "true"})
+        );
+        out.clear();
+        let truncate = Change {
+            before: Row::Absent,
+            op: Op::Truncate,
+            ..delete
+        };
+        write_envelope(
+            &mut out,
+            &ctx,
+            &truncate,
+            0,
+            Encoding {
+                envelope: Envelope::Flat,
+                columns: None,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(v["__op"], "t");
+        out.clear();
+        write_envelope(
+            &mut out,
+            &ctx,
+            &delete,
+            0,
+            Encoding {
+                envelope: Envelope::Debezium,
+                columns: Some(&keep),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(v["before"], json!({"id": 7, "paid": false}));
     }
 
     #[test]

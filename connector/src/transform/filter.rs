@@ -1,0 +1,619 @@
+//! Target filters, compiled against a table's columns (once at start-up, and
+//! again when the stream describes the table anew) and evaluated per change
+//! without allocating. Conditions follow SQL's three-valued logic: a
+//! comparison with NULL is unknown, and unknown does not pass.
+
+use std::cmp::Ordering;
+
+use pgkafka_crds::{Action, ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
+use regex::Regex;
+
+use super::typed::{compare, literal, same_value, Literal, TypeClass};
+use crate::decode::pgoutput::{Column, Datum, OldTuple};
+
+/// A filter that cannot apply to the table: the spec path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FilterError {
+    /// e.g. `spec.listeners[0].targets[1].filter.conditions[0].field`.
+    pub path: String,
+    /// What is wrong and, where there is one, the fix.
+    pub message: String,
+}
+
+/// The table a filter is compiled against.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    /// `"schema"."table"`, for messages.
+    pub table: &'a str,
+    /// Columns in tuple order.
+    pub columns: &'a [Column],
+    /// `d`efault, `n`othing, `f`ull or `i`ndex.
+    pub replica_identity: u8,
+}
+
+/// One change, as a filter sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a> {
+    /// What happened.
+    pub action: Action,
+    /// The old row or key, if sent.
+    pub old: Option<&'a OldTuple>,
+    /// The new row, if any.
+    pub new: Option<&'a [Datum]>,
+}
+
+/// A compiled filter.
+#[derive(Debug)]
+pub struct CompiledFilter {
+    actions: Option<Vec<Action>>,
+    root: Node,
+}
+
+#[derive(Debug)]
+enum Node {
+    All(Vec<Node>),
+    Any(Vec<Node>),
+    Not(Box<Node>),
+    Leaf(Leaf),
+}
+
+#[derive(Debug)]
+struct Leaf {
+    image: Image,
+    column: usize,
+    is_key: bool,
+    class: TypeClass,
+    test: Test,
+}
+
+#[derive(Debug)]
+enum Test {
+    Compare(Operator, Literal),
+    In(Vec<Literal>),
+    NotIn(Vec<Literal>),
+    Exists,
+    IsNull,
+    Contains(String),
+    StartsWith(String),
+    EndsWith(String),
+    Matches(Regex),
+    Changed,
+}
+
+impl CompiledFilter {
+    /// Compiles `spec` for `shape`; `path` is the filter's spec path.
+    pub fn compile(spec: &FilterSpec, shape: Shape<'_>, path: &str) -> Result<Self, FilterError> {
+        let nodes = spec
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| compile_node(c, shape, &format!("{path}.conditions[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let root = match spec.logic {
+            Logic::And => Node::All(nodes),
+            Logic::Or if nodes.is_empty() => Node::All(nodes),
+            Logic::Or => Node::Any(nodes),
+        };
+        Ok(CompiledFilter {
+            actions: spec.actions.clone(),
+            root,
+        })
+    }
+
+    /// Whether the change passes.
+    pub fn matches(&self, row: &RowView<'_>) -> bool {
+        if self
+            .actions
+            .as_ref()
+            .is_some_and(|a| !a.contains(&row.action))
+        {
+            return false;
+        }
+        eval(&self.root, row) == Some(true)
+    }
+}
+
+fn compile_node(c: &ConditionSpec, shape: Shape<'_>, path: &str) -> Result<Node, FilterError> {
+    let err = |suffix: &str, message: String| FilterError {
+        path: format!("{path}{suffix}"),
+        message,
+    };
+    if let Some(list) = c.all.as_ref().or(c.any.as_ref()) {
+        let key = if c.all.is_some() { "all" } else { "any" };
+        let nodes = list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| compile_node(n, shape, &format!("{path}.{key}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if c.all.is_some() {
+            Node::All(nodes)
+        } else {
+            Node::Any(nodes)
+        });
+    }
+    if let Some(nested) = &c.not {
+        return Ok(Node::Not(Box::new(compile_node(
+            nested,
+            shape,
+            &format!("{path}.not"),
+        )?)));
+    }
+    // `validate()` has checked the form; these only guard against misuse.
+    let (Some(field_text), Some(op)) = (&c.field, c.operator) else {
+        return Err(err("", "needs field and operator".into()));
+    };
+    let field = Field::parse(field_text).ok_or_else(|| {
+        err(
+            ".field",
+            format!("{field_text:?} must be new.<column> or old.<column>"),
+        )
+    })?;
+    let column = shape
+        .columns
+        .iter()
+        .position(|col| col.name == field.column)
+        .ok_or_else(|| {
+            let names: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
+            err(
+                ".field",
+                format!(
+                    "{} has no column {:?} (columns: {})",
+                    shape.table,
+                    field.column,
+                    names.join(", ")
+                ),
+            )
+        })?;
+    let col = &shape.columns[column];
+    let is_key = col.is_key;
+    let needs_old = field.image == Image::Old || op == Operator::Changed;
+    if needs_old && shape.replica_identity != b'f' && !is_key {
+        return Err(err(
+            ".field",
+            format!(
+                "{field_text} needs the old value of {:?}, which PostgreSQL does not send for {} (replica identity {}); \
+                 run ALTER TABLE {} REPLICA IDENTITY FULL",
+                col.name,
+                shape.table,
+                identity_name(shape.replica_identity),
+                shape.table
+            ),
+        ));
+    }
+    let class = TypeClass::of(col.type_oid);
+    let type_err = |what: &str| {
+        err(
+            ".operator",
+            format!(
+                "operator {} does not fit {:?}, {} column{what}",
+                op.as_str(),
+                col.name,
+                class.describe()
+            ),
+        )
+    };
+    let value_err = |m: String| err(".value", m);
+    let one = || -> Result<Literal, FilterError> {
+        let v = c
+            .value
+            .as_ref()
+            .ok_or_else(|| value_err(format!("operator {} needs a value", op.as_str())))?;
+        literal(class, v).map_err(value_err)
+    };
+    let text = || -> Result<String, FilterError> {
+        match c.value.as_ref() {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Ok(other.to_string()),
+            None => Err(value_err(format!("operator {} needs a value", op.as_str()))),
+        }
+    };
+    let list = || -> Result<Vec<Literal>, FilterError> {
+        match c.value.as_ref() {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| literal(class, v).map_err(value_err))
+                .collect(),
+            _ => Err(value_err(format!(
+                "operator {} needs a list value",
+                op.as_str()
+            ))),
+        }
+    };
+    let test = match op {
+        Operator::Eq | Operator::Ne => Test::Compare(op, one()?),
+        Operator::Gt | Operator::Lt | Operator::Ge | Operator::Le => {
+            if !class.is_ordered() {
+                return Err(type_err(" (no order)"));
+            }
+            Test::Compare(op, one()?)
+        }
+        Operator::In => Test::In(list()?),
+        Operator::NotIn => Test::NotIn(list()?),
+        Operator::Exists => Test::Exists,
+        Operator::IsNull => Test::IsNull,
+        Operator::Changed => Test::Changed,
+        Operator::Contains | Operator::StartsWith | Operator::EndsWith | Operator::Matches
+            if !class.is_text() =>
+        {
+            return Err(type_err(" (text operators need a text column)"))
+        }
+        Operator::Contains => Test::Contains(text()?),
+        Operator::StartsWith => Test::StartsWith(text()?),
+        Operator::EndsWith => Test::EndsWith(text()?),
+        Operator::Matches => {
+            let pattern = text()?;
+            Test::Matches(
+                Regex::new(&pattern)
+                    .map_err(|e| value_err(format!("bad regular expression {pattern:?}: {e}")))?,
+            )
+        }
+    };
+    Ok(Node::Leaf(Leaf {
+        image: field.image,
+        column,
+        is_key,
+        class,
+        test,
+    }))
+}
+
+fn identity_name(code: u8) -> &'static str {
+    match code {
+        b'f' => "FULL",
+        b'n' => "NOTHING",
+        b'i' => "USING INDEX",
+        _ => "DEFAULT",
+    }
+}
+
+/// Kleene logic: `None` is unknown.
+fn eval(node: &Node, row: &RowView<'_>) -> Option<bool> {
+    match node {
+        Node::All(nodes) => nodes
+            .iter()
+            .try_fold(Some(true), |acc, n| match eval(n, row) {
+                Some(false) => Err(()),
+                Some(true) => Ok(acc),
+                None => Ok(None),
+            })
+            .unwrap_or(Some(false)),
+        Node::Any(nodes) => nodes
+            .iter()
+            .try_fold(Some(false), |acc, n| match eval(n, row) {
+                Some(true) => Err(()),
+                Some(false) => Ok(acc),
+                None => Ok(None),
+            })
+            .unwrap_or(Some(true)),
+        Node::Not(inner) => eval(inner, row).map(|b| !b),
+        Node::Leaf(leaf) => eval_leaf(leaf, row),
+    }
+}
+
+/// The datum a field reads; `None` when the image does not carry it.
+fn lookup<'a>(leaf: &Leaf, image: Image, row: &RowView<'a>) -> Option<&'a Datum> {
+    match image {
+        Image::New => row.new?.get(leaf.column),
+        Image::Old => match row.old? {
+            OldTuple::Full(d) => d.get(leaf.column),
+            // A key tuple carries NULLs in place of the other columns.
+            OldTuple::Key(d) if leaf.is_key => d.get(leaf.column),
+            OldTuple::Key(_) => None,
+        },
+    }
+}
+
+fn text_of(datum: Option<&Datum>) -> Option<&str> {
+    match datum? {
+        Datum::Text(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+fn eval_leaf(leaf: &Leaf, row: &RowView<'_>) -> Option<bool> {
+    let datum = lookup(leaf, leaf.image, row);
+    match &leaf.test {
+        Test::Exists => {
+            return Some(matches!(
+                datum,
+                Some(Datum::Null | Datum::Text(_) | Datum::Binary(_))
+            ))
+        }
+        Test::IsNull => {
+            return match datum? {
+                Datum::Null => Some(true),
+                _ => Some(false),
+            }
+        }
+        Test::Changed => return Some(changed(leaf, row)),
+        _ => {}
+    }
+    let value = text_of(datum)?;
+    let cmp = |lit: &Literal| compare(leaf.class, value, lit);
+    match &leaf.test {
+        Test::Compare(op, lit) => {
+            let ord = cmp(lit)?;
+            Some(match op {
+                Operator::Eq => ord == Ordering::Equal,
+                Operator::Ne => ord != Ordering::Equal,
+                Operator::Gt => ord == Ordering::Greater,
+                Operator::Lt => ord == Ordering::Less,
+                Operator::Ge => ord != Ordering::Less,
+                _ => ord != Ordering::Greater,
+            })
+        }
+        Test::In(list) => Some(list.iter().any(|l| cmp(l) == Some(Ordering::Equal))),
+        Test::NotIn(list) => Some(!list.iter().any(|l| cmp(l) == Some(Ordering::Equal))),
+        Test::Contains(s) => Some(value.contains(s.as_str())),
+        Test::StartsWith(s) => Some(value.starts_with(s.as_str())),
+        Test::EndsWith(s) => Some(value.ends_with(s.as_str())),
+        Test::Matches(re) => Some(re.is_match(value)),
+        Test::Exists | Test::IsNull | Test::Changed => None,
+    }
+}
+
+/// `new.col IS DISTINCT FROM old.col`, for updates only.
+fn changed(leaf: &Leaf, row: &RowView<'_>) -> bool {
+    if row.action != Action::Update {
+        return false;
+    }
+    let Some(new) = lookup(leaf, Image::New, row) else {
+        return false;
+    };
+    let old = match lookup(leaf, Image::Old, row) {
+        Some(old) => old,
+        // No old key tuple: PostgreSQL sends one only when the key changed.
+        None if leaf.is_key && row.old.is_none() => return false,
+        None => return false,
+    };
+    match (old, new) {
+        (_, Datum::UnchangedToast) => false,
+        (Datum::Null, Datum::Null) => false,
+        (Datum::Null, _) | (_, Datum::Null) => true,
+        (Datum::Text(a), Datum::Text(b)) => {
+            match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+                (Ok(a), Ok(b)) => !same_value(leaf.class, a, b),
+                _ => a != b,
+            }
+        }
+        (a, b) => a != b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn col(name: &str, type_oid: u32, is_key: bool) -> Column {
+        Column {
+            is_key,
+            name: name.into(),
+            type_oid,
+            type_modifier: -1,
+        }
+    }
+
+    fn columns() -> Vec<Column> {
+        vec![
+            col("id", 23, true),
+            col("status", 25, false),
+            col("amount", 1700, false),
+            col("at", 1184, false),
+            col("tags", 1009, false),
+        ]
+    }
+
+    fn shape(columns: &[Column], identity: u8) -> Shape<'_> {
+        Shape {
+            table: "\"public\".\"orders\"",
+            columns,
+            replica_identity: identity,
+        }
+    }
+
+    fn compile(yaml: &str, identity: u8) -> Result<CompiledFilter, FilterError> {
+        let spec: FilterSpec = serde_yaml::from_str(yaml).expect("filter parses");
+        CompiledFilter::compile(&spec, shape(&columns(), identity), "f")
+    }
+
+    fn t(s: &str) -> Datum {
+        Datum::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn row(id: &str, status: Option<&str>, amount: &str, at: &str) -> Vec<Datum> {
+        vec![
+            t(id),
+            status.map_or(Datum::Null, t),
+            t(amount),
+            t(at),
+            t("{a}"),
+        ]
+    }
+
+    fn insert(new: &[Datum]) -> RowView<'_> {
+        RowView {
+            action: Action::Insert,
+            old: None,
+            new: Some(new),
+        }
+    }
+
+    #[test]
+    fn typed_comparisons() {
+        let f = compile(
+            "{conditions: [{field: new.amount, operator: '>', value: 9.75}]}",
+            b'd',
+        )
+        .expect("compiles");
+        assert!(f.matches(&insert(&row(
+            "1",
+            Some("x"),
+            "10.5",
+            "2024-01-01 00:00:00+00"
+        ))));
+        assert!(!f.matches(&insert(&row(
+            "1",
+            Some("x"),
+            "9.750",
+            "2024-01-01 00:00:00+00"
+        ))));
+        let f = compile(
+            "{conditions: [{field: new.at, operator: '>=', value: '2024-01-01T02:00:00+02:00'}]}",
+            b'd',
+        )
+        .expect("compiles");
+        assert!(f.matches(&insert(&row("1", None, "0", "2024-01-01 00:00:00+00"))));
+        assert!(!f.matches(&insert(&row("1", None, "0", "2023-12-31 23:59:59.999+00"))));
+        let f = compile(
+            "{conditions: [{field: new.id, operator: in, value: [2, 10]}]}",
+            b'd',
+        )
+        .expect("compiles");
+        assert!(
+            f.matches(&insert(&row("10", None, "0", "")))
+                && !f.matches(&insert(&row("1", None, "0", "")))
+        );
+    }
+
+    #[test]
+    fn null_is_unknown_and_unknown_does_not_pass() {
+        let nul = row("1", None, "0", "");
+        for (cond, expected) in [
+            ("{field: new.status, operator: '==', value: x}", false),
+            ("{field: new.status, operator: '!=', value: x}", false),
+            ("{not: {field: new.status, operator: '==', value: x}}", false),
+            ("{field: new.status, operator: not_in, value: [x]}", false),
+            ("{field: new.status, operator: is_null}", true),
+            ("{field: new.status, operator: exists}", true),
+            ("{field: new.status, operator: contains, value: x}", false),
+            ("{any: [{field: new.status, operator: '==', value: x}, {field: new.id, operator: '==', value: 1}]}", true),
+            ("{all: [{field: new.status, operator: '==', value: x}, {field: new.id, operator: '==', value: 2}]}", false),
+        ] {
+            let f = compile(&format!("{{conditions: [{cond}]}}"), b'd').expect("compiles");
+            assert_eq!(f.matches(&insert(&nul)), expected, "{cond}");
+        }
+    }
+
+    #[test]
+    fn logic_actions_and_text_operators() {
+        let f = compile(
+            "{actions: [insert], logic: OR, conditions: [{field: new.status, operator: starts_with, value: pa}, {field: new.status, operator: matches, value: '^x+$'}]}",
+            b'd',
+        )
+        .expect("compiles");
+        assert!(f.matches(&insert(&row("1", Some("paid"), "0", ""))));
+        assert!(f.matches(&insert(&row("1", Some("xxx"), "0", ""))));
+        assert!(!f.matches(&insert(&row("1", Some("new"), "0", ""))));
+        let new = row("1", Some("paid"), "0", "");
+        assert!(
+            !f.matches(&RowView {
+                action: Action::Update,
+                old: None,
+                new: Some(&new)
+            }),
+            "actions limit"
+        );
+    }
+
+    #[test]
+    fn changed_needs_an_update_and_the_old_value() {
+        let f = compile(
+            "{conditions: [{field: new.status, operator: changed}]}",
+            b'f',
+        )
+        .expect("compiles");
+        let old = OldTuple::Full(row("1", Some("new"), "0", ""));
+        let same = OldTuple::Full(row("1", Some("paid"), "0", ""));
+        let new = row("1", Some("paid"), "0", "");
+        let update = |old| RowView {
+            action: Action::Update,
+            old: Some(old),
+            new: Some(&new),
+        };
+        assert!(f.matches(&update(&old)));
+        assert!(!f.matches(&update(&same)));
+        let was_null = OldTuple::Full(row("1", None, "0", ""));
+        assert!(f.matches(&update(&was_null)), "NULL to a value is a change");
+        assert!(!f.matches(&insert(&new)), "an insert is not a change");
+        let toast = vec![t("1"), Datum::UnchangedToast, t("0"), t(""), t("{a}")];
+        assert!(!f.matches(&RowView {
+            action: Action::Update,
+            old: Some(&old),
+            new: Some(&toast)
+        }));
+        // Numeric compares as a number: 1.50 -> 1.5 is no change.
+        let f = compile(
+            "{conditions: [{field: new.amount, operator: changed}]}",
+            b'f',
+        )
+        .expect("compiles");
+        let old = OldTuple::Full(row("1", None, "1.50", ""));
+        let new = row("1", None, "1.5", "");
+        assert!(!f.matches(&RowView {
+            action: Action::Update,
+            old: Some(&old),
+            new: Some(&new)
+        }));
+    }
+
+    #[test]
+    fn compile_errors_name_the_field_and_the_fix() {
+        let e = compile("{conditions: [{field: new.nope, operator: exists}]}", b'd')
+            .expect_err("must fail");
+        assert_eq!(e.path, "f.conditions[0].field");
+        assert!(
+            e.message
+                .contains("has no column \"nope\" (columns: id, status, amount, at, tags)"),
+            "{e}"
+        );
+        let e = compile(
+            "{conditions: [{field: old.status, operator: '==', value: x}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert!(e.message.contains("REPLICA IDENTITY FULL"), "{e}");
+        assert!(
+            compile(
+                "{conditions: [{field: old.id, operator: '==', value: 1}]}",
+                b'd'
+            )
+            .is_ok(),
+            "key columns are sent"
+        );
+        let e = compile(
+            "{conditions: [{any: [{field: new.status, operator: changed}]}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert_eq!(e.path, "f.conditions[0].any[0].field");
+        let e = compile(
+            "{conditions: [{field: new.amount, operator: '>', value: abc}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("f.conditions[0].value", "\"abc\" is not a numeric value")
+        );
+        let e = compile(
+            "{conditions: [{field: new.amount, operator: contains, value: '1'}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert_eq!(e.path, "f.conditions[0].operator");
+        let e = compile(
+            "{conditions: [{field: new.tags, operator: '<', value: x}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert_eq!(e.path, "f.conditions[0].operator");
+        let e = compile(
+            "{conditions: [{field: new.status, operator: matches, value: '(unclosed'}]}",
+            b'd',
+        )
+        .expect_err("must fail");
+        assert!(e.message.starts_with("bad regular expression"), "{e}");
+    }
+}

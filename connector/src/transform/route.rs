@@ -1,0 +1,314 @@
+//! Listeners and their targets, compiled from the spec once; and, per table
+//! shape, each target's filter and column selection.
+
+use std::sync::Arc;
+
+use pgkafka_crds::{
+    Action, ColumnsSpec, Envelope, FilterSpec, PgKafkaConnectorSpec, QualifiedTable, TargetSpec,
+};
+use prometheus::IntCounter;
+
+use super::filter::{CompiledFilter, FilterError, Shape};
+use crate::metrics::Metrics;
+
+/// Index of an action in per-action tables.
+pub fn action_index(a: Action) -> usize {
+    match a {
+        Action::Insert => 0,
+        Action::Update => 1,
+        Action::Delete => 2,
+        Action::Truncate => 3,
+    }
+}
+
+/// A target of a listener.
+#[derive(Debug)]
+pub struct Target {
+    /// `spec.listeners[i].targets[j]`, for errors.
+    pub path: String,
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Position of `topic` in [`Routes::topics`].
+    pub topic_index: usize,
+    /// Message shape.
+    pub envelope: Envelope,
+    /// Column selection, by name.
+    pub columns: Option<ColumnsSpec>,
+    /// Filter spec, compiled per table shape.
+    pub filter: Option<FilterSpec>,
+    /// The transaction group it feeds, if it sends whole transactions.
+    pub group: Option<usize>,
+    /// Changes it received.
+    pub records: IntCounter,
+    /// Changes its filter rejected.
+    pub filtered: IntCounter,
+    /// Bytes of the changes it received.
+    pub bytes: IntCounter,
+}
+
+/// A listener: a table, the actions it captures, its targets.
+#[derive(Debug)]
+pub struct Listener {
+    /// The table.
+    pub table: QualifiedTable,
+    /// Captured actions, by [`action_index`].
+    pub actions: [bool; 4],
+    /// Where changes go.
+    pub targets: Vec<Target>,
+    /// Changes seen.
+    pub changes: IntCounter,
+}
+
+/// A transaction group: one message per transaction to `topic`.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its name (`group`, or the target's path for a lone `sendAsTransaction`).
+    pub name: String,
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Position of `topic` in [`Routes::topics`].
+    pub topic_index: usize,
+}
+
+/// Every listener, group and topic of a spec.
+#[derive(Debug)]
+pub struct Routes {
+    /// Listeners in spec order.
+    pub listeners: Vec<Listener>,
+    /// Transaction groups.
+    pub groups: Vec<Group>,
+    /// Every topic written to, each once.
+    pub topics: Vec<Arc<str>>,
+}
+
+impl Routes {
+    /// Compiles a validated spec.
+    pub fn new(spec: &PgKafkaConnectorSpec, metrics: &Metrics) -> Self {
+        let mut topics: Vec<Arc<str>> = Vec::new();
+        let mut topic_index = |topic: &str| match topics.iter().position(|t| &**t == topic) {
+            Some(i) => (i, Arc::clone(&topics[i])),
+            None => {
+                topics.push(Arc::from(topic));
+                (topics.len() - 1, Arc::clone(&topics[topics.len() - 1]))
+            }
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        let mut listeners = Vec::with_capacity(spec.listeners.len());
+        let default_target = [TargetSpec::default()];
+        for (i, l) in spec.listeners.iter().enumerate() {
+            // `validate()` has run: every table parses.
+            let Ok(table) = QualifiedTable::parse(&l.table) else {
+                continue;
+            };
+            let mut actions = [false; 4];
+            for a in &l.actions {
+                actions[action_index(*a)] = true;
+            }
+            let table_label = format!("{}.{}", table.schema, table.name);
+            let specs: &[TargetSpec] = if l.targets.is_empty() {
+                &default_target
+            } else {
+                &l.targets
+            };
+            let targets = specs
+                .iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    let path = format!("spec.listeners[{i}].targets[{j}]");
+                    let name = t
+                        .topic
+                        .clone()
+                        .unwrap_or_else(|| table.default_topic(&spec.kafka.topic_prefix));
+                    let (index, topic) = topic_index(&name);
+                    let group = t.groups_transactions().then(|| {
+                        let group_name = t.group.clone().unwrap_or_else(|| path.clone());
+                        match groups.iter().position(|g| g.name == group_name) {
+                            Some(g) => g,
+                            None => {
+                                groups.push(Group {
+                                    name: group_name,
+                                    topic: Arc::clone(&topic),
+                                    topic_index: index,
+                                });
+                                groups.len() - 1
+                            }
+                        }
+                    });
+                    let labels = [table_label.as_str(), &*topic];
+                    Target {
+                        path,
+                        topic_index: index,
+                        envelope: t.envelope.unwrap_or(spec.kafka.envelope),
+                        columns: t.columns.clone(),
+                        filter: t.filter.clone(),
+                        group,
+                        records: metrics.target_records.with_label_values(&labels),
+                        filtered: metrics.target_filtered.with_label_values(&labels),
+                        bytes: metrics.target_bytes.with_label_values(&labels),
+                        topic,
+                    }
+                })
+                .collect();
+            listeners.push(Listener {
+                changes: metrics
+                    .listener_changes
+                    .with_label_values(&[table_label.as_str()]),
+                table,
+                actions,
+                targets,
+            });
+        }
+        Routes {
+            listeners,
+            groups,
+            topics,
+        }
+    }
+
+    /// The listener of `table`, by index.
+    pub fn listener_of(&self, table: &QualifiedTable) -> Option<usize> {
+        self.listeners.iter().position(|l| &l.table == table)
+    }
+}
+
+/// A listener's targets compiled for one table shape: filters and column masks.
+#[derive(Debug, Default)]
+pub struct CompiledRoute {
+    /// Per target: its filter, if any.
+    pub filters: Vec<Option<CompiledFilter>>,
+    /// Per target: the columns kept, by position, if it selects columns.
+    pub masks: Vec<Option<Vec<bool>>>,
+}
+
+impl CompiledRoute {
+    /// Compiles `listener`'s targets for `shape`; errors name the spec path.
+    pub fn compile(listener: &Listener, shape: Shape<'_>) -> Result<Self, FilterError> {
+        let mut route = CompiledRoute::default();
+        for target in &listener.targets {
+            route.filters.push(match &target.filter {
+                Some(f) => Some(CompiledFilter::compile(
+                    f,
+                    shape,
+                    &format!("{}.filter", target.path),
+                )?),
+                None => None,
+            });
+            route.masks.push(match &target.columns {
+                Some(c) => Some(column_mask(c, shape, &target.path)?),
+                None => None,
+            });
+        }
+        Ok(route)
+    }
+}
+
+fn column_mask(spec: &ColumnsSpec, shape: Shape<'_>, path: &str) -> Result<Vec<bool>, FilterError> {
+    let (names, include, key) = match (&spec.include, &spec.exclude) {
+        (Some(names), _) => (names, true, "include"),
+        (None, Some(names)) => (names, false, "exclude"),
+        (None, None) => return Ok(vec![true; shape.columns.len()]),
+    };
+    for (k, name) in names.iter().enumerate() {
+        if !shape.columns.iter().any(|c| &c.name == name) {
+            let all: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(FilterError {
+                path: format!("{path}.columns.{key}[{k}]"),
+                message: format!(
+                    "{} has no column {name:?} (columns: {})",
+                    shape.table,
+                    all.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(shape
+        .columns
+        .iter()
+        .map(|c| names.contains(&c.name) == include)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::pgoutput::Column;
+
+    fn spec() -> PgKafkaConnectorSpec {
+        serde_yaml::from_str(
+            r#"
+postgres: {host: db, database: shop, user: cdc}
+publication: {name: p}
+slot: {name: s}
+kafka: {bootstrapServers: ["k:9092"], topicPrefix: cdc, envelope: flat}
+listeners:
+  - table: orders
+    targets:
+      - {}
+      - {topic: audit, envelope: debezium, columns: {exclude: [secret]}}
+      - {topic: tx, group: shop}
+  - table: lines
+    targets: [{topic: tx, group: shop}, {topic: single, sendAsTransaction: true}]
+"#,
+        )
+        .expect("spec parses")
+    }
+
+    #[test]
+    fn compiles_topics_groups_and_envelopes() {
+        let routes = Routes::new(&spec(), &Metrics::new("t"));
+        let names: Vec<&str> = routes.topics.iter().map(|t| &**t).collect();
+        assert_eq!(names, ["cdc.public.orders", "audit", "tx", "single"]);
+        let groups: Vec<(&str, &str)> = routes
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), &*g.topic))
+            .collect();
+        assert_eq!(
+            groups,
+            [("shop", "tx"), ("spec.listeners[1].targets[1]", "single")]
+        );
+        let orders = &routes.listeners[0];
+        assert_eq!(orders.targets[0].envelope, Envelope::Flat);
+        assert_eq!(orders.targets[1].envelope, Envelope::Debezium);
+        assert_eq!(
+            (
+                orders.targets[2].group,
+                routes.listeners[1].targets[0].group
+            ),
+            (Some(0), Some(0))
+        );
+        assert_eq!(
+            routes.listener_of(&QualifiedTable::parse("public.lines").expect("valid")),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn column_masks_check_names() {
+        let routes = Routes::new(&spec(), &Metrics::new("t"));
+        let col = |name: &str| Column {
+            is_key: false,
+            name: name.into(),
+            type_oid: 25,
+            type_modifier: -1,
+        };
+        let columns = [col("id"), col("secret")];
+        let shape = Shape {
+            table: "\"public\".\"orders\"",
+            columns: &columns,
+            replica_identity: b'd',
+        };
+        let route = CompiledRoute::compile(&routes.listeners[0], shape).expect("compiles");
+        assert_eq!(route.masks, [None, Some(vec![true, false]), None]);
+        let other = [col("id")];
+        let err = CompiledRoute::compile(
+            &routes.listeners[0],
+            Shape {
+                columns: &other,
+                ..shape
+            },
+        )
+        .expect_err("must fail");
+        assert_eq!(err.path, "spec.listeners[0].targets[1].columns.exclude[0]");
+    }
+}
