@@ -449,6 +449,17 @@ impl Drop for Engine {
     }
 }
 
+/// A consumer that assigns partitions itself (no group rebalance to wait for).
+fn test_consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("test"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer")
+}
+
 /// One consumed Kafka record.
 #[derive(Debug, Clone)]
 pub struct Consumed {
@@ -467,13 +478,7 @@ pub struct Consumed {
 /// Reads `topic` from the beginning until `expected` records arrived or
 /// `limit` passed, then returns what arrived (in partition, offset order).
 pub fn consume(bootstrap: &str, topic: &str, expected: usize, limit: Duration) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("test"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("consumer");
+    let consumer = test_consumer(bootstrap);
     let deadline = Instant::now() + limit;
     // Assign every partition from the beginning (no group rebalance to wait for).
     let partitions = loop {
@@ -504,24 +509,7 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, limit: Duration) -
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        out.push(Consumed {
-            key: m.key().map(text),
-            value: m
-                .payload()
-                .and_then(|p| serde_json::from_slice(p).ok())
-                .unwrap_or(serde_json::Value::Null),
-            headers: m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(text).unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            partition: m.partition(),
-            offset: m.offset(),
-        });
+        out.push(consumed(&m));
     }
     out.sort_by_key(|c| (c.partition, c.offset));
     out
@@ -561,4 +549,75 @@ spec:
         port = db.port,
         db = db.name,
     )
+}
+
+/// Every record of `topic` up to the partitions' ends (as the broker reports
+/// them in fetch responses): call it once the slot confirmed the writes, and
+/// nothing can be missing or still coming. An absent topic reads as empty.
+pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("test"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer");
+    let Some(partitions) = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|m| {
+            m.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len() as i32)
+        })
+    else {
+        return Vec::new();
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut at_end = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: partitions not read to the end after 60 s"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(consumed(&m)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    out.sort_by_key(|c| (c.partition, c.offset));
+    out
+}
+
+fn consumed(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Consumed {
+        key: m.key().map(text),
+        value: m
+            .payload()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or(serde_json::Value::Null),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(text).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
 }

@@ -19,6 +19,8 @@ struct Scenario {
     name: &'static str,
     rows: u64,
     transactions: u64,
+    /// Also run the engine with three filtered targets.
+    filtered_comparison: bool,
 }
 
 const SCENARIOS: [Scenario; 2] = [
@@ -26,11 +28,13 @@ const SCENARIOS: [Scenario; 2] = [
         name: "1,000,000 rows in 100 transactions",
         rows: 1_000_000,
         transactions: 100,
+        filtered_comparison: true,
     },
     Scenario {
         name: "100,000 one-row transactions",
         rows: 100_000,
         transactions: 100_000,
+        filtered_comparison: false,
     },
 ];
 
@@ -77,7 +81,7 @@ async fn main() {
             (vec![], vec![], vec![], 0);
         for _ in 0..runs {
             let baseline = rows as f64 / time_recvlogical(&db, &end_lsn);
-            let (engine_secs, rss) = time_engine(&db, &broker, &bin, rows).await;
+            let (engine_secs, rss) = time_engine(&db, &broker, &bin, txs, PLAIN).await;
             let engine = rows as f64 / engine_secs;
             // The copies hold WAL: drop them before the next run.
             for role in ["recv", "engine"] {
@@ -88,6 +92,20 @@ async fn main() {
             engine_rates.push(engine);
             ratios.push(engine / baseline);
             rss_kib = rss_kib.max(rss);
+        }
+        // The cost of routing: three filtered targets against one plain one.
+        let mut filtered_rates = Vec::new();
+        if s.filtered_comparison {
+            for _ in 0..runs {
+                let (secs, rss) = time_engine(&db, &broker, &bin, txs, FILTERED).await;
+                drop_slot(&db, "engine").await;
+                eprintln!(
+                    "  run: engine with three filtered targets {:.0} r/s",
+                    rows as f64 / secs
+                );
+                filtered_rates.push(rows as f64 / secs);
+                rss_kib = rss_kib.max(rss);
+            }
         }
         drop_slot(&db, "tpl").await;
         let (lo, hi) = (min(&ratios), max(&ratios));
@@ -103,6 +121,16 @@ async fn main() {
             median(&mut ratios),
             rss_kib / 1024
         );
+        if !filtered_rates.is_empty() {
+            let filtered = median(&mut filtered_rates);
+            println!(
+                "{:<40} {:>14} {:>10.0} r/s {:>6.2} (of one plain target)",
+                "  same, three filtered targets",
+                "",
+                filtered,
+                filtered / median(&mut engine_rates)
+            );
+        }
     }
 }
 
@@ -219,7 +247,25 @@ fn time_recvlogical(db: &TestDb, end_lsn: &str) -> f64 {
 
 /// Runs the engine on a copy of the template slot until Kafka acknowledged
 /// every row; returns seconds and the engine's peak RSS in KiB.
-async fn time_engine(db: &TestDb, broker: &Broker, bin: &std::path::Path, rows: u64) -> (f64, u64) {
+/// One plain target: the default topic.
+const PLAIN: &str = "[{table: bench}]";
+
+/// Three targets, each with a filter on a different column type.
+const FILTERED: &str = "[{table: bench, targets: [
+    {topic: bench.qty, filter: {conditions: [{field: new.qty, operator: '>', value: 3}]}},
+    {topic: bench.amount, filter: {conditions: [{field: new.amount, operator: '>=', value: '50.00'}]}},
+    {topic: bench.customer, filter: {conditions: [{field: new.customer, operator: ends_with, value: '7'}]}}]}]";
+
+/// Runs the engine on a copy of the template slot until it decoded all
+/// `transactions` and Kafka acknowledged every record; returns seconds and
+/// the engine's peak RSS in KiB.
+async fn time_engine(
+    db: &TestDb,
+    broker: &Broker,
+    bin: &std::path::Path,
+    transactions: u64,
+    listeners: &str,
+) -> (f64, u64) {
     copy_slot(db, "engine").await;
     let manifest = format!(
         r#"apiVersion: pgkafka.io/v1alpha1
@@ -231,7 +277,7 @@ spec:
   publication: {{name: bench_pub, create: false}}
   slot: {{name: {slot}, create: false}}
   kafka: {{bootstrapServers: ["{bootstrap}"], topicPrefix: {db}}}
-  listeners: [{{table: bench}}]
+  listeners: {listeners}
 "#,
         port = db.port,
         db = db.name,
@@ -243,12 +289,13 @@ spec:
     let mut peak_kib = 0;
     loop {
         peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
-        let delivered = engine
+        let status = engine
             .http_get("/status")
             .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|v| v["counters"]["recordsDelivered"].as_u64())
-            .unwrap_or(0);
-        if delivered >= rows {
+            .unwrap_or_default();
+        let decoded = status["counters"]["transactions"].as_u64().unwrap_or(0);
+        let in_flight = status["inFlight"]["records"].as_u64().unwrap_or(u64::MAX);
+        if decoded >= transactions && in_flight == 0 {
             break;
         }
         assert!(
