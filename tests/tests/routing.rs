@@ -159,7 +159,7 @@ async fn every_operator_admits_exactly_what_sql_admits() {
         let last = all
             .iter()
             .filter(|r| r.value["after"]["id"] == id)
-            .last()
+            .next_back()
             .expect("a record per row");
         let after = &last.value["after"];
         assert_eq!(
