@@ -158,8 +158,7 @@ async fn every_operator_admits_exactly_what_sql_admits() {
         let id: i32 = row.get(0);
         let last = all
             .iter()
-            .filter(|r| r.value["after"]["id"] == id)
-            .next_back()
+            .rfind(|r| r.value["after"]["id"] == id)
             .expect("a record per row");
         let after = &last.value["after"];
         assert_eq!(
