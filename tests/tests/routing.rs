@@ -390,3 +390,36 @@ async fn bad_filters_fail_at_start_up_naming_listener_target_and_field() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_names_and_composite_key_columns() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec(
+        r#"CREATE SCHEMA "Sales";
+           CREATE TABLE "Sales"."Order.Lines" (id int PRIMARY KEY, tenant text NOT NULL, "Line No" int NOT NULL, qty int);"#,
+    )
+    .await;
+    let prefix = unique("q");
+    let name = unique("quoted");
+    let listeners = r#"    - table: '"Sales"."Order.Lines"'
+      keyColumns: [tenant, "Line No"]"#;
+    let mut engine = Engine::start(
+        ENGINE,
+        &manifest(&name, &db, &broker.bootstrap, &prefix, listeners),
+    );
+    engine.wait_streaming();
+    db.exec(r#"INSERT INTO "Sales"."Order.Lines" VALUES (1, 'acme', 3, 5)"#)
+        .await;
+    wait_confirmed(&db, &format!("{name}_slot")).await;
+    // Characters Kafka does not allow in topic names become '_'.
+    let got = read_to_end(&broker.bootstrap, &format!("{prefix}.Sales.Order.Lines"));
+    assert_eq!(got.len(), 1, "{}", engine.log_text());
+    assert_eq!(
+        got[0].key.as_deref(),
+        Some(r#"{"tenant":"acme","Line No":3}"#)
+    );
+    assert_eq!(got[0].value["source"]["schema"], "Sales");
+    assert_eq!(got[0].value["source"]["table"], "Order.Lines");
+    assert_eq!(engine.stop(), Some(0));
+}
