@@ -121,6 +121,10 @@ async fn run(
     http_addr: SocketAddr,
 ) -> Result<(), crate::error::Error> {
     let cfg = EngineConfig::load(&file, secrets_dir.as_deref())?;
+    if cfg.spec.state != pgkafka_crds::ConnectorState::Running {
+        tracing::info!(state = ?cfg.spec.state, "spec.state is not running: nothing to stream");
+        return Ok(());
+    }
     let metrics = Metrics::new(&cfg.name);
     let bound = http::serve(
         http_addr,

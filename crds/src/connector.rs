@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use crate::filter::FilterSpec;
 
 /// Streams changes of PostgreSQL tables into Kafka topics through logical
 /// replication (pgoutput).
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "pgkafka.io",
     version = "v1alpha1",
@@ -19,7 +20,14 @@ use crate::filter::FilterSpec;
     namespaced,
     status = "PgKafkaConnectorStatus",
     shortname = "pgkc",
-    category = "pgkafka"
+    category = "pgkafka",
+    cel,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
+    printcolumn = r#"{"name":"Slot","type":"string","jsonPath":".spec.slot.name"}"#,
+    printcolumn = r#"{"name":"Confirmed LSN","type":"string","jsonPath":".status.replication.confirmedFlushLSN"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","format":"int64","jsonPath":".status.replication.lagBytes"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PgKafkaConnectorSpec {
@@ -39,7 +47,12 @@ pub struct PgKafkaConnectorSpec {
     /// The Kafka cluster records are written to.
     pub kafka: KafkaSpec,
     /// The tables to capture, each with the actions it listens to and its targets.
+    #[schemars(length(min = 1))]
     pub listeners: Vec<ListenerSpec>,
+    /// CPU and memory of the engine's container; 100m / 128Mi requested and
+    /// 512Mi limited when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Desired run state of the engine.
@@ -76,15 +89,20 @@ pub struct SecretKeyRef {
 }
 
 /// Connection to the source PostgreSQL database.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.user) != has(self.userSecretRef)").message("set exactly one of user and userSecretRef"))]
 pub struct PostgresSpec {
     /// Host name or IP address of the primary.
+    #[schemars(length(min = 1))]
     pub host: String,
     /// TCP port.
     #[serde(default = "default_pg_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
-    /// Database whose changes are captured.
+    /// Database whose changes are captured. Immutable: the slot belongs to it.
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("database is immutable: the slot belongs to it"))]
     pub database: String,
     /// Role to connect as; it needs the REPLICATION attribute. Exclusive with `userSecretRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,10 +143,12 @@ pub enum SslMode {
 }
 
 /// The publication the slot streams.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublicationSpec {
-    /// Publication name (case-sensitive; quoted in every statement).
+    /// Publication name (case-sensitive; quoted in every statement). Immutable.
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("publication name is immutable"))]
     pub name: String,
     /// Create the publication for the listeners' tables when it does not exist.
     #[serde(default = "default_true")]
@@ -136,14 +156,22 @@ pub struct PublicationSpec {
 }
 
 /// The logical replication slot.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlotSpec {
-    /// Slot name: lower-case letters, digits and underscores, at most 63 characters.
+    /// Slot name: lower-case letters, digits and underscores, at most 63
+    /// characters. Immutable: the slot holds the connector's position.
+    #[schemars(regex(pattern = r"^[a-z0-9_]{1,63}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("slot name is immutable: the slot holds the position"))]
     pub name: String,
     /// Create the slot (pgoutput) when it does not exist.
     #[serde(default = "default_true")]
     pub create: bool,
+    /// Recreate the slot when PostgreSQL invalidated it (`wal_status: lost`).
+    /// Off by default: a new slot starts after the lost changes, so turning
+    /// this on accepts that gap.
+    #[serde(default)]
+    pub recreate_if_lost: bool,
 }
 
 fn default_true() -> bool {
@@ -155,8 +183,10 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KafkaSpec {
     /// Bootstrap brokers, `host:port`.
+    #[schemars(length(min = 1))]
     pub bootstrap_servers: Vec<String>,
     /// Prefix of the default topic name `<topicPrefix>.<schema>.<table>`.
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,200}$"))]
     pub topic_prefix: String,
     /// librdkafka producer properties passed through as they are (for example
     /// `compression.type: zstd`). `acks` must stay `all` and idempotence on.
@@ -204,6 +234,7 @@ pub struct ListenerSpec {
     pub table: String,
     /// Actions captured; all four when omitted.
     #[serde(default = "all_actions")]
+    #[schemars(length(min = 1))]
     pub actions: Vec<Action>,
     /// Columns forming the record key; the primary key (else the replica
     /// identity) when omitted.

@@ -51,15 +51,19 @@ pub struct ConditionSpec {
     /// `in` and `not_in`, a regular expression for `matches`, none for
     /// `exists`, `is_null` and `changed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
     pub value: Option<serde_json::Value>,
     /// Holds when every nested condition holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::nested_list")]
     pub all: Option<Vec<ConditionSpec>>,
     /// Holds when at least one nested condition holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::nested_list")]
     pub any: Option<Vec<ConditionSpec>>,
     /// Holds when the nested condition does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::nested_condition")]
     pub not: Option<Box<ConditionSpec>>,
 }
 

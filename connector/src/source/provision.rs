@@ -216,13 +216,28 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
         });
     }
     if wal_status == "lost" {
-        return Err(Error::Setup {
-            field: "spec.slot.name".into(),
-            message: format!(
-                "slot {slot:?} is invalidated (wal_status = lost): the WAL it needed was removed and changes \
-                 were lost; drop it and start again with a new snapshot"
-            ),
-        });
+        if !spec.slot.recreate_if_lost {
+            return Err(Error::Setup {
+                field: "spec.slot.name".into(),
+                message: format!(
+                    "slot {slot:?} is invalidated (wal_status = lost): the WAL it needed was removed and changes \
+                     were lost. Set spec.slot.recreateIfLost to accept that gap and start from now"
+                ),
+            });
+        }
+        tracing::warn!(slot = %slot, "slot invalidated; recreating it as spec.slot.recreateIfLost asks: changes since its last position are lost");
+        client
+            .query_one("SELECT pg_drop_replication_slot($1)", &[slot])
+            .await
+            .map_err(pg(format!("dropping invalidated slot {slot:?}")))?;
+        let row = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[slot],
+            )
+            .await
+            .map_err(pg(format!("recreating replication slot {slot:?}")))?;
+        return parse_lsn(row.get(0));
     }
     parse_lsn(row.get(3))
 }

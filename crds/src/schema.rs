@@ -1,0 +1,22 @@
+//! Schema pieces the derive cannot express in a structural CRD schema:
+//! nested conditions (a recursive type) and free-form literals.
+
+use schemars::{json_schema, Schema, SchemaGenerator};
+
+/// A literal of any JSON type (string, number, boolean, list).
+pub(crate) fn any_value(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A list of nested conditions; validated by the operator and the engine.
+pub(crate) fn nested_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+/// One nested condition.
+pub(crate) fn nested_condition(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
