@@ -1,4 +1,10 @@
 //! pgkafka's Kubernetes operator: reconciles `PgKafkaConnector` resources into
 //! a provisioned publication and slot, a running engine, and a truthful status.
 
+pub mod error;
+pub mod metrics;
+pub mod postgres;
+pub mod probe;
+pub mod reconcile;
 pub mod resources;
+pub mod status;

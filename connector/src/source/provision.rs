@@ -33,13 +33,18 @@ pub fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
     )
 }
 
-/// `ALTER PUBLICATION "p" ADD TABLE "s"."t", ...`
-pub fn add_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
+/// `ALTER PUBLICATION "p" SET TABLE "s"."t", ...`
+pub fn set_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
     format!(
-        "ALTER PUBLICATION {} ADD TABLE {}",
+        "ALTER PUBLICATION {} SET TABLE {}",
         quote_ident(name),
         table_list(tables)
     )
+}
+
+/// `DROP PUBLICATION IF EXISTS "p"`
+pub fn drop_publication_sql(name: &str) -> String {
+    format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name))
 }
 
 fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -150,7 +155,8 @@ async fn ensure_publication(
         .filter(|t| !published.contains(t))
         .cloned()
         .collect();
-    if missing.is_empty() {
+    let extra = published.iter().any(|t| !tables.contains(t));
+    if missing.is_empty() && !(extra && spec.publication.create) {
         return Ok(());
     }
     if !spec.publication.create {
@@ -163,14 +169,12 @@ async fn ensure_publication(
             ),
         });
     }
-    tracing::info!(publication = %name, tables = %table_list(&missing), "adding tables to publication");
+    // A publication the connector manages follows its listeners exactly.
+    tracing::info!(publication = %name, tables = %table_list(tables), "setting the publication's tables");
     client
-        .batch_execute(&add_tables_sql(name, &missing))
+        .batch_execute(&set_tables_sql(name, tables))
         .await
-        .map_err(pg(format!(
-            "adding tables to publication {}",
-            quote_ident(name)
-        )))
+        .map_err(pg(format!("altering publication {}", quote_ident(name))))
 }
 
 async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, Error> {
@@ -269,8 +273,8 @@ mod tests {
             r#"CREATE PUBLICATION "Pub""lic" FOR TABLE "public"."orders", "My.Schema"."x""; DROP TABLE y; --""#
         );
         assert_eq!(
-            add_tables_sql("p", &tables[..1]),
-            r#"ALTER PUBLICATION "p" ADD TABLE "public"."orders""#
+            set_tables_sql("p", &tables[..1]),
+            r#"ALTER PUBLICATION "p" SET TABLE "public"."orders""#
         );
     }
 }

@@ -24,7 +24,10 @@ pub fn engine_manifest(c: &PgKafkaConnector) -> Result<String, serde_yaml::Error
 pub fn configmap(c: &PgKafkaConnector) -> Result<ConfigMap, serde_yaml::Error> {
     Ok(ConfigMap {
         metadata: metadata(c),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), engine_manifest(c)?)])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_owned(),
+            engine_manifest(c)?,
+        )])),
         ..Default::default()
     })
 }
@@ -41,7 +44,10 @@ mod tests {
         assert_eq!(cm.metadata.name.as_deref(), Some("orders-engine"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("shop"));
         let owner = &cm.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("PgKafkaConnector", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("PgKafkaConnector", Some(true))
+        );
         let text = &cm.data.as_ref().expect("data")["connector.yaml"];
         let back: PgKafkaConnector = serde_yaml::from_str(text).expect("engine parses it");
         assert_eq!(back.spec, c.spec);

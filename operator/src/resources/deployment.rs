@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecretProjection, SecurityContext, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -16,7 +17,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use pgkafka_crds::{ConnectorState, PgKafkaConnector, SecretKeyRef};
 
-use super::{engine_name, labels, metadata, Settings, CONFIG_DIR, CONFIG_FILE, HTTP_PORT, RESTART_ANNOTATION, SECRETS_DIR};
+use super::{
+    engine_name, labels, metadata, Settings, CONFIG_DIR, CONFIG_FILE, HTTP_PORT,
+    RESTART_ANNOTATION, SECRETS_DIR,
+};
 
 /// Pod annotation carrying a digest of the manifest and the Secrets' versions:
 /// when either changes, the pod is replaced.
@@ -28,7 +32,14 @@ const USER_ID: i64 = 65532;
 pub fn secret_refs(c: &PgKafkaConnector) -> Vec<&SecretKeyRef> {
     let pg = &c.spec.postgres;
     let mut refs: Vec<&SecretKeyRef> = Vec::new();
-    for r in [&pg.user_secret_ref, &pg.password_secret_ref, &pg.ca_secret_ref].into_iter().flatten() {
+    for r in [
+        &pg.user_secret_ref,
+        &pg.password_secret_ref,
+        &pg.ca_secret_ref,
+    ]
+    .into_iter()
+    .flatten()
+    {
         if !refs.contains(&r) {
             refs.push(r);
         }
@@ -188,7 +199,10 @@ fn default_resources() -> ResourceRequirements {
             ("cpu".to_owned(), Quantity("100m".into())),
             ("memory".to_owned(), Quantity("128Mi".into())),
         ])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("512Mi".into()))])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("512Mi".into()),
+        )])),
         ..Default::default()
     }
 }
@@ -207,18 +221,42 @@ mod tests {
         let c = connector(SPEC);
         let d = deployment(&c, &Settings::default(), "abc");
         assert_eq!(d.spec.replicas, Some(1));
-        assert_eq!(d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
+        assert_eq!(
+            d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
         let pod = pod(&d);
         let sc = pod.security_context.as_ref().expect("pod security");
         assert_eq!(sc.run_as_non_root, Some(true));
-        assert_eq!(sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
         let container = &pod.containers[0];
-        let csc = container.security_context.as_ref().expect("container security");
-        assert_eq!((csc.read_only_root_filesystem, csc.allow_privilege_escalation), (Some(true), Some(false)));
-        let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref()).expect("limits");
+        let csc = container
+            .security_context
+            .as_ref()
+            .expect("container security");
+        assert_eq!(
+            (
+                csc.read_only_root_filesystem,
+                csc.allow_privilege_escalation
+            ),
+            (Some(true), Some(false))
+        );
+        let limits = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .expect("limits");
         assert_eq!(limits["memory"], Quantity("512Mi".into()));
         assert_eq!(
-            d.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).map(|a| a[INPUTS_ANNOTATION].as_str()),
+            d.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .map(|a| a[INPUTS_ANNOTATION].as_str()),
             Some("abc")
         );
         assert_eq!(pod.service_account_name.as_deref(), Some("orders-engine"));
@@ -233,11 +271,20 @@ mod tests {
         );
         let d = deployment(&connector(&spec), &Settings::default(), "x");
         let volumes = pod(&d).volumes.as_ref().expect("volumes");
-        let projected = volumes[1].projected.as_ref().and_then(|p| p.sources.as_ref()).expect("sources");
+        let projected = volumes[1]
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .expect("sources");
         let paths: Vec<(String, String)> = projected
             .iter()
             .filter_map(|s| s.secret.as_ref())
-            .map(|s| (s.name.clone(), s.items.as_ref().expect("items")[0].path.clone()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.items.as_ref().expect("items")[0].path.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             paths,
@@ -253,14 +300,25 @@ mod tests {
 
     #[test]
     fn paused_scales_to_zero_and_resources_and_restart_come_from_the_resource() {
-        let spec = format!("{SPEC}  state: paused\n  resources: {{limits: {{memory: 1Gi, cpu: '2'}}}}\n");
+        let spec =
+            format!("{SPEC}  state: paused\n  resources: {{limits: {{memory: 1Gi, cpu: '2'}}}}\n");
         let mut c = connector(&spec);
-        c.annotations_mut().insert(RESTART_ANNOTATION.into(), "2026-11-22T10:00:00Z".into());
+        c.annotations_mut()
+            .insert(RESTART_ANNOTATION.into(), "2026-11-22T10:00:00Z".into());
         let d = deployment(&c, &Settings::default(), "x");
         assert_eq!(d.spec.replicas, Some(0));
-        let limits = pod(&d).containers[0].resources.as_ref().and_then(|r| r.limits.clone()).expect("limits");
+        let limits = pod(&d).containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .expect("limits");
         assert_eq!(limits["memory"], Quantity("1Gi".into()));
-        let annotations = d.spec.template.metadata.and_then(|m| m.annotations).expect("annotations");
+        let annotations = d
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .expect("annotations");
         assert_eq!(annotations[RESTART_ANNOTATION], "2026-11-22T10:00:00Z");
     }
 }

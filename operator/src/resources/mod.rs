@@ -48,14 +48,22 @@ pub fn engine_name(c: &PgKafkaConnector) -> String {
 /// Labels on every object of a connector's engine (and its pod selector).
 pub fn labels(c: &PgKafkaConnector) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "pgkafka-engine".to_owned()),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "pgkafka-engine".to_owned(),
+        ),
         ("app.kubernetes.io/instance".to_owned(), c.name_any()),
-        ("app.kubernetes.io/managed-by".to_owned(), "pgkafka-operator".to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "pgkafka-operator".to_owned(),
+        ),
     ])
 }
 
 /// Metadata shared by the engine's objects: name, namespace, labels, owner.
-pub fn metadata(c: &PgKafkaConnector) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+pub fn metadata(
+    c: &PgKafkaConnector,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         name: Some(engine_name(c)),
         namespace: c.namespace(),

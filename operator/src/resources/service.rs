@@ -46,6 +46,9 @@ mod tests {
         let spec = s.spec.expect("spec");
         assert_eq!(spec.selector, Some(labels(&c)));
         assert_eq!(spec.ports.expect("ports")[0].port, 8080);
-        assert_eq!(service_account(&c).automount_service_account_token, Some(false));
+        assert_eq!(
+            service_account(&c).automount_service_account_token,
+            Some(false)
+        );
     }
 }

@@ -1,0 +1,315 @@
+//! The status, computed from what was observed: conditions `Ready`,
+//! `SlotHealthy` and `Degraded` with CamelCase reasons, and the slot's
+//! progress as PostgreSQL reports it. `Ready` follows the running engine,
+//! never just a successful reconcile.
+
+use pgkafka_crds::{Condition, ConnectorState, PgKafkaConnectorStatus};
+
+use crate::postgres::SlotState;
+
+/// What the engine's `/status` said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineReport {
+    /// It is streaming.
+    pub streaming: bool,
+    /// Unix milliseconds of the last change it delivered, if any.
+    pub last_event_ms: Option<i64>,
+}
+
+/// Everything a status is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Desired run state.
+    pub state: ConnectorState,
+    /// A problem that stopped the reconcile: (reason, message).
+    pub problem: Option<(String, String)>,
+    /// The slot, when PostgreSQL could be asked; `Some(None)`: it does not exist.
+    pub slot: Option<Option<SlotState>>,
+    /// The engine's report, when it answered.
+    pub engine: Option<EngineReport>,
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: String::new(),
+    }
+}
+
+/// The status for `observed`. Conditions keep their `lastTransitionTime`
+/// from `previous` while their status does not change.
+pub fn compute(
+    observed: &Observed,
+    slot_name: &str,
+    previous: Option<&PgKafkaConnectorStatus>,
+    now: &str,
+) -> PgKafkaConnectorStatus {
+    let slot_healthy = match &observed.slot {
+        None => Condition {
+            status: "Unknown".into(),
+            ..condition("SlotHealthy", false, "SlotUnknown", "PostgreSQL could not be asked".into())
+        },
+        Some(None) => condition("SlotHealthy", false, "SlotMissing", format!("replication slot {slot_name:?} does not exist")),
+        Some(Some(s)) => match s.wal_status.as_deref() {
+            Some("lost") => condition(
+                "SlotHealthy",
+                false,
+                "SlotLost",
+                format!("slot {slot_name:?} is invalidated: WAL it needed was removed; set spec.slot.recreateIfLost to accept the gap"),
+            ),
+            Some("unreserved") => condition(
+                "SlotHealthy",
+                false,
+                "SlotUnreserved",
+                format!("slot {slot_name:?} is past max_slot_wal_keep_size and will be invalidated at the next checkpoint"),
+            ),
+            _ => condition("SlotHealthy", true, "SlotReserved", format!("slot {slot_name:?} holds its WAL")),
+        },
+    };
+    let streaming = observed.engine.as_ref().is_some_and(|e| e.streaming);
+    let ready = match (&observed.problem, observed.state) {
+        (Some((reason, message)), _) => condition("Ready", false, reason, message.clone()),
+        (None, ConnectorState::Paused) => condition(
+            "Ready",
+            false,
+            "Paused",
+            "spec.state is paused: the engine is stopped, the slot is kept".into(),
+        ),
+        (None, ConnectorState::Stopped) => {
+            condition("Ready", false, "Stopped", "spec.state is stopped".into())
+        }
+        (None, ConnectorState::Running) if streaming => {
+            condition("Ready", true, "Streaming", "the engine is streaming".into())
+        }
+        (None, ConnectorState::Running) => condition(
+            "Ready",
+            false,
+            if observed.engine.is_some() {
+                "EngineNotStreaming"
+            } else {
+                "EngineUnreachable"
+            },
+            "the engine is not streaming yet (starting, or reconnecting: see its logs)".into(),
+        ),
+    };
+    let degraded = match (&observed.problem, slot_healthy.status.as_str()) {
+        (Some((reason, message)), _) => condition("Degraded", true, reason, message.clone()),
+        (None, "False") => condition(
+            "Degraded",
+            true,
+            &slot_healthy.reason,
+            slot_healthy.message.clone(),
+        ),
+        _ => condition(
+            "Degraded",
+            false,
+            "AsExpected",
+            "no problem observed".into(),
+        ),
+    };
+    let conditions = [ready, slot_healthy, degraded]
+        .into_iter()
+        .map(|mut c| {
+            let kept = previous
+                .and_then(|p| {
+                    p.conditions
+                        .iter()
+                        .find(|old| old.type_ == c.type_ && old.status == c.status)
+                })
+                .map(|old| old.last_transition_time.clone());
+            c.last_transition_time = kept.unwrap_or_else(|| now.to_owned());
+            c
+        })
+        .collect();
+    let replication = observed.slot.as_ref().and_then(|s| s.as_ref()).map(|s| {
+        let mut r = s.to_status(slot_name);
+        r.last_event_time = observed
+            .engine
+            .as_ref()
+            .and_then(|e| e.last_event_ms)
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .or_else(|| {
+                previous
+                    .and_then(|p| p.replication.as_ref())
+                    .and_then(|r| r.last_event_time.clone())
+            });
+        r
+    });
+    PgKafkaConnectorStatus {
+        observed_generation: observed.generation,
+        conditions,
+        replication,
+    }
+}
+
+/// Whether writing `new` over `old` is worth a request: conditions or the
+/// observed generation changed, or the progress numbers did and `numbers_due`.
+pub fn worth_writing(
+    old: Option<&PgKafkaConnectorStatus>,
+    new: &PgKafkaConnectorStatus,
+    numbers_due: bool,
+) -> bool {
+    let Some(old) = old else {
+        return true;
+    };
+    old.conditions != new.conditions
+        || old.observed_generation != new.observed_generation
+        || (old.replication != new.replication && numbers_due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(wal_status: &str) -> Option<Option<SlotState>> {
+        Some(Some(SlotState {
+            active: true,
+            confirmed_flush_lsn: Some("0/10".into()),
+            restart_lsn: Some("0/8".into()),
+            wal_status: Some(wal_status.into()),
+            lag_bytes: Some(16),
+        }))
+    }
+
+    fn ready(s: &PgKafkaConnectorStatus) -> (&str, &str) {
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn get<'a>(s: &'a PgKafkaConnectorStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition")
+    }
+
+    #[test]
+    fn ready_only_while_the_engine_streams() {
+        let mut o = Observed {
+            generation: Some(3),
+            slot: slot("reserved"),
+            ..Default::default()
+        };
+        assert_eq!(
+            ready(&compute(&o, "s", None, "t0")),
+            ("False", "EngineUnreachable")
+        );
+        o.engine = Some(EngineReport {
+            streaming: false,
+            last_event_ms: None,
+        });
+        assert_eq!(
+            ready(&compute(&o, "s", None, "t0")),
+            ("False", "EngineNotStreaming")
+        );
+        o.engine = Some(EngineReport {
+            streaming: true,
+            last_event_ms: Some(1_700_000_000_000),
+        });
+        let s = compute(&o, "s", None, "t0");
+        assert_eq!(ready(&s), ("True", "Streaming"));
+        assert_eq!(s.observed_generation, Some(3));
+        let r = s.replication.expect("replication");
+        assert_eq!(
+            (r.confirmed_flush_lsn.as_deref(), r.lag_bytes),
+            (Some("0/10"), Some(16))
+        );
+        assert_eq!(r.last_event_time.as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            get(&compute(&o, "s", None, "t0"), "Degraded").status,
+            "False"
+        );
+    }
+
+    #[test]
+    fn slot_problems_and_spec_problems_show() {
+        let lost = Observed {
+            slot: slot("lost"),
+            engine: Some(EngineReport {
+                streaming: true,
+                last_event_ms: None,
+            }),
+            ..Default::default()
+        };
+        let s = compute(&lost, "s", None, "t0");
+        assert_eq!(
+            (
+                get(&s, "SlotHealthy").status.as_str(),
+                get(&s, "SlotHealthy").reason.as_str()
+            ),
+            ("False", "SlotLost")
+        );
+        assert_eq!(get(&s, "Degraded").reason, "SlotLost");
+        let missing = Observed {
+            slot: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(
+            get(&compute(&missing, "s", None, "t0"), "SlotHealthy").reason,
+            "SlotMissing"
+        );
+        let bad = Observed {
+            problem: Some(("InvalidSpec".into(), "spec.slot.name: bad".into())),
+            ..Default::default()
+        };
+        let s = compute(&bad, "s", None, "t0");
+        assert_eq!(ready(&s), ("False", "InvalidSpec"));
+        assert_eq!(get(&s, "SlotHealthy").status, "Unknown");
+        let paused = Observed {
+            state: ConnectorState::Paused,
+            slot: slot("reserved"),
+            ..Default::default()
+        };
+        assert_eq!(
+            ready(&compute(&paused, "s", None, "t0")),
+            ("False", "Paused")
+        );
+    }
+
+    #[test]
+    fn transition_times_move_only_on_change_and_writes_are_limited() {
+        let o = Observed {
+            slot: slot("reserved"),
+            engine: Some(EngineReport {
+                streaming: true,
+                last_event_ms: None,
+            }),
+            ..Default::default()
+        };
+        let first = compute(&o, "s", None, "t0");
+        let again = compute(&o, "s", Some(&first), "t1");
+        assert_eq!(get(&again, "Ready").last_transition_time, "t0");
+        assert!(!worth_writing(Some(&first), &again, true));
+        let stopped = Observed {
+            engine: None,
+            ..o.clone()
+        };
+        let changed = compute(&stopped, "s", Some(&first), "t2");
+        assert_eq!(get(&changed, "Ready").last_transition_time, "t2");
+        assert!(
+            worth_writing(Some(&first), &changed, false),
+            "condition changes are written at once"
+        );
+        let mut moved = o.clone();
+        moved.slot = Some(Some(SlotState {
+            lag_bytes: Some(99),
+            ..slot("reserved").flatten().expect("slot")
+        }));
+        let numbers = compute(&moved, "s", Some(&first), "t3");
+        assert!(
+            !worth_writing(Some(&first), &numbers, false),
+            "progress waits for its interval"
+        );
+        assert!(worth_writing(Some(&first), &numbers, true));
+    }
+}
