@@ -1,5 +1,86 @@
-//! `pgkafka-operator`.
+//! `pgkafka-operator`: wiring only; the logic lives in the library.
 
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgkafka_operator::{controller, http, leader, metrics::Metrics, resources::Settings};
+
+#[derive(Parser)]
+#[command(version, about = "Kubernetes operator for PgKafkaConnector resources")]
+struct Args {
+    /// Namespaces to watch (repeat it); all namespaces when omitted.
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Image of the engine pods.
+    #[arg(
+        long,
+        env = "PGKAFKA_ENGINE_IMAGE",
+        default_value = "ghcr.io/pgkafka/pgkafka:latest"
+    )]
+    engine_image: String,
+    /// Pull policy of the engine image.
+    #[arg(
+        long,
+        env = "PGKAFKA_ENGINE_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    engine_image_pull_policy: String,
+    /// Address of /metrics and /healthz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Hold a Lease before reconciling (for more than one replica).
+    #[arg(long)]
+    leader_election: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .json()
+        .init();
+    pgkafka_connector::source::tls::install_default_provider();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let metrics = Metrics::default();
+        if let Err(e) = http::serve(args.metrics_addr, metrics.clone()).await {
+            tracing::error!(error = %e, addr = %args.metrics_addr, "cannot serve metrics");
+            return ExitCode::FAILURE;
+        }
+        if args.leader_election {
+            let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("pgkafka-operator-{}", std::process::id()));
+            leader::lead(client.clone(), &args.lease_namespace, "pgkafka-operator", &me, leader::Timing::default()).await;
+        }
+        let settings = Settings {
+            engine_image: args.engine_image,
+            image_pull_policy: args.engine_image_pull_policy,
+        };
+        let ctx = controller::context(client, settings, metrics);
+        if args.namespaces.is_empty() {
+            controller::run(ctx, None).await;
+        } else {
+            futures::future::join_all(args.namespaces.into_iter().map(|ns| controller::run(ctx.clone(), Some(ns)))).await;
+        }
+        ExitCode::SUCCESS
+    })
 }

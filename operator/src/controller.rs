@@ -1,0 +1,135 @@
+//! Wires the controller: watch `PgKafkaConnector`s, the objects they own,
+//! and the Secrets they reference (a changed password rolls the engine).
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, ResourceExt};
+use pgkafka_crds::PgKafkaConnector;
+
+use crate::metrics::Metrics;
+use crate::postgres::Postgres;
+use crate::probe::HttpProbe;
+use crate::reconcile::{error_policy, reconcile, Context};
+use crate::resources::{deployment::secret_refs, Settings};
+
+/// Builds the shared context with the real database and probe.
+pub fn context(client: Client, settings: Settings, metrics: Metrics) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: "pgkafka-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        settings,
+        db: Arc::new(Postgres),
+        probe: Arc::new(HttpProbe),
+        status_writes: Mutex::new(Default::default()),
+    })
+}
+
+/// Runs the controller for one namespace (`None`: all) until a signal.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let api = |c: Client| -> (
+        Api<PgKafkaConnector>,
+        Api<Deployment>,
+        Api<ConfigMap>,
+        Api<Service>,
+        Api<Secret>,
+    ) {
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c, ns),
+            ),
+            None => (
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c),
+            ),
+        }
+    };
+    let (connectors, deployments, configmaps, services, secrets) = api(client);
+    let controller = Controller::new(connectors, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
+        )
+        .owns(
+            configmaps,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
+        )
+        .owns(
+            services,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
+        )
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| referencing(&store.state(), &secret),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// The connectors that reference `secret`.
+pub fn referencing(
+    connectors: &[Arc<PgKafkaConnector>],
+    secret: &Secret,
+) -> Vec<ObjectRef<PgKafkaConnector>> {
+    connectors
+        .iter()
+        .filter(|c| c.namespace() == secret.namespace())
+        .filter(|c| {
+            secret_refs(c)
+                .iter()
+                .any(|r| Some(r.name.as_str()) == secret.metadata.name.as_deref())
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::fixtures::{connector, SPEC};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn a_secret_maps_to_the_connectors_that_use_it() {
+        let uses = Arc::new(connector(SPEC));
+        let other = Arc::new(connector(&SPEC.replace("shop-db", "other-db")));
+        let secret = |name: &str, ns: &str| Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let refs = referencing(&[uses.clone(), other], &secret("shop-db", "shop"));
+        assert_eq!(refs, vec![ObjectRef::from_obj(uses.as_ref())]);
+        assert!(referencing(&[uses], &secret("shop-db", "elsewhere")).is_empty());
+    }
+}
