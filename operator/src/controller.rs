@@ -38,31 +38,13 @@ pub fn context(client: Client, settings: Settings, metrics: Metrics) -> Arc<Cont
 /// Runs the controller for one namespace (`None`: all) until a signal.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();
-    let api = |c: Client| -> (
-        Api<PgKafkaConnector>,
-        Api<Deployment>,
-        Api<ConfigMap>,
-        Api<Service>,
-        Api<Secret>,
-    ) {
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c, ns),
-            ),
-            None => (
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c),
-            ),
-        }
-    };
-    let (connectors, deployments, configmaps, services, secrets) = api(client);
+    let (connectors, deployments, configmaps, services, secrets) = (
+        scoped::<PgKafkaConnector>(&client, &namespace),
+        scoped::<Deployment>(&client, &namespace),
+        scoped::<ConfigMap>(&client, &namespace),
+        scoped::<Service>(&client, &namespace),
+        scoped::<Secret>(&client, &namespace),
+    );
     let controller = Controller::new(connectors, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller
@@ -91,6 +73,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             }
         })
         .await;
+}
+
+/// An API for one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// The connectors that reference `secret`.
