@@ -40,6 +40,7 @@ impl HttpState {
             "walEndLSN": lsn(&m.wal_end_lsn),
             "lagBytes": (m.wal_end_lsn.get() - m.confirmed_lsn.get()).max(0),
             "lastKeepaliveUnixSeconds": m.last_keepalive.get(),
+            "lastEventUnixMs": m.last_event_ms.get(),
             "counters": {
                 "events": m.events.get(),
                 "transactions": m.transactions.get(),

@@ -31,6 +31,8 @@ pub const IN_FLIGHT_BYTES: &str = "pgkafka_in_flight_bytes";
 pub const IN_FLIGHT_RECORDS_LIMIT: &str = "pgkafka_in_flight_records_limit";
 /// 1 while the replication stream is open and streaming.
 pub const STREAMING: &str = "pgkafka_streaming";
+/// Commit time (Unix ms) of the last transaction that produced records.
+pub const LAST_EVENT_TIMESTAMP_MS: &str = "pgkafka_last_event_timestamp_milliseconds";
 /// Changes a target received, by `table` and `topic`.
 pub const TARGET_RECORDS_TOTAL: &str = "pgkafka_target_records_total";
 /// Changes a target's filter rejected, by `table` and `topic`.
@@ -74,6 +76,8 @@ pub struct Metrics {
     pub in_flight_limit: IntGauge,
     /// See [`STREAMING`].
     pub streaming: IntGauge,
+    /// See [`LAST_EVENT_TIMESTAMP_MS`].
+    pub last_event_ms: IntGauge,
     /// See [`TARGET_RECORDS_TOTAL`].
     pub target_records: IntCounterVec,
     /// See [`TARGET_FILTERED_TOTAL`].
@@ -178,6 +182,10 @@ impl Metrics {
             in_flight_bytes: gauge(IN_FLIGHT_BYTES, "Bytes of records not yet acknowledged."),
             in_flight_limit: gauge(IN_FLIGHT_RECORDS_LIMIT, "In-flight record cap."),
             streaming: gauge(STREAMING, "1 while the replication stream is streaming."),
+            last_event_ms: gauge(
+                LAST_EVENT_TIMESTAMP_MS,
+                "Commit time of the last transaction that produced records.",
+            ),
             registry,
         }
     }

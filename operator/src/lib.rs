@@ -11,3 +11,8 @@ pub mod probe;
 pub mod reconcile;
 pub mod resources;
 pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,265 @@
+//! Test fixtures: a mock API server (kube's `tower_test` pair) that answers
+//! by route and records every request, and doubles for PostgreSQL and the
+//! engine probe, so reconcile scenarios can be checked request by request.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use pgkafka_crds::PgKafkaConnector;
+use serde_json::{json, Value};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::postgres::{Credentials, Database, Dropped, SlotState};
+use crate::probe::EngineProbe;
+use crate::reconcile::Context;
+use crate::resources::fixtures::{connector, SPEC};
+use crate::resources::Settings;
+use crate::status::EngineReport;
+
+/// One request the operator made.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Body, parsed as JSON when it is JSON.
+    pub body: Value,
+}
+
+/// An answer overriding the defaults for requests whose method matches and
+/// whose URI contains `contains`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Method to match.
+    pub method: &'static str,
+    /// Substring of the URI to match.
+    pub contains: &'static str,
+    /// Status code.
+    pub code: u16,
+    /// Body.
+    pub body: Value,
+}
+
+/// PostgreSQL double: records calls, returns what it is told.
+#[derive(Default)]
+pub struct FakeDb {
+    /// Calls made, by name.
+    pub calls: Mutex<Vec<String>>,
+    /// The slot state it reports.
+    pub slot: Option<SlotState>,
+    /// What drop_all answers.
+    pub drop_answer: Option<Dropped>,
+}
+
+#[async_trait]
+impl Database for FakeDb {
+    async fn provision(&self, _: &PgKafkaConnector, creds: &Credentials) -> Result<(), Error> {
+        self.record(format!(
+            "provision as {} with password {}",
+            creds.user,
+            creds.password.expose()
+        ));
+        Ok(())
+    }
+    async fn slot_state(
+        &self,
+        _: &PgKafkaConnector,
+        _: &Credentials,
+    ) -> Result<Option<SlotState>, Error> {
+        self.record("slot_state".into());
+        Ok(self.slot.clone())
+    }
+    async fn drop_all(&self, _: &PgKafkaConnector, _: &Credentials) -> Result<Dropped, Error> {
+        self.record("drop_all".into());
+        Ok(self.drop_answer.unwrap_or(Dropped::Done))
+    }
+}
+
+impl FakeDb {
+    fn record(&self, call: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+/// Probe double.
+pub struct FakeProbe(pub Option<EngineReport>);
+
+#[async_trait]
+impl EngineProbe for FakeProbe {
+    async fn report(&self, _: &PgKafkaConnector) -> Option<EngineReport> {
+        self.0.clone()
+    }
+}
+
+/// A slot in good health.
+pub fn healthy_slot() -> SlotState {
+    SlotState {
+        active: true,
+        confirmed_flush_lsn: Some("0/16B3748".into()),
+        restart_lsn: Some("0/16B3700".into()),
+        wal_status: Some("reserved".into()),
+        lag_bytes: Some(4096),
+    }
+}
+
+/// A connector as the API server returns it: with `extra_meta` merged into
+/// its metadata (finalizers, deletionTimestamp, annotations).
+pub fn stored(spec: &str, extra_meta: Value) -> PgKafkaConnector {
+    let mut v = serde_json::to_value(connector(spec)).expect("connector serializes");
+    if let (Some(meta), Some(extra)) = (v["metadata"].as_object_mut(), extra_meta.as_object()) {
+        for (k, val) in extra {
+            meta.insert(k.clone(), val.clone());
+        }
+    }
+    serde_json::from_value(v).expect("connector deserializes")
+}
+
+/// A connector with the finalizer, as apply sees it.
+pub fn finalized() -> PgKafkaConnector {
+    stored(SPEC, json!({"finalizers": ["pgkafka.io/cleanup"]}))
+}
+
+/// The mock API server and what it saw.
+pub struct ApiServer {
+    /// Requests in arrival order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl ApiServer {
+    /// Starts answering with defaults plus `answers`; returns the server
+    /// and a client talking to it.
+    pub fn start(answers: Vec<Answer>) -> (ApiServer, Client) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let method = request.method().to_string();
+                let uri = request.uri().to_string();
+                let bytes = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes)
+                    .or_else(|_| serde_yaml::from_slice(&bytes))
+                    .unwrap_or(Value::Null);
+                let (code, reply) = answer(&answers, &method, &uri, &body);
+                if let Ok(mut l) = log.lock() {
+                    l.push(Seen { method, uri, body });
+                }
+                let response = Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+                    .expect("valid response");
+                send.send_response(response);
+            }
+        });
+        (ApiServer { seen }, Client::new(service, "default"))
+    }
+
+    /// Requests whose method matches and URI contains `part`.
+    pub fn find(&self, method: &str, part: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|r| r.method == method && r.uri.contains(part))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The last status written.
+    pub fn last_status(&self) -> Value {
+        self.find("PATCH", "/status")
+            .last()
+            .map(|s| s.body["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The condition `type_` of the last status written: (status, reason).
+    pub fn condition(&self, type_: &str) -> (String, String) {
+        let status = self.last_status();
+        let c = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or(Value::Null);
+        (
+            c["status"].as_str().unwrap_or("").into(),
+            c["reason"].as_str().unwrap_or("").into(),
+        )
+    }
+
+    /// Reasons of the Events published.
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.find("POST", "/events")
+            .iter()
+            .filter_map(|e| e.body["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn not_found(what: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("{what} not found"), "reason": "NotFound", "code": 404})
+}
+
+fn answer(answers: &[Answer], method: &str, uri: &str, body: &Value) -> (u16, Value) {
+    if let Some(a) = answers
+        .iter()
+        .find(|a| a.method == method && uri.contains(a.contains))
+    {
+        return (a.code, a.body.clone());
+    }
+    match method {
+        "GET" if uri.contains("/secrets/") => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-db", "namespace": "shop", "resourceVersion": "7"},
+                   "data": {"password": "czNjcmV0Cg=="}}),
+        ),
+        "PATCH" if uri.contains("/pgkafkaconnectors/") => {
+            (200, serde_json::to_value(finalized()).unwrap_or_default())
+        }
+        "DELETE" => (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+        "GET" | "POST" | "PATCH" | "PUT" if uri.contains("/events") => (201, body.clone()),
+        "PATCH" => (200, body.clone()),
+        _ => (404, not_found(uri)),
+    }
+}
+
+/// A context on `client` with the doubles.
+pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> Arc<Context> {
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "pgkafka-operator".into(),
+                instance: None,
+            },
+        ),
+        client,
+        metrics: Metrics::default(),
+        settings: Settings::default(),
+        db,
+        probe: Arc::new(FakeProbe(probe)),
+        status_writes: Mutex::new(Default::default()),
+    })
+}

@@ -1,0 +1,354 @@
+//! Reconcile scenarios against the mock API server: which requests the
+//! operator makes, with which field manager, and what the status says.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::fixtures::{context, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb};
+use crate::postgres::Dropped;
+use crate::reconcile::{reconcile, FIELD_MANAGER};
+use crate::resources::fixtures::SPEC;
+use crate::status::EngineReport;
+
+fn streaming() -> Option<EngineReport> {
+    Some(EngineReport {
+        streaming: true,
+        last_event_ms: None,
+    })
+}
+
+#[tokio::test]
+async fn a_new_connector_gets_the_finalizer_first() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb::default());
+    let fresh = Arc::new(stored(SPEC, json!({})));
+    reconcile(fresh, context(client, db.clone(), streaming()))
+        .await
+        .expect("reconciles");
+    let patches = api.find("PATCH", "/pgkafkaconnectors/orders");
+    assert_eq!(patches.len(), 1, "{:?}", api.seen);
+    assert!(
+        patches[0].body.to_string().contains("pgkafka.io/cleanup"),
+        "{:?}",
+        patches[0].body
+    );
+    assert!(
+        db.calls().is_empty(),
+        "nothing is provisioned before the finalizer is in place"
+    );
+}
+
+#[tokio::test]
+async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb {
+        slot: Some(healthy_slot()),
+        ..FakeDb::default()
+    });
+    reconcile(
+        Arc::new(finalized()),
+        context(client, db.clone(), streaming()),
+    )
+    .await
+    .expect("reconciles");
+
+    assert_eq!(
+        db.calls(),
+        ["provision as cdc with password s3cret", "slot_state"]
+    );
+    for kind in [
+        "/serviceaccounts/orders-engine",
+        "/configmaps/orders-engine",
+        "/services/orders-engine",
+        "/deployments/orders-engine",
+    ] {
+        let applied = api.find("PATCH", kind);
+        assert_eq!(applied.len(), 1, "{kind} applied once");
+        assert!(
+            applied[0]
+                .uri
+                .contains(&format!("fieldManager={FIELD_MANAGER}"))
+                && applied[0].uri.contains("force=true"),
+            "{}",
+            applied[0].uri
+        );
+        assert_eq!(
+            applied[0].body["metadata"]["ownerReferences"][0]["kind"],
+            "PgKafkaConnector"
+        );
+    }
+    let cm = &api.find("PATCH", "/configmaps/")[0].body;
+    assert!(
+        !cm.to_string().contains("s3cret"),
+        "no secret value in the ConfigMap"
+    );
+    let status_patch = &api.find("PATCH", "/pgkafkaconnectors/orders/status")[0];
+    assert!(status_patch
+        .uri
+        .contains(&format!("fieldManager={FIELD_MANAGER}")));
+    assert_eq!(api.condition("Ready"), ("True".into(), "Streaming".into()));
+    assert_eq!(
+        api.condition("SlotHealthy"),
+        ("True".into(), "SlotReserved".into())
+    );
+    let status = api.last_status();
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["replication"]["confirmedFlushLSN"], "0/16B3748");
+    assert_eq!(status["replication"]["lagBytes"], 4096);
+    assert!(
+        api.event_reasons().contains(&"Streaming".to_owned()),
+        "{:?}",
+        api.event_reasons()
+    );
+}
+
+#[tokio::test]
+async fn not_ready_while_the_engine_does_not_stream() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb {
+        slot: Some(healthy_slot()),
+        ..FakeDb::default()
+    });
+    reconcile(Arc::new(finalized()), context(client, db, None))
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        api.condition("Ready"),
+        ("False".into(), "EngineUnreachable".into())
+    );
+}
+
+#[tokio::test]
+async fn paused_scales_the_engine_to_zero_and_says_so() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb {
+        slot: Some(healthy_slot()),
+        ..FakeDb::default()
+    });
+    let paused = stored(
+        &format!("{SPEC}  state: paused\n"),
+        json!({"finalizers": ["pgkafka.io/cleanup"]}),
+    );
+    reconcile(Arc::new(paused), context(client, db, streaming()))
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        api.find("PATCH", "/deployments/")[0].body["spec"]["replicas"],
+        0
+    );
+    assert_eq!(api.condition("Ready"), ("False".into(), "Paused".into()));
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_condition_and_a_retry_not_a_crash() {
+    let (api, client) = ApiServer::start(vec![Answer {
+        method: "GET",
+        contains: "/secrets/shop-db",
+        code: 404,
+        body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"shop-db\" not found"}),
+    }]);
+    let db = Arc::new(FakeDb::default());
+    let err = reconcile(
+        Arc::new(finalized()),
+        context(client, db.clone(), streaming()),
+    )
+    .await
+    .expect_err("fails");
+    assert_eq!(err.reason(), "SecretMissing");
+    assert_eq!(
+        api.condition("Ready"),
+        ("False".into(), "SecretMissing".into())
+    );
+    assert!(db.calls().is_empty());
+    assert!(
+        api.find("PATCH", "/deployments/").is_empty(),
+        "no engine without credentials"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_names_the_field_and_waits_for_a_change() {
+    let (api, client) = ApiServer::start(vec![]);
+    let bad = stored(
+        &SPEC.replace("orders_slot", "Bad-Slot"),
+        json!({"finalizers": ["pgkafka.io/cleanup"]}),
+    );
+    let action = reconcile(
+        Arc::new(bad),
+        context(client, Arc::new(FakeDb::default()), streaming()),
+    )
+    .await;
+    assert!(
+        action.is_ok(),
+        "no error loop for a spec only the user can fix"
+    );
+    let (status, reason) = api.condition("Ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    let message = api.last_status()["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("spec.slot.name"), "{message}");
+}
+
+#[tokio::test]
+async fn api_errors_surface_with_their_reason() {
+    for code in [409u16, 422] {
+        let (api, client) = ApiServer::start(vec![Answer {
+            method: "PATCH",
+            contains: "/deployments/",
+            code,
+            body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": code, "message": "refused"}),
+        }]);
+        let db = Arc::new(FakeDb {
+            slot: Some(healthy_slot()),
+            ..FakeDb::default()
+        });
+        let err = reconcile(Arc::new(finalized()), context(client, db, streaming()))
+            .await
+            .expect_err("fails");
+        assert_eq!(err.reason(), "KubernetesApiError", "{code}");
+        assert_eq!(
+            api.condition("Degraded"),
+            ("True".into(), "KubernetesApiError".into()),
+            "{code}"
+        );
+    }
+}
+
+fn deleting(policy: &str) -> pgkafka_crds::PgKafkaConnector {
+    stored(
+        &format!("{SPEC}  reclaimPolicy: {policy}\n"),
+        json!({"finalizers": ["pgkafka.io/cleanup"], "deletionTimestamp": "2026-11-22T10:00:00Z"}),
+    )
+}
+
+#[tokio::test]
+async fn delete_with_retain_keeps_slot_and_publication() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb::default());
+    reconcile(
+        Arc::new(deleting("Retain")),
+        context(client, db.clone(), None),
+    )
+    .await
+    .expect("cleans up");
+    assert!(db.calls().is_empty(), "nothing dropped");
+    let removal = api.find("PATCH", "/pgkafkaconnectors/orders");
+    assert_eq!(removal.len(), 1, "finalizer removed");
+    assert!(
+        removal[0].body.to_string().contains("remove")
+            || removal[0].body.to_string().contains("finalizers")
+    );
+    assert!(api.event_reasons().contains(&"Retained".to_owned()));
+}
+
+#[tokio::test]
+async fn delete_with_delete_stops_the_engine_then_drops() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb::default());
+    reconcile(
+        Arc::new(deleting("Delete")),
+        context(client, db.clone(), None),
+    )
+    .await
+    .expect("cleans up");
+    assert_eq!(api.find("DELETE", "/deployments/orders-engine").len(), 1);
+    assert_eq!(db.calls(), ["drop_all"]);
+    assert_eq!(
+        api.find("PATCH", "/pgkafkaconnectors/orders").len(),
+        1,
+        "finalizer removed after the drop"
+    );
+
+    // While the engine still holds the slot, the finalizer stays.
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb {
+        drop_answer: Some(Dropped::SlotActive),
+        ..FakeDb::default()
+    });
+    let err = reconcile(Arc::new(deleting("Delete")), context(client, db, None))
+        .await
+        .expect_err("waits");
+    assert_eq!(err.reason(), "WaitingForEngine");
+    assert!(
+        api.find("PATCH", "/pgkafkaconnectors/orders").is_empty(),
+        "finalizer kept"
+    );
+}
+
+#[tokio::test]
+async fn the_lease_is_created_taken_when_free_and_refused_when_held() {
+    use crate::leader::{try_hold, Timing};
+    use k8s_openapi::api::coordination::v1::Lease;
+    let lease_api = |client| kube::Api::<Lease>::namespaced(client, "ops");
+    // No lease yet: created with us as holder.
+    let (api, client) = ApiServer::start(vec![Answer {
+        method: "POST",
+        contains: "/leases",
+        code: 201,
+        body: json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pgkafka-operator"}}),
+    }]);
+    assert!(try_hold(
+        &lease_api(client),
+        "pgkafka-operator",
+        "me",
+        Timing::default()
+    )
+    .await
+    .expect("lease"));
+    assert_eq!(
+        api.find("POST", "/leases")[0].body["spec"]["holderIdentity"],
+        "me"
+    );
+    // Held by a live replica: not taken, nothing written.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let held = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pgkafka-operator", "resourceVersion": "5"},
+                      "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15, "renewTime": now}});
+    let (api, client) = ApiServer::start(vec![Answer {
+        method: "GET",
+        contains: "/leases/",
+        code: 200,
+        body: held.clone(),
+    }]);
+    assert!(!try_hold(
+        &lease_api(client),
+        "pgkafka-operator",
+        "me",
+        Timing::default()
+    )
+    .await
+    .expect("lease"));
+    assert!(api.find("PUT", "/leases/").is_empty());
+    // A racing replica wins the compare-and-swap: 409 means not ours.
+    let expired = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pgkafka-operator", "resourceVersion": "5"},
+                         "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15, "renewTime": "2020-01-01T00:00:00Z"}});
+    let (api, client) = ApiServer::start(vec![
+        Answer {
+            method: "GET",
+            contains: "/leases/",
+            code: 200,
+            body: expired,
+        },
+        Answer {
+            method: "PUT",
+            contains: "/leases/",
+            code: 409,
+            body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409}),
+        },
+    ]);
+    assert!(!try_hold(
+        &lease_api(client),
+        "pgkafka-operator",
+        "me",
+        Timing::default()
+    )
+    .await
+    .expect("lease"));
+    assert_eq!(
+        api.find("PUT", "/leases/")[0].body["metadata"]["resourceVersion"],
+        "5",
+        "compare-and-swap on the version"
+    );
+}
