@@ -144,6 +144,7 @@ struct Session<'a> {
     records: Vec<Record>,
     verified_name: Option<String>,
     topic_in_flight: Vec<prometheus::IntGauge>,
+    current_commit_ms: i64,
 }
 
 impl<'a> Session<'a> {
@@ -164,6 +165,7 @@ impl<'a> Session<'a> {
             records: Vec::new(),
             verified_name: None,
             topic_in_flight: Vec::new(),
+            current_commit_ms: 0,
         }
     }
 
@@ -339,8 +341,12 @@ impl<'a> Session<'a> {
         let boundary = self
             .pipeline
             .handle(message, lsn, now_ms(), &mut self.records)?;
-        if let Boundary::Begin(_) = boundary {
+        if let Boundary::Begin(tx) = boundary {
             self.current = Some(self.tracker.begin());
+            self.current_commit_ms = tx.commit_ms();
+        }
+        if !self.records.is_empty() {
+            self.metrics.last_event_ms.set(self.current_commit_ms);
         }
         // A commit may carry records (whole-transaction messages): they belong
         // to the transaction, so they are sent before it is closed.
