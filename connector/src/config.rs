@@ -44,6 +44,10 @@ pub struct EngineConfig {
     pub password: Secret,
     /// PEM CA bundle file for verify-ca / verify-full.
     pub ca_file: Option<PathBuf>,
+    /// Kafka SASL username and password, from `spec.kafka.saslSecretRef`.
+    pub kafka_sasl: Option<(String, Secret)>,
+    /// Kafka CA bundle file, from `spec.kafka.caSecretRef`.
+    pub kafka_ca_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -88,14 +92,43 @@ impl EngineConfig {
             Some(r) => Some(secret_path(secrets_dir, "spec.postgres.caSecretRef", r)?),
             None => None,
         };
+        let kafka_sasl = match &spec.kafka.sasl_secret_ref {
+            Some(r) => {
+                let jaas = read("spec.kafka.saslSecretRef", r)?;
+                Some(parse_jaas(jaas.expose()).ok_or_else(|| Error::Secret {
+                    field: "spec.kafka.saslSecretRef",
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    reason:
+                        "expected a JAAS line with username=\"...\" and password=\"...\"".into(),
+                })?)
+            }
+            None => None,
+        };
+        let kafka_ca_file = match &spec.kafka.ca_secret_ref {
+            Some(r) => Some(secret_path(secrets_dir, "spec.kafka.caSecretRef", r)?),
+            None => None,
+        };
         Ok(EngineConfig {
             name,
             spec,
             user,
             password,
             ca_file,
+            kafka_sasl,
+            kafka_ca_file,
         })
     }
+}
+
+/// `username="u"` and `password="p"` out of a JAAS line.
+pub fn parse_jaas(line: &str) -> Option<(String, Secret)> {
+    let value = |key: &str| -> Option<String> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned())
+    };
+    Some((value("username")?, Secret(value("password")?)))
 }
 
 fn unreachable_by_validation<T>(field: &'static str) -> Result<T, Error> {
@@ -165,6 +198,16 @@ spec:
         assert_eq!(c.password.expose(), "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn jaas_lines_give_username_and_password() {
+        let (user, password) = parse_jaas(
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="cdc" password="p w";"#,
+        )
+        .expect("parses");
+        assert_eq!((user.as_str(), password.expose()), ("cdc", "p w"));
+        assert!(parse_jaas("username=cdc").is_none());
     }
 
     #[test]

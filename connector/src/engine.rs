@@ -171,7 +171,7 @@ impl<'a> Session<'a> {
 
     async fn run(&mut self, start: Lsn, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let sink = KafkaSink::new(&self.cfg.spec.kafka, events_tx)?;
+        let sink = KafkaSink::new(self.cfg, events_tx)?;
         sink.ensure_topics(self.pipeline.topics()).await?;
         self.topic_in_flight = self
             .pipeline

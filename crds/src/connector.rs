@@ -195,6 +195,14 @@ pub struct KafkaSpec {
     /// Default message shape of every target: `debezium` or `flat`.
     #[serde(default)]
     pub envelope: Envelope,
+    /// Secret key holding SASL credentials as a JAAS line
+    /// (`... required username="u" password="p";`); set `security.protocol`
+    /// and `sasl.mechanisms` in `properties`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the PEM CA bundle that signs the brokers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A row change kind a listener captures.

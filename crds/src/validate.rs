@@ -37,7 +37,7 @@ impl std::error::Error for ValidationErrors {}
 
 /// librdkafka properties the engine owns: overriding them would break the
 /// delivery guarantee or the partitioning contract.
-const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 5] = [
+const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 7] = [
     (
         "bootstrap.servers",
         "set spec.kafka.bootstrapServers instead",
@@ -51,6 +51,14 @@ const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 5] = [
     (
         "partitioner",
         "the engine uses the Java-compatible murmur2 partitioner",
+    ),
+    (
+        "sasl.password",
+        "never inline a secret: set spec.kafka.saslSecretRef",
+    ),
+    (
+        "sasl.jaas.config",
+        "never inline a secret: set spec.kafka.saslSecretRef",
     ),
 ];
 

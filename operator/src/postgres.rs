@@ -101,6 +101,8 @@ impl Postgres {
             user: creds.user.clone(),
             password: creds.password.clone(),
             ca_file,
+            kafka_sasl: None,
+            kafka_ca_file: None,
         };
         Ok(connection::connect_sql(&cfg, &VerifiedName::default()).await?)
     }

@@ -15,6 +15,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::sync::mpsc;
 
 use super::Record;
+use crate::config::EngineConfig;
 use crate::error::Error;
 
 /// Header carrying the source transaction's commit LSN (`0/16B3748`).
@@ -176,8 +177,19 @@ pub fn client_config(spec: &KafkaSpec) -> ClientConfig {
 
 impl KafkaSink {
     /// Builds a producer; delivery reports go to `events`.
-    pub fn new(spec: &KafkaSpec, events: mpsc::UnboundedSender<SinkEvent>) -> Result<Self, Error> {
-        let config = client_config(spec);
+    pub fn new(
+        cfg: &EngineConfig,
+        events: mpsc::UnboundedSender<SinkEvent>,
+    ) -> Result<Self, Error> {
+        let mut config = client_config(&cfg.spec.kafka);
+        if let Some((user, password)) = &cfg.kafka_sasl {
+            config
+                .set("sasl.username", user)
+                .set("sasl.password", password.expose());
+        }
+        if let Some(ca) = &cfg.kafka_ca_file {
+            config.set("ssl.ca.location", ca.to_string_lossy());
+        }
         let producer = config
             .create_with_context(DeliveryContext { events })
             .map_err(|e| Error::KafkaConfig(e.to_string()))?;

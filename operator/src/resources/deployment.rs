@@ -32,10 +32,13 @@ const USER_ID: i64 = 65532;
 pub fn secret_refs(c: &PgKafkaConnector) -> Vec<&SecretKeyRef> {
     let pg = &c.spec.postgres;
     let mut refs: Vec<&SecretKeyRef> = Vec::new();
+    let kafka = &c.spec.kafka;
     for r in [
         &pg.user_secret_ref,
         &pg.password_secret_ref,
         &pg.ca_secret_ref,
+        &kafka.sasl_secret_ref,
+        &kafka.ca_secret_ref,
     ]
     .into_iter()
     .flatten()
