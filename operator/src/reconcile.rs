@@ -238,6 +238,12 @@ async fn write_status(
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let new = status::compute(observed, &c.spec.slot.name, c.status.as_ref(), &now);
     let key = format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any());
+    ctx.metrics.observe(
+        &c.namespace().unwrap_or_default(),
+        &c.name_any(),
+        &c.spec.slot.name,
+        &new,
+    );
     let due = ctx
         .status_writes
         .lock()

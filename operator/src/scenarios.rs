@@ -46,12 +46,11 @@ async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
         slot: Some(healthy_slot()),
         ..FakeDb::default()
     });
-    reconcile(
-        Arc::new(finalized()),
-        context(client, db.clone(), streaming()),
-    )
-    .await
-    .expect("reconciles");
+    let ctx = context(client, db.clone(), streaming());
+    let ctx_metrics = ctx.metrics.clone();
+    reconcile(Arc::new(finalized()), ctx)
+        .await
+        .expect("reconciles");
 
     assert_eq!(
         db.calls(),
@@ -101,6 +100,14 @@ async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
         "{:?}",
         api.event_reasons()
     );
+    let metrics = String::from_utf8(ctx_metrics.render()).expect("utf8");
+    assert!(
+        metrics.contains(r#"pgkafka_operator_connector_ready{name="orders",namespace="shop"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"pgkafka_operator_slot_lag_bytes{name="orders",namespace="shop",slot="orders_slot"} 4096"#
+    ));
 }
 
 #[tokio::test]
