@@ -140,3 +140,71 @@ spec:
         check_manifest(&more, Some(GOOD)).expect("other fields may change");
     }
 }
+
+/// The resource reference as a Markdown table, generated from the CRD's field
+/// docs (the README carries it between `<!-- reference -->` markers).
+pub fn reference_markdown() -> String {
+    fn walk(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for (name, child) in props {
+            let field = format!("{path}.{name}");
+            let mut kind = child
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("object")
+                .to_owned();
+            let items = child.get("items");
+            if let Some(t) = items.and_then(|i| i.get("type")).and_then(|t| t.as_str()) {
+                kind = format!("[]{t}");
+            }
+            if let Some(values) = child.get("enum").and_then(|e| e.as_array()) {
+                let values: Vec<String> = values
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .map(|v| format!("`{v}`"))
+                    .collect();
+                kind = values.join(" \\| ");
+            }
+            let mut doc = child
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .replace('\n', " ")
+                .replace('|', "\\|");
+            if let Some(d) = child.get("default") {
+                doc.push_str(&format!(" Default: `{d}`."));
+            }
+            let req = if required.contains(&name.as_str()) {
+                " (required)"
+            } else {
+                ""
+            };
+            out.push(format!(
+                "| `{}`{req} | {kind} | {doc} |",
+                field.trim_start_matches('.')
+            ));
+            // Kubernetes' own types (resources) are documented upstream.
+            if name != "resources" {
+                walk(child, &field, out);
+                if let Some(items) = items {
+                    walk(items, &format!("{field}[]"), out);
+                }
+            }
+        }
+    }
+    let schema = openapi_schema();
+    let mut rows = vec![
+        "| field | type | description |".to_owned(),
+        "| --- | --- | --- |".to_owned(),
+    ];
+    walk(&schema["properties"]["spec"], "spec", &mut rows);
+    walk(&schema["properties"]["status"], "status", &mut rows);
+    rows.join("\n") + "\n"
+}

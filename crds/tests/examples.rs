@@ -93,3 +93,20 @@ fn the_chart_ships_the_generated_crd() {
         "copy manifests/crd.yaml into the chart's crds/"
     );
 }
+
+#[test]
+fn the_readme_reference_is_generated_from_the_crd() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let start = readme
+        .find("<!-- reference:start -->\n")
+        .map(|i| i + "<!-- reference:start -->\n".len());
+    let end = readme.find("<!-- reference:end -->");
+    let (Some(start), Some(end)) = (start, end) else {
+        panic!("README lacks the reference markers");
+    };
+    assert_eq!(
+        &readme[start..end],
+        pgkafka_crds::reference_markdown(),
+        "README reference is stale: regenerate it with `cargo run -p pgkafka-crds --bin crdgen -- --reference`"
+    );
+}
