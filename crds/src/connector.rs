@@ -234,7 +234,7 @@ fn all_actions() -> Vec<Action> {
 }
 
 /// One captured table.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerSpec {
     /// `schema.table` (schema defaults to `public`); quote parts with upper case
@@ -248,8 +248,9 @@ pub struct ListenerSpec {
     /// identity) when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_columns: Option<Vec<String>>,
-    /// Where the changes go; one target on the default topic when empty.
-    #[serde(default)]
+    /// Where the changes go; one target on the default topic when omitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("targets, when given, must list at least one target (omit it for the default topic)"))]
     pub targets: Vec<TargetSpec>,
 }
 

@@ -27,9 +27,10 @@ pub fn openapi_schema() -> serde_json::Value {
 /// it parses (no unknown field), every CEL rule holds (transition rules
 /// against `old` when given), and `validate()` passes. Errors name fields.
 pub fn check_manifest(yaml: &str, old: Option<&str>) -> Result<PgKafkaConnector, String> {
+    // The apiserver runs CEL on the object as written; serde checks the shape.
     let parse = |y: &str| -> Result<(PgKafkaConnector, serde_json::Value), String> {
         let resource: PgKafkaConnector = serde_yaml::from_str(y).map_err(|e| e.to_string())?;
-        let value = serde_json::to_value(&resource).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_yaml::from_str(y).map_err(|e| e.to_string())?;
         Ok((resource, value))
     };
     let (resource, value) = parse(yaml)?;
@@ -195,6 +196,9 @@ spec:
         assert!(check_manifest(&moved, Some(GOOD))
             .expect_err("db")
             .contains("database is immutable"));
+        let no_targets = GOOD.replace("listeners: [{table: orders, targets: [{filter: {conditions: [{any: [{field: new.a, operator: in, value: [1, \"x\"]}]}]}}]}]", "listeners: [{table: orders, targets: []}]");
+        let err = check_manifest(&no_targets, None).expect_err("empty targets");
+        assert!(err.contains("must list at least one target"), "{err}");
         let more = GOOD.replace("topicPrefix: cdc", "topicPrefix: cdc2");
         check_manifest(&more, Some(GOOD)).expect("other fields may change");
     }

@@ -257,6 +257,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unicode_and_quotes_survive_quoting() {
+        let t = QualifiedTable {
+            schema: "ventes é".into(),
+            name: "commandes \"🚚\"".into(),
+        };
+        assert_eq!(
+            set_tables_sql("pub ü", &[t]),
+            r#"ALTER PUBLICATION "pub ü" SET TABLE "ventes é"."commandes ""🚚""""#
+        );
+        assert_eq!(
+            drop_publication_sql("a\"b"),
+            r#"DROP PUBLICATION IF EXISTS "a""b""#
+        );
+    }
+
+    #[test]
     fn statements_quote_hostile_names() {
         let tables = [
             QualifiedTable {
