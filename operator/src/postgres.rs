@@ -145,24 +145,21 @@ impl Database for Postgres {
             client
                 .execute("SELECT pg_drop_replication_slot($1)", &[slot])
                 .await
-                .map_err(|e| {
-                    Error::Postgres(format!(
-                        "dropping slot {slot:?}: {}",
-                        pgkafka_connector::error::postgres_detail(&e)
-                    ))
-                })?;
+                .map_err(|e| sql_error(format!("dropping slot {slot:?}"), &e))?;
         }
         client
             .batch_execute(&provision::drop_publication_sql(&c.spec.publication.name))
             .await
-            .map_err(|e| {
-                Error::Postgres(format!(
-                    "dropping publication: {}",
-                    pgkafka_connector::error::postgres_detail(&e)
-                ))
-            })?;
+            .map_err(|e| sql_error(format!("dropping publication"), &e))?;
         Ok(Dropped::Done)
     }
+}
+
+fn sql_error(context: String, e: &tokio_postgres::Error) -> Error {
+    Error::Postgres(format!(
+        "{context}: {}",
+        pgkafka_connector::error::postgres_detail(e)
+    ))
 }
 
 /// Reads one slot from `pg_replication_slots`.
@@ -175,12 +172,7 @@ pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
             &[&slot],
         )
         .await
-        .map_err(|e| {
-            Error::Postgres(format!(
-                "reading slot {slot:?}: {}",
-                pgkafka_connector::error::postgres_detail(&e)
-            ))
-        })?;
+        .map_err(|e| sql_error(format!("reading slot {slot:?}"), &e))?;
     Ok(row.map(|r| SlotState {
         active: r.get(0),
         confirmed_flush_lsn: r.get(1),
