@@ -150,7 +150,7 @@ impl Database for Postgres {
         client
             .batch_execute(&provision::drop_publication_sql(&c.spec.publication.name))
             .await
-            .map_err(|e| sql_error(format!("dropping publication"), &e))?;
+            .map_err(|e| sql_error("dropping publication".into(), &e))?;
         Ok(Dropped::Done)
     }
 }
