@@ -584,13 +584,21 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Consumed> {
     let mut at_end = std::collections::HashSet::new();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while at_end.len() < partitions as usize {
+    // Tansu's fetch responses can report a partition's end before its last
+    // batch is visible: after every partition reached its end, keep reading
+    // until nothing new came for a while.
+    let quiet = Duration::from_millis(800);
+    let mut last_news = Instant::now();
+    while at_end.len() < partitions as usize || last_news.elapsed() < quiet {
         assert!(
             Instant::now() < deadline,
             "{topic}: partitions not read to the end after 60 s"
         );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(consumed(&m)),
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                out.push(consumed(&m));
+                last_news = Instant::now();
+            }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
