@@ -34,6 +34,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// How often the confirmed position is reported to PostgreSQL, in
+        /// milliseconds (as pg_recvlogical's --status-interval).
+        #[arg(long, default_value_t = 1000)]
+        status_interval_ms: u64,
     },
     /// Parse and validate a manifest without connecting to anything.
     Check {
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
             secrets_dir,
             http_addr,
             log_format,
+            status_interval_ms,
         } => {
             init_logging(log_format);
             tls::install_default_provider();
@@ -103,7 +108,11 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(file, secrets_dir, http_addr)) {
+            let limits = Limits {
+                status_interval: std::time::Duration::from_millis(status_interval_ms.max(10)),
+                ..Limits::default()
+            };
+            match runtime.block_on(run(file, secrets_dir, http_addr, limits)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -119,6 +128,7 @@ async fn run(
     file: PathBuf,
     secrets_dir: Option<PathBuf>,
     http_addr: SocketAddr,
+    limits: Limits,
 ) -> Result<(), crate::error::Error> {
     let cfg = EngineConfig::load(&file, secrets_dir.as_deref())?;
     if cfg.spec.state != pgkafka_crds::ConnectorState::Running {
@@ -142,7 +152,7 @@ async fn run(
         tracing::info!("signal received; stopping");
         let _ = stop_tx.send(true);
     });
-    engine::run(cfg, metrics, Limits::default(), stop_rx).await
+    engine::run(cfg, metrics, limits, stop_rx).await
 }
 
 async fn wait_for_signal() {

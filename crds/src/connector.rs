@@ -179,8 +179,9 @@ fn default_true() -> bool {
 }
 
 /// The Kafka cluster and how records are produced.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.deliveryGuarantee) || self.deliveryGuarantee != 'exactlyOnce' || !has(self.properties) || (!('transactional.id' in self.properties) && (!('enable.idempotence' in self.properties) || self.properties['enable.idempotence'] == 'true'))").message("exactlyOnce needs an idempotent producer and sets transactional.id itself"))]
 pub struct KafkaSpec {
     /// Bootstrap brokers, `host:port`.
     #[schemars(length(min = 1))]
@@ -203,6 +204,23 @@ pub struct KafkaSpec {
     /// Secret key holding the PEM CA bundle that signs the brokers' certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+    /// `atLeastOnce` (a restart may resend changes after the last confirmed
+    /// position) or `exactlyOnce` (records are written in Kafka transactions
+    /// together with the slot's position, and a restart skips what Kafka
+    /// already committed; consumers must read with `isolation.level=read_committed`).
+    #[serde(default)]
+    pub delivery_guarantee: DeliveryGuarantee,
+}
+
+/// What a restart may do to records already in Kafka.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DeliveryGuarantee {
+    /// No change is lost; some may be sent twice after a crash.
+    #[default]
+    AtLeastOnce,
+    /// No change is lost or sent twice, for `read_committed` consumers.
+    ExactlyOnce,
 }
 
 /// A row change kind a listener captures.

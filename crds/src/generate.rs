@@ -199,6 +199,20 @@ spec:
         let no_targets = GOOD.replace("listeners: [{table: orders, targets: [{filter: {conditions: [{any: [{field: new.a, operator: in, value: [1, \"x\"]}]}]}}]}]", "listeners: [{table: orders, targets: []}]");
         let err = check_manifest(&no_targets, None).expect_err("empty targets");
         assert!(err.contains("must list at least one target"), "{err}");
+        let eos = GOOD.replace(
+            "topicPrefix: cdc}",
+            "topicPrefix: cdc, deliveryGuarantee: exactlyOnce}",
+        );
+        check_manifest(&eos, None).expect("exactlyOnce with the engine's producer settings");
+        let not_idempotent = eos.replace(
+            "deliveryGuarantee: exactlyOnce}",
+            "deliveryGuarantee: exactlyOnce, properties: {enable.idempotence: 'false'}}",
+        );
+        let err = check_manifest(&not_idempotent, None).expect_err("idempotence off");
+        assert!(
+            err.contains("exactlyOnce needs an idempotent producer"),
+            "{err}"
+        );
         let more = GOOD.replace("topicPrefix: cdc", "topicPrefix: cdc2");
         check_manifest(&more, Some(GOOD)).expect("other fields may change");
     }

@@ -37,7 +37,7 @@ impl std::error::Error for ValidationErrors {}
 
 /// librdkafka properties the engine owns: overriding them would break the
 /// delivery guarantee or the partitioning contract.
-const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 7] = [
+const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 8] = [
     (
         "bootstrap.servers",
         "set spec.kafka.bootstrapServers instead",
@@ -59,6 +59,10 @@ const RESERVED_KAFKA_PROPERTIES: [(&str, &str); 7] = [
     (
         "sasl.jaas.config",
         "never inline a secret: set spec.kafka.saslSecretRef",
+    ),
+    (
+        "transactional.id",
+        "the engine derives it from the slot for exactlyOnce",
     ),
 ];
 

@@ -289,6 +289,8 @@ pub struct Engine {
     pub http_port: u16,
     /// Its stderr log.
     pub log: PathBuf,
+    /// Extra command-line arguments for the next (re)start.
+    pub args: Vec<String>,
     dir: PathBuf,
 }
 
@@ -299,8 +301,22 @@ impl Engine {
         Engine::start_with_secrets(bin, manifest, &[("pg/password", PG_PASSWORD)])
     }
 
+    /// [`Engine::start`] with extra command-line arguments.
+    pub fn start_with_args(bin: &str, manifest: &str, args: &[&str]) -> Engine {
+        let mut engine = Engine::prepare(manifest, &[("pg/password", PG_PASSWORD)]);
+        engine.args = args.iter().map(|a| (*a).to_owned()).collect();
+        engine.restart(bin);
+        engine
+    }
+
     /// [`Engine::start`] with the given secrets, as (`name/key`, value).
     pub fn start_with_secrets(bin: &str, manifest: &str, secrets: &[(&str, &str)]) -> Engine {
+        let mut engine = Engine::prepare(manifest, secrets);
+        engine.restart(bin);
+        engine
+    }
+
+    fn prepare(manifest: &str, secrets: &[(&str, &str)]) -> Engine {
         let dir = std::env::temp_dir().join(unique("pgkafka-engine"));
         std::fs::create_dir_all(&dir).expect("engine dir");
         for (path, value) in secrets {
@@ -309,14 +325,13 @@ impl Engine {
             std::fs::write(file, value).expect("secret");
         }
         std::fs::write(dir.join("connector.yaml"), manifest).expect("manifest");
-        let mut engine = Engine {
+        Engine {
             child: None,
             http_port: 0,
             log: dir.join("engine.log"),
+            args: Vec::new(),
             dir,
-        };
-        engine.restart(bin);
-        engine
+        }
     }
 
     /// Starts the process again with the same manifest (after a kill).
@@ -335,6 +350,7 @@ impl Engine {
             .arg(self.dir.join("secrets"))
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", self.http_port))
+            .args(&self.args)
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log)

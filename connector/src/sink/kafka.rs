@@ -3,9 +3,10 @@
 //! channel as [`SinkEvent`]s tagged with the transaction sequence number the
 //! engine gave the record.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use pgkafka_crds::KafkaSpec;
+use pgkafka_crds::{DeliveryGuarantee, KafkaSpec};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -142,9 +143,16 @@ pub enum SendError {
 
 /// The producer of one engine session.
 pub struct KafkaSink {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
     config: ClientConfig,
 }
+
+/// Sequence number of checkpoint records: they belong to no source
+/// transaction, and their delivery reports are not counted.
+pub const CHECKPOINT_SEQ: u64 = (1 << 47) - 1;
+
+/// How long transaction operations may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The librdkafka configuration for `spec`: user properties first, then the
 /// settings the delivery guarantee depends on, which `validate()` keeps users
@@ -190,10 +198,73 @@ impl KafkaSink {
         if let Some(ca) = &cfg.kafka_ca_file {
             config.set("ssl.ca.location", ca.to_string_lossy());
         }
+        // The consumers built from this config (checkpoints, topic admin)
+        // must not inherit the producer-only transactional id.
+        let base = config.clone();
+        if cfg.spec.kafka.delivery_guarantee == DeliveryGuarantee::ExactlyOnce {
+            config.set(
+                "transactional.id",
+                super::transactions::transactional_id(cfg),
+            );
+            // A large source transaction is one Kafka transaction: allow the
+            // brokers' usual maximum (15 minutes) rather than librdkafka's 60 s.
+            if !cfg
+                .spec
+                .kafka
+                .properties
+                .contains_key("transaction.timeout.ms")
+            {
+                config.set("transaction.timeout.ms", "900000");
+            }
+        }
         let producer = config
             .create_with_context(DeliveryContext { events })
             .map_err(|e| Error::KafkaConfig(e.to_string()))?;
-        Ok(KafkaSink { producer, config })
+        Ok(KafkaSink {
+            producer: Arc::new(producer),
+            config: base,
+        })
+    }
+
+    /// The client configuration without producer-only settings.
+    pub fn base_config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Runs a blocking transaction call off the async thread.
+    async fn blocking(
+        &self,
+        what: &'static str,
+        call: impl FnOnce(&ThreadedProducer<DeliveryContext>) -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), Error> {
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || call(&producer))
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: {e}")))?
+            .map_err(Error::Kafka)
+    }
+
+    /// Registers the transactional id, fencing any older producer with it.
+    pub async fn init_transactions(&self) -> Result<(), Error> {
+        self.blocking("init_transactions", |p| p.init_transactions(TXN_TIMEOUT))
+            .await
+    }
+
+    /// Opens a Kafka transaction.
+    pub fn begin_transaction(&self) -> Result<(), Error> {
+        self.producer.begin_transaction().map_err(Error::Kafka)
+    }
+
+    /// Commits the open transaction (waits for every record in it).
+    pub async fn commit_transaction(&self) -> Result<(), Error> {
+        self.blocking("commit_transaction", |p| p.commit_transaction(TXN_TIMEOUT))
+            .await
+    }
+
+    /// Aborts the open transaction.
+    pub async fn abort_transaction(&self) -> Result<(), Error> {
+        self.blocking("abort_transaction", |p| p.abort_transaction(TXN_TIMEOUT))
+            .await
     }
 
     /// Creates the topics that do not exist yet, with the broker's default

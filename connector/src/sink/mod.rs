@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::lsn::Lsn;
 
 pub mod kafka;
+pub mod transactions;
 
 /// One Kafka message to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]

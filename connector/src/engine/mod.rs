@@ -12,6 +12,8 @@ use pgkafka_crds::QualifiedTable;
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use tokio::sync::{mpsc, watch};
 
+mod exactly_once;
+
 use crate::ack::tracker::Tracker;
 use crate::config::EngineConfig;
 use crate::decode::pgoutput::{decode, Message};
@@ -19,7 +21,7 @@ use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::pipeline::{Boundary, Pipeline, TableShape};
-use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
+use crate::sink::kafka::{KafkaSink, SendError, SinkEvent, CHECKPOINT_SEQ};
 use crate::sink::Record;
 use crate::source::{connection, provision};
 
@@ -31,6 +33,8 @@ pub struct Limits {
     pub records: usize,
     /// Bytes in flight.
     pub bytes: usize,
+    /// How often the confirmed position is reported to PostgreSQL.
+    pub status_interval: Duration,
 }
 
 impl Default for Limits {
@@ -38,6 +42,7 @@ impl Default for Limits {
         Limits {
             records: 100_000,
             bytes: 64 * 1024 * 1024,
+            status_interval: Duration::from_secs(1),
         }
     }
 }
@@ -102,7 +107,7 @@ pub async fn run(
         session.verified_name = verified_name.get();
         let result = session.run(start, &mut shutdown).await;
         metrics.streaming.set(0);
-        flushed = flushed.max(session.tracker.flushed());
+        flushed = flushed.max(session.safe_position());
         start = flushed;
         match result {
             Ok(()) => return Ok(()),
@@ -145,6 +150,14 @@ struct Session<'a> {
     verified_name: Option<String>,
     topic_in_flight: Vec<prometheus::IntGauge>,
     current_commit_ms: i64,
+    /// Exactly-once: records go in Kafka transactions with checkpoints.
+    eos: bool,
+    /// The Kafka transaction being filled (exactly-once).
+    kafka_txn: Option<crate::sink::transactions::OpenTransaction>,
+    /// Everything up to here is committed in Kafka (exactly-once).
+    eos_committed: Lsn,
+    /// The position last reported to PostgreSQL.
+    reported: Lsn,
 }
 
 impl<'a> Session<'a> {
@@ -166,6 +179,10 @@ impl<'a> Session<'a> {
             verified_name: None,
             topic_in_flight: Vec::new(),
             current_commit_ms: 0,
+            eos: cfg.spec.kafka.delivery_guarantee == pgkafka_crds::DeliveryGuarantee::ExactlyOnce,
+            kafka_txn: None,
+            eos_committed: flushed,
+            reported: flushed,
         }
     }
 
@@ -173,6 +190,11 @@ impl<'a> Session<'a> {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let sink = KafkaSink::new(self.cfg, events_tx)?;
         sink.ensure_topics(self.pipeline.topics()).await?;
+        let start = if self.eos {
+            self.eos_start(&sink, start).await?
+        } else {
+            start
+        };
         self.topic_in_flight = self
             .pipeline
             .topics()
@@ -180,15 +202,15 @@ impl<'a> Session<'a> {
             .map(|t| self.metrics.topic_in_flight.with_label_values(&[&**t]))
             .collect();
         self.topic_in_flight.iter().for_each(|g| g.set(0));
-        let mut repl = ReplicationClient::connect(connection::replication_config(
-            self.cfg,
-            start,
-            self.verified_name.clone(),
-        ))
+        let mut repl = ReplicationClient::connect(
+            connection::replication_config(self.cfg, start, self.verified_name.clone())
+                .with_status_interval(self.limits.status_interval),
+        )
         .await?;
         repl.wait_started().await?;
         self.metrics.streaming.set(1);
         tracing::info!(slot = %self.cfg.spec.slot.name, from = %self.tracker.flushed(), "streaming");
+        let mut tick = tokio::time::interval(crate::sink::transactions::COMMIT_EVERY);
         loop {
             let full = self.tracker.in_flight_records() >= self.limits.records
                 || self.tracker.in_flight_bytes() >= self.limits.bytes;
@@ -196,6 +218,7 @@ impl<'a> Session<'a> {
                 biased;
                 _ = shutdown.changed() => break,
                 event = events.recv() => self.on_sink_event(event)?,
+                _ = tick.tick(), if self.kafka_txn.is_some() => self.eos_commit_if_due(&sink, &mut events).await?,
                 event = repl.recv(), if !full => match event? {
                     Some(event) => self.on_replication_event(event, &sink, &mut events).await?,
                     None => return Err(Error::Replication(pgwire_replication::PgWireError::Task(
@@ -207,10 +230,8 @@ impl<'a> Session<'a> {
             while let Ok(event) = events.try_recv() {
                 self.on_sink_event(Some(event))?;
             }
-            if let Some(lsn) = self.tracker.advance() {
-                repl.update_applied_lsn(lsn.into());
-                self.metrics.confirmed_lsn.set(lsn_gauge(lsn));
-            }
+            self.tracker.advance();
+            self.report(&repl);
             self.metrics
                 .in_flight_records
                 .set(self.tracker.in_flight_records() as i64);
@@ -219,6 +240,31 @@ impl<'a> Session<'a> {
                 .set(self.tracker.in_flight_bytes() as i64);
         }
         self.drain(&sink, &mut events, &mut repl).await
+    }
+
+    /// The position that is safe to confirm: everything before it is in
+    /// Kafka (committed, under exactly-once).
+    fn safe_position(&self) -> Lsn {
+        if self.eos {
+            self.tracker.flushed().min(self.eos_committed)
+        } else {
+            self.tracker.flushed()
+        }
+    }
+
+    /// Tells PostgreSQL the safe position when it moved.
+    fn report(&mut self, repl: &ReplicationClient) {
+        if self.eos && self.kafka_txn.is_none() && self.tracker.in_flight_records() == 0 {
+            // Nothing uncommitted is outstanding: idle positions are safe too.
+            self.eos_committed = self.eos_committed.max(self.tracker.flushed());
+        }
+        let safe = self.safe_position();
+        if safe > self.reported {
+            debug_assert!(safe >= self.reported, "LSN went backwards");
+            self.reported = safe;
+            repl.update_applied_lsn(safe.into());
+            self.metrics.confirmed_lsn.set(lsn_gauge(safe));
+        }
     }
 
     /// Graceful stop: wait for what was sent, report the final position, close.
@@ -243,9 +289,11 @@ impl<'a> Session<'a> {
             }
         }
         self.tracker.advance();
-        let flushed = self.tracker.flushed();
-        repl.update_applied_lsn(flushed.into());
-        self.metrics.confirmed_lsn.set(lsn_gauge(flushed));
+        if self.eos {
+            self.eos_finish(sink, events).await?;
+        }
+        self.report(repl);
+        let flushed = self.reported;
         // The client does not send a status update when stopping; wait until
         // its periodic one carried the final position.
         let metrics = repl.metrics();
@@ -265,6 +313,9 @@ impl<'a> Session<'a> {
                 topic_index,
                 bytes,
             }) => {
+                if seq == CHECKPOINT_SEQ {
+                    return Ok(());
+                }
                 self.metrics.delivered.inc();
                 if let Some(g) = self.topic_in_flight.get(topic_index) {
                     g.dec();
@@ -373,6 +424,10 @@ impl<'a> Session<'a> {
                 .commit(seq, end_lsn)
                 .map_err(|e| Error::Internal(e.to_string()))?;
             self.metrics.transactions.inc();
+            if let Some(open) = &mut self.kafka_txn {
+                open.covers = Some(end_lsn);
+                self.eos_commit_if_due(sink, events).await?;
+            }
         }
         Ok(())
     }
@@ -386,8 +441,16 @@ impl<'a> Session<'a> {
         sink: &KafkaSink,
         events: &mut mpsc::UnboundedReceiver<SinkEvent>,
     ) -> Result<(), Error> {
+        if self.eos && self.kafka_txn.is_none() && seq != CHECKPOINT_SEQ {
+            sink.begin_transaction()?;
+            self.kafka_txn = Some(crate::sink::transactions::OpenTransaction {
+                started: std::time::Instant::now(),
+                covers: None,
+            });
+        }
         loop {
             match sink.send(record, seq) {
+                Ok(()) if seq == CHECKPOINT_SEQ => return Ok(()),
                 Ok(()) => {
                     if let Some(g) = self.topic_in_flight.get(record.topic_index) {
                         g.inc();

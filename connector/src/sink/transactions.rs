@@ -1,0 +1,149 @@
+//! Exactly-once delivery: records go to Kafka in transactions, each ending
+//! with a checkpoint record that holds the slot position it covers. A
+//! restart reads the last committed checkpoint and starts replication there,
+//! so PostgreSQL skips every transaction Kafka already committed, even when
+//! the slot itself was not told yet.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::config::EngineConfig;
+use crate::error::Error;
+use crate::lsn::Lsn;
+
+/// The transactional id: one per source slot, so a restarted engine fences
+/// the transactions of the one it replaces.
+pub fn transactional_id(cfg: &EngineConfig) -> String {
+    let pg = &cfg.spec.postgres;
+    format!(
+        "pgkafka.{}.{}.{}.{}",
+        pg.host, pg.port, pg.database, cfg.spec.slot.name
+    )
+}
+
+/// The compacted topic holding checkpoints, keyed by transactional id.
+pub fn checkpoint_topic(cfg: &EngineConfig) -> String {
+    format!("{}.pgkafka-checkpoints", cfg.spec.kafka.topic_prefix)
+}
+
+/// A checkpoint's value: `{"lsn":"0/16B3748"}`.
+pub fn checkpoint_value(lsn: Lsn) -> Vec<u8> {
+    format!("{{\"lsn\":\"{lsn}\"}}").into_bytes()
+}
+
+fn parse_checkpoint(value: &[u8]) -> Option<Lsn> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    v["lsn"].as_str()?.parse().ok()
+}
+
+/// The highest committed checkpoint of `id` in `topic` (`None` when there is
+/// none). Reads with `read_committed`, every partition to its end.
+pub fn read_checkpoint(base: &ClientConfig, topic: &str, id: &str) -> Result<Option<Lsn>, Error> {
+    let mut config = base.clone();
+    config
+        .set("group.id", format!("{id}.checkpoint-reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = config.create().map_err(Error::Kafka)?;
+    let timeout = Duration::from_secs(15);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(Error::Kafka)?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(Error::Kafka)?;
+    }
+    consumer.assign(&tpl).map_err(Error::Kafka)?;
+    let mut ended = std::collections::HashSet::new();
+    let mut best: Option<Lsn> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < partitions {
+        if Instant::now() > deadline {
+            return Err(Error::Internal(format!(
+                "reading checkpoints from {topic} took over 60 s"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.key() == Some(id.as_bytes()) => {
+                if let Some(lsn) = m.payload().and_then(parse_checkpoint) {
+                    best = best.max(Some(lsn));
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => return Err(Error::Kafka(e)),
+            _ => {}
+        }
+    }
+    Ok(best)
+}
+
+/// The Kafka transaction being filled.
+#[derive(Debug)]
+pub struct OpenTransaction {
+    /// When it began.
+    pub started: Instant,
+    /// End LSN of the last source transaction it completely holds.
+    pub covers: Option<Lsn>,
+}
+
+/// When an open Kafka transaction is committed: it holds only complete
+/// source transactions and is old or large enough.
+pub fn due(open: &OpenTransaction, in_source_transaction: bool, in_flight: usize) -> bool {
+    !in_source_transaction
+        && open.covers.is_some()
+        && (open.started.elapsed() >= COMMIT_EVERY || in_flight >= COMMIT_RECORDS)
+}
+
+/// Longest a Kafka transaction stays open between source transactions.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// Records after which a Kafka transaction is committed at the next source commit.
+pub const COMMIT_RECORDS: usize = 20_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_commits_wait_for_source_boundaries() {
+        assert_eq!(
+            parse_checkpoint(&checkpoint_value(Lsn(0x1_0000_0010))),
+            Some(Lsn(0x1_0000_0010))
+        );
+        assert_eq!(parse_checkpoint(b"junk"), None);
+        let young = OpenTransaction {
+            started: Instant::now(),
+            covers: Some(Lsn(1)),
+        };
+        assert!(!due(&young, false, 10));
+        assert!(due(&young, false, COMMIT_RECORDS));
+        assert!(
+            !due(&young, true, COMMIT_RECORDS),
+            "never inside a source transaction"
+        );
+        let empty = OpenTransaction {
+            started: Instant::now() - COMMIT_EVERY,
+            covers: None,
+        };
+        assert!(!due(&empty, false, 0), "nothing complete to cover yet");
+        let old = OpenTransaction {
+            started: Instant::now() - COMMIT_EVERY,
+            covers: Some(Lsn(1)),
+        };
+        assert!(due(&old, false, 0));
+    }
+}

@@ -1,0 +1,93 @@
+//! Exactly-once: a crash after Kafka committed but before the slot was told
+//! resends nothing, because the restart resumes after Kafka's checkpoint.
+//! The same crash under at-least-once resends: the check can fail.
+
+use std::time::Duration;
+
+use pgkafka_tests::{
+    consume, manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres, TestDb,
+};
+
+const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+const LONG: Duration = Duration::from_secs(90);
+
+/// Runs the crash scenario; returns (records in Kafka, distinct ids).
+async fn crash_between_kafka_commit_and_slot(
+    db: &TestDb,
+    guarantee: &str,
+) -> (usize, usize, String) {
+    let broker = Broker::start();
+    let name = unique("eos");
+    let prefix = unique("e");
+    let topic = format!("{prefix}.public.items");
+    let m = manifest(&name, db, &broker.bootstrap, &prefix, "    - table: items").replace(
+        "topicPrefix:",
+        &format!("deliveryGuarantee: {guarantee}\n    topicPrefix:"),
+    );
+    // The slot hears of progress only every minute: a crash leaves it behind Kafka.
+    let mut engine = Engine::start_with_args(ENGINE, &m, &["--status-interval-ms", "60000"]);
+    engine.wait_streaming();
+    for batch in 0..5 {
+        let from = batch * 100 + 1;
+        db.exec(&format!(
+            "INSERT INTO items SELECT g FROM generate_series({from}, {}) g",
+            from + 99
+        ))
+        .await;
+    }
+    assert_eq!(
+        consume(&broker.bootstrap, &topic, 500, LONG).len(),
+        500,
+        "{}",
+        engine.log_text()
+    );
+    let slot = format!("{name}_slot");
+    let confirmed = db.confirmed_flush(&slot).await;
+    engine.kill9();
+    assert!(
+        confirmed < db.current_wal().await,
+        "the slot must lag behind Kafka for this test"
+    );
+
+    engine.args.clear();
+    engine.restart(ENGINE);
+    engine.wait_streaming();
+    db.exec("INSERT INTO items SELECT g FROM generate_series(501, 600) g")
+        .await;
+    let end = db.current_wal().await;
+    wait_for(LONG, "the slot to confirm everything", || async {
+        db.confirmed_flush(&slot).await >= end
+    })
+    .await;
+    let records = read_to_end(&broker.bootstrap, &topic);
+    let mut ids: Vec<i64> = records
+        .iter()
+        .filter_map(|r| r.value["after"]["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids, (1..=600).collect::<Vec<_>>(), "nothing lost");
+    assert_eq!(engine.stop(), Some(0));
+    (records.len(), ids.len(), engine.log_text())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_resends_nothing_after_a_crash() {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE items (id bigint PRIMARY KEY)").await;
+    let (records, distinct, log) = crash_between_kafka_commit_and_slot(&db, "exactlyOnce").await;
+    assert_eq!(records, distinct, "a change was sent twice:\n{log}");
+    assert!(
+        log.contains("resuming after the last transaction Kafka committed"),
+        "{log}"
+    );
+
+    // Control: the same crash under at-least-once sends the first rows again.
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE items (id bigint PRIMARY KEY)").await;
+    let (records, distinct, _) = crash_between_kafka_commit_and_slot(&db, "atLeastOnce").await;
+    assert!(
+        records > distinct,
+        "at-least-once should have resent after the crash"
+    );
+}
