@@ -21,7 +21,7 @@ pub const CONFIRMED_LSN: &str = "pgkafka_confirmed_flush_lsn";
 pub const RECEIVED_LSN: &str = "pgkafka_received_lsn";
 /// The server's WAL end from its last keepalive.
 pub const WAL_END_LSN: &str = "pgkafka_wal_end_lsn";
-/// Unix time of the last keepalive from the server.
+/// Unix time of the last keepalive (or data message) from the server.
 pub const LAST_KEEPALIVE_SECONDS: &str = "pgkafka_last_keepalive_timestamp_seconds";
 /// Records sent and not yet acknowledged.
 pub const IN_FLIGHT_RECORDS: &str = "pgkafka_in_flight_records";
@@ -176,7 +176,7 @@ impl Metrics {
             wal_end_lsn: gauge(WAL_END_LSN, "Server WAL end from the last keepalive."),
             last_keepalive: gauge(
                 LAST_KEEPALIVE_SECONDS,
-                "Unix time of the last server keepalive.",
+                "Unix time of the last keepalive or data message from the server.",
             ),
             in_flight_records: gauge(IN_FLIGHT_RECORDS, "Records sent and not yet acknowledged."),
             in_flight_bytes: gauge(IN_FLIGHT_BYTES, "Bytes of records not yet acknowledged."),

@@ -345,10 +345,11 @@ impl<'a> Session<'a> {
         sink: &KafkaSink,
         events: &mut mpsc::UnboundedReceiver<SinkEvent>,
     ) -> Result<(), Error> {
+        // A busy server sends data instead of keepalives: both show it is alive.
+        self.metrics.last_keepalive.set(now_ms() / 1000);
         let (message, lsn) = match event {
             ReplicationEvent::KeepAlive { wal_end, .. } => {
                 self.metrics.wal_end_lsn.set(lsn_gauge(wal_end.into()));
-                self.metrics.last_keepalive.set(now_ms() / 1000);
                 self.tracker.idle_at(wal_end.into());
                 return Ok(());
             }
