@@ -20,6 +20,17 @@ fn test_consumer(bootstrap: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
+/// Every `after.id` in `records`, sorted, without duplicates.
+pub fn distinct_ids(records: &[Consumed]) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .iter()
+        .filter_map(|r| r.value["after"]["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// One consumed Kafka record.
 #[derive(Debug, Clone)]
 pub struct Consumed {

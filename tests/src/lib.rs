@@ -15,7 +15,7 @@ use tokio_postgres::{Client, NoTls};
 
 mod kafka;
 
-pub use kafka::{consume, read_to_end, Consumed};
+pub use kafka::{consume, distinct_ids, read_to_end, Consumed};
 
 /// The superuser password of the test clusters.
 pub const PG_PASSWORD: &str = "postgres";

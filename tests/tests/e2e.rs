@@ -191,16 +191,7 @@ async fn idle_and_filtered_stream_still_advances_the_slot() {
     assert_eq!(engine.stop(), Some(0));
 }
 
-/// Every id in `records` (from `after.id`), sorted, without duplicates.
-fn ids(records: &[pgkafka_tests::Consumed]) -> Vec<i64> {
-    let mut ids: Vec<i64> = records
-        .iter()
-        .filter_map(|r| r.value["after"]["id"].as_i64())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
+use pgkafka_tests::distinct_ids as ids;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_and_restart_loses_nothing() {

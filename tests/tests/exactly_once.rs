@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use pgkafka_tests::{
-    consume, manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres, TestDb,
+    consume, distinct_ids, manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres,
+    TestDb,
 };
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -60,12 +61,7 @@ async fn crash_between_kafka_commit_and_slot(
     })
     .await;
     let records = read_to_end(&broker.bootstrap, &topic);
-    let mut ids: Vec<i64> = records
-        .iter()
-        .filter_map(|r| r.value["after"]["id"].as_i64())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = distinct_ids(&records);
     assert_eq!(ids, (1..=600).collect::<Vec<_>>(), "nothing lost");
     assert_eq!(engine.stop(), Some(0));
     (records.len(), ids.len(), engine.log_text())
