@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::EngineConfig;
-use crate::engine::{self, Limits};
-use crate::http::{self, HttpState};
-use crate::metrics::Metrics;
-use crate::source::tls;
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::builder::Engine;
+use crate::engine::Limits;
+use crate::http::{self, HttpState};
+use crate::source::tls;
 
 #[derive(Parser)]
 #[command(version, about = "PostgreSQL logical replication into Kafka")]
@@ -74,12 +74,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file, secrets_dir } => {
-            match EngineConfig::load(&file, secrets_dir.as_deref()) {
-                Ok(cfg) => {
+            match Engine::from_manifest(&file, secrets_dir.as_deref()) {
+                Ok(engine) => {
                     println!(
                         "{}: valid ({} listeners)",
                         file.display(),
-                        cfg.spec.listeners.len()
+                        engine.spec().listeners.len()
                     );
                     ExitCode::SUCCESS
                 }
@@ -130,29 +130,25 @@ async fn run(
     http_addr: SocketAddr,
     limits: Limits,
 ) -> Result<(), crate::error::Error> {
-    let cfg = EngineConfig::load(&file, secrets_dir.as_deref())?;
-    if cfg.spec.state != pgkafka_crds::ConnectorState::Running {
-        tracing::info!(state = ?cfg.spec.state, "spec.state is not running: nothing to stream");
+    let engine = Engine::from_manifest(&file, secrets_dir.as_deref())?.with_limits(limits);
+    if engine.spec().state != pgkafka_crds::ConnectorState::Running {
+        tracing::info!(state = ?engine.spec().state, "spec.state is not running: nothing to stream");
         return Ok(());
     }
-    let metrics = Metrics::new(&cfg.name);
     let bound = http::serve(
         http_addr,
         HttpState {
-            name: cfg.name.clone(),
-            slot: cfg.spec.slot.name.clone(),
-            metrics: metrics.clone(),
+            status: engine.status(),
         },
     )
     .await?;
-    tracing::info!(connector = %cfg.name, http = %bound, "starting");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; stopping");
-        let _ = stop_tx.send(true);
-    });
-    engine::run(cfg, metrics, limits, stop_rx).await
+    tracing::info!(connector = %engine.name(), http = %bound, "starting");
+    engine
+        .run(async {
+            wait_for_signal().await;
+            tracing::info!("signal received; stopping");
+        })
+        .await
 }
 
 async fn wait_for_signal() {

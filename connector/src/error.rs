@@ -1,16 +1,57 @@
-//! The engine's one error type. Each variant keeps its source, and
-//! [`Error::is_retryable`] is the only place that decides whether a failed
-//! session is started again or the engine stops.
+//! The engine's one error type. Each variant keeps its source (the stages'
+//! own error types nest inside it), and [`Error::is_retryable`] is the only
+//! place that decides whether a failed session is started again or the
+//! engine stops.
 
 use std::path::PathBuf;
 
-use crate::decode::pgoutput::DecodeError;
-use crate::pipeline::PipelineError;
+use pgwire_replication::PgWireError;
 
-/// Everything that can stop an engine session.
+use crate::ack::tracker::UnknownSeq;
+use crate::credentials::SecretError;
+use crate::sink::SinkError;
+use crate::source::error::PgError;
+use crate::source::stream::StreamError;
+use crate::transform::TransformError;
+
+/// Why the engine stopped, or could not start. Its message names the spec
+/// field or the server's own words; [`std::error::Error::source`] leads to
+/// the underlying driver or client error.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The manifest cannot be read or parsed.
+#[error(transparent)]
+pub struct Error(Box<ErrorKind>);
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error(Box::new(kind))
+    }
+}
+
+/// `?` turns each stage's error into an [`Error`].
+macro_rules! from_stage_errors {
+    ($($source:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                ErrorKind::$variant(e).into()
+            }
+        }
+    )*};
+}
+
+from_stage_errors! {
+    pgkafka_crds::ValidationErrors => Invalid,
+    SecretError => Secret,
+    PgError => Database,
+    StreamError => Stream,
+    TransformError => Transform,
+    SinkError => Sink,
+    UnknownSeq => Bookkeeping,
+}
+
+/// Everything that can stop the engine or one of its sessions.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ErrorKind {
+    /// The manifest cannot be read.
     #[error("cannot read {path}: {source}")]
     ReadConfig {
         /// The file.
@@ -19,98 +60,47 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The manifest is not a valid `PgKafkaConnector`.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     ParseConfig {
         /// The file.
         path: PathBuf,
-        /// The parser's message (it names the field and position).
-        message: String,
+        /// The parser's error (it names the field and position).
+        source: serde_yaml::Error,
+    },
+    /// The configuration lacks something every connector needs.
+    #[error("{origin}: {field} is required")]
+    Missing {
+        /// The file or builder it came from.
+        origin: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The builder's fields do not make a spec.
+    #[error("engine {name}: {source}")]
+    Builder {
+        /// The engine's name.
+        name: String,
+        /// The field that is missing or wrong.
+        source: serde_json::Error,
     },
     /// A spec field is invalid.
     #[error("invalid spec: {0}")]
-    Invalid(#[from] pgkafka_crds::ValidationErrors),
+    Invalid(pgkafka_crds::ValidationErrors),
     /// A secret referenced by the spec cannot be read.
-    #[error("{field}: cannot read secret {name}/{key}: {reason}")]
-    Secret {
-        /// The spec field holding the reference.
-        field: &'static str,
-        /// Secret name.
-        name: String,
-        /// Key in the secret.
-        key: String,
-        /// Why.
-        reason: String,
-    },
-    /// No connection to PostgreSQL could be made.
-    #[error("cannot connect to PostgreSQL at {target} (spec.postgres): {detail}")]
-    Connect {
-        /// `host:port/database as user`.
-        target: String,
-        /// The server's message when it sent one, else the driver's.
-        detail: String,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// A catalog query or provisioning statement failed.
-    #[error("PostgreSQL: {context}: {detail}")]
-    Postgres {
-        /// What the engine was doing.
-        context: String,
-        /// The server's message when it sent one, else the driver's.
-        detail: String,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// The server or the objects it holds do not allow streaming as configured.
-    #[error("{field}: {message}")]
-    Setup {
-        /// The spec field the problem relates to.
-        field: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-    /// The replication connection failed.
-    #[error("replication stream: {0}")]
-    Replication(#[from] pgwire_replication::PgWireError),
-    /// The stream held bytes that are not pgoutput.
-    #[error("decoding pgoutput at {lsn}: {source}")]
-    Decode {
-        /// Position of the message.
-        lsn: crate::lsn::Lsn,
-        /// Why.
-        source: DecodeError,
-    },
+    #[error(transparent)]
+    Secret(SecretError),
+    /// Connecting, a catalog query or provisioning failed.
+    #[error(transparent)]
+    Database(PgError),
+    /// The replication stream failed.
+    #[error(transparent)]
+    Stream(StreamError),
     /// The stream could not be turned into records.
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    /// The Kafka configuration was refused by librdkafka.
-    #[error("spec.kafka.properties: {0}")]
-    KafkaConfig(String),
-    /// A Kafka client operation failed.
-    #[error("kafka: {0}")]
-    Kafka(#[source] rdkafka::error::KafkaError),
-    /// A record could not be delivered after librdkafka's retries.
-    #[error("kafka did not acknowledge a record for topic {topic}: {source}")]
-    Delivery {
-        /// Its topic.
-        topic: String,
-        /// Why.
-        source: rdkafka::error::KafkaError,
-    },
-    /// Kafka refuses a record and would refuse it again (too large, not
-    /// authorized): the engine stops before the slot moves past it.
-    #[error("kafka refuses records for topic {topic} ({source}); the slot stays before this change. Fix the cause (for a size limit: the topic's max.message.bytes and the producer's message.max.bytes in spec.kafka.properties) and restart")]
-    Refused {
-        /// Its topic.
-        topic: String,
-        /// Why.
-        source: rdkafka::error::KafkaError,
-    },
-    /// The producer entered a fatal state and must be rebuilt.
-    #[error("kafka producer failed fatally: {0}")]
-    ProducerFatal(String),
+    Transform(TransformError),
+    /// Kafka failed or refused.
+    #[error(transparent)]
+    Sink(SinkError),
     /// The HTTP server could not start.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -119,147 +109,128 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// A bug: the engine's own bookkeeping disagrees with itself.
+    /// A local file the engine needs could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A bug: the acknowledgement bookkeeping disagrees with itself.
     #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// The most useful text of a driver error: the server's message (with its
-/// detail and hint) when there is one, else the error and its causes.
-pub fn postgres_detail(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-        for extra in [db.detail(), db.hint()].into_iter().flatten() {
-            text.push_str("; ");
-            text.push_str(extra);
-        }
-        return text;
-    }
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+    Bookkeeping(UnknownSeq),
+    /// A bug: the engine's own state disagrees with itself.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl Error {
-    /// A record of `topic` that Kafka did not take: [`Error::Refused`] when
-    /// retrying cannot help, else [`Error::Delivery`].
-    pub fn delivery(topic: String, source: rdkafka::error::KafkaError) -> Self {
-        use rdkafka::types::RDKafkaErrorCode as C;
-        let permanent = matches!(
-            source.rdkafka_error_code(),
-            Some(
-                C::MessageSizeTooLarge
-                    | C::InvalidMessageSize
-                    | C::TopicAuthorizationFailed
-                    | C::ClusterAuthorizationFailed
-                    | C::InvalidRecord
-                    | C::PolicyViolation
-                    | C::InvalidTopic
-            )
-        );
-        if permanent {
-            Error::Refused { topic, source }
-        } else {
-            Error::Delivery { topic, source }
-        }
-    }
-
-    /// A failed connection attempt to `target`.
-    pub fn connect(target: String, source: tokio_postgres::Error) -> Self {
-        Error::Connect {
-            target,
-            detail: postgres_detail(&source),
-            source,
-        }
-    }
-
-    /// A failed statement while doing `context`.
-    pub fn postgres(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        Error::Postgres {
-            context: context.into(),
-            detail: postgres_detail(&source),
-            source,
-        }
-    }
-
     /// Whether a session that failed with this error is started again (after
     /// a backoff) rather than stopping the engine. Transport faults are
     /// retried; configuration and data errors would fail again the same way.
     pub fn is_retryable(&self) -> bool {
-        use pgwire_replication::PgWireError as W;
-        match self {
-            Error::Connect { .. }
-            | Error::Kafka(_)
-            | Error::Delivery { .. }
-            | Error::ProducerFatal(_) => true,
-            Error::Postgres { source, .. } => source.is_closed() || source.code().is_none(),
-            Error::Replication(e) => {
-                matches!(e, W::Io(_) | W::Task(_)) || is_transient_server_error(e)
+        match &*self.0 {
+            ErrorKind::Database(PgError::Connect { .. }) => true,
+            ErrorKind::Database(PgError::Query { source, .. }) => {
+                source.is_closed() || source.code().is_none()
             }
-            Error::ReadConfig { .. }
-            | Error::ParseConfig { .. }
-            | Error::Invalid(_)
-            | Error::Secret { .. }
-            | Error::Setup { .. }
-            | Error::Decode { .. }
-            | Error::Pipeline(_)
-            | Error::KafkaConfig(_)
-            | Error::Refused { .. }
-            | Error::Http { .. }
-            | Error::Internal(_) => false,
+            ErrorKind::Stream(StreamError::Replication(e)) => {
+                matches!(e, PgWireError::Io(_) | PgWireError::Task(_))
+                    || is_transient_server_error(e)
+            }
+            ErrorKind::Stream(StreamError::Ended) => true,
+            ErrorKind::Sink(
+                SinkError::Kafka(_)
+                | SinkError::CreateTopic { .. }
+                | SinkError::Delivery { .. }
+                | SinkError::Fatal(_),
+            ) => true,
+            ErrorKind::Database(PgError::Setup { .. } | PgError::Tls { .. })
+            | ErrorKind::Stream(StreamError::Decode { .. })
+            | ErrorKind::Sink(
+                SinkError::Config(_)
+                | SinkError::Refused { .. }
+                | SinkError::Blocking { .. }
+                | SinkError::CheckpointTimeout { .. },
+            )
+            | ErrorKind::ReadConfig { .. }
+            | ErrorKind::ParseConfig { .. }
+            | ErrorKind::Missing { .. }
+            | ErrorKind::Builder { .. }
+            | ErrorKind::Invalid(_)
+            | ErrorKind::Secret(_)
+            | ErrorKind::Transform(_)
+            | ErrorKind::Http { .. }
+            | ErrorKind::WriteFile { .. }
+            | ErrorKind::Bookkeeping(_)
+            | ErrorKind::Internal(_) => false,
         }
     }
 }
 
-/// A server error during streaming that a new session can overcome: the slot
-/// still held by the previous walsender, a shutdown, a terminated backend.
-fn is_transient_server_error(e: &pgwire_replication::PgWireError) -> bool {
-    let pgwire_replication::PgWireError::Server(msg) = e else {
+/// SQLSTATEs of server errors during streaming that a new session can
+/// overcome: the slot still held by the previous walsender (object in use),
+/// an administrator or crash shutdown, a server not accepting connections
+/// yet, too many connections, and every connection exception (class 08).
+const TRANSIENT_SQLSTATES: [&str; 5] = ["55006", "57P01", "57P02", "57P03", "53300"];
+
+/// Whether a server error is one a new session can overcome, by its SQLSTATE
+/// (the carrier ends the message with `(SQLSTATE xxxxx)`).
+fn is_transient_server_error(e: &PgWireError) -> bool {
+    let PgWireError::Server(msg) = e else {
         return false;
     };
-    [
-        "is active for PID",
-        "terminating connection",
-        "shutting down",
-        "the database system is",
-    ]
-    .iter()
-    .any(|m| msg.contains(m))
+    sqlstate(msg).is_some_and(|code| code.starts_with("08") || TRANSIENT_SQLSTATES.contains(&code))
+}
+
+/// The SQLSTATE at the end of a carrier's server message.
+fn sqlstate(message: &str) -> Option<&str> {
+    let code = message.rsplit_once("(SQLSTATE ")?.1.strip_suffix(')')?;
+    (code.len() == 5).then_some(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::pgoutput::DecodeError;
     use pgwire_replication::PgWireError as W;
+
+    fn server(message: &str) -> Error {
+        StreamError::Replication(W::Server(message.into())).into()
+    }
 
     #[test]
     fn transport_faults_retry_and_configuration_does_not() {
-        assert!(Error::ProducerFatal("x".into()).is_retryable());
+        assert!(Error::from(SinkError::Fatal("x".into())).is_retryable());
+        let io = W::Io(std::sync::Arc::new(std::io::Error::other("reset")));
+        assert!(Error::from(StreamError::Replication(io)).is_retryable());
         assert!(
-            Error::Replication(W::Io(std::sync::Arc::new(std::io::Error::other("reset"))))
+            server("replication slot \"s\" is active for PID 42 (SQLSTATE 55006)").is_retryable()
+        );
+        assert!(
+            server("terminating connection due to administrator command (SQLSTATE 57P01)")
                 .is_retryable()
         );
-        assert!(Error::Replication(W::Server(
-            "replication slot \"s\" is active for PID 42".into()
-        ))
-        .is_retryable());
-        assert!(
-            !Error::Replication(W::Auth("password authentication failed".into())).is_retryable()
-        );
-        assert!(!Error::Setup {
+        assert!(!server("permission denied for database (SQLSTATE 42501)").is_retryable());
+        let auth = W::Auth("password authentication failed".into());
+        assert!(!Error::from(StreamError::Replication(auth)).is_retryable());
+        let lost = PgError::Setup {
             field: "spec.slot.name".into(),
-            message: "lost".into()
-        }
-        .is_retryable());
-        assert!(!Error::Decode {
+            message: "lost".into(),
+        };
+        assert!(!Error::from(lost).is_retryable());
+        let garbage = StreamError::Decode {
             lsn: crate::lsn::Lsn(1),
-            source: DecodeError::UnknownTag(b'Z')
-        }
-        .is_retryable());
+            source: DecodeError::UnknownTag(b'Z'),
+        };
+        assert!(!Error::from(garbage).is_retryable());
+    }
+
+    #[test]
+    fn sqlstate_is_read_from_the_end_of_the_message() {
+        assert_eq!(sqlstate("x (SQLSTATE 55006)"), Some("55006"));
+        assert_eq!(sqlstate("no code"), None);
+        assert_eq!(sqlstate("odd (SQLSTATE 1)"), None);
     }
 }

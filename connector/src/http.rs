@@ -12,55 +12,26 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::error::Error;
-use crate::lsn::Lsn;
-use crate::metrics::Metrics;
+use crate::error::{Error, ErrorKind};
+use crate::status::StatusHandle;
 
 /// What the endpoints report.
 #[derive(Clone)]
-pub struct HttpState {
-    /// Connector name.
-    pub name: String,
-    /// Slot name.
-    pub slot: String,
-    /// The engine's metrics.
-    pub metrics: Metrics,
+pub(crate) struct HttpState {
+    /// The engine's state.
+    pub status: StatusHandle,
 }
 
 impl HttpState {
-    fn status_json(&self) -> serde_json::Value {
-        let m = &self.metrics;
-        let lsn = |g: &prometheus::IntGauge| Lsn(u64::try_from(g.get()).unwrap_or(0)).to_string();
-        serde_json::json!({
-            "connector": self.name,
-            "slot": self.slot,
-            "streaming": m.streaming.get() == 1,
-            "confirmedFlushLSN": lsn(&m.confirmed_lsn),
-            "receivedLSN": lsn(&m.received_lsn),
-            "walEndLSN": lsn(&m.wal_end_lsn),
-            "lagBytes": (m.wal_end_lsn.get() - m.confirmed_lsn.get()).max(0),
-            "lastKeepaliveUnixSeconds": m.last_keepalive.get(),
-            "lastEventUnixMs": m.last_event_ms.get(),
-            "counters": {
-                "events": m.events.get(),
-                "transactions": m.transactions.get(),
-                "recordsDelivered": m.delivered.get(),
-                "deliveryErrors": m.delivery_errors.get(),
-                "sessionRestarts": m.restarts.get(),
-            },
-            "inFlight": {"records": m.in_flight_records.get(), "bytes": m.in_flight_bytes.get(), "recordLimit": m.in_flight_limit.get()},
-        })
-    }
-
     fn respond(&self, path: &str) -> Response<Full<Bytes>> {
         let (status, content_type, body) = match path {
             "/metrics" => (
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.metrics.render(),
+                self.status.prometheus_text(),
             ),
             "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.metrics.streaming.get() == 1 => {
+            "/readyz" if self.status.is_streaming() => {
                 (StatusCode::OK, "text/plain", b"streaming\n".to_vec())
             }
             "/readyz" => (
@@ -71,7 +42,7 @@ impl HttpState {
             "/status" => (
                 StatusCode::OK,
                 "application/json",
-                self.status_json().to_string().into_bytes(),
+                serde_json::to_vec(&self.status.status()).unwrap_or_default(),
             ),
             _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         };
@@ -87,14 +58,14 @@ impl HttpState {
 }
 
 /// Binds `addr` and serves until the process ends. Returns the bound address.
-pub async fn serve(addr: SocketAddr, state: HttpState) -> Result<SocketAddr, Error> {
+pub(crate) async fn serve(addr: SocketAddr, state: HttpState) -> Result<SocketAddr, Error> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Http {
+        .map_err(|source| ErrorKind::Http {
             addr: addr.to_string(),
             source,
         })?;
-    let bound = listener.local_addr().map_err(|source| Error::Http {
+    let bound = listener.local_addr().map_err(|source| ErrorKind::Http {
         addr: addr.to_string(),
         source,
     })?;
@@ -122,23 +93,27 @@ pub async fn serve(addr: SocketAddr, state: HttpState) -> Result<SocketAddr, Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     #[test]
     fn readyz_follows_streaming_and_status_reports_lsns() {
+        let metrics = Metrics::new("c");
         let state = HttpState {
-            name: "c".into(),
-            slot: "s".into(),
-            metrics: Metrics::new("c"),
+            status: StatusHandle {
+                name: "c".into(),
+                slot: "s".into(),
+                metrics: metrics.clone(),
+            },
         };
         assert_eq!(
             state.respond("/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        state.metrics.streaming.set(1);
-        state.metrics.confirmed_lsn.set(0x1_0000_0010);
-        state.metrics.wal_end_lsn.set(0x1_0000_0110);
+        metrics.streaming.set(1);
+        metrics.confirmed_lsn.set(0x1_0000_0010);
+        metrics.wal_end_lsn.set(0x1_0000_0110);
         assert_eq!(state.respond("/readyz").status(), StatusCode::OK);
-        let status = state.status_json();
+        let status = serde_json::to_value(state.status.status()).expect("serializes");
         assert_eq!(status["confirmedFlushLSN"], "1/10");
         assert_eq!(status["lagBytes"], 256);
         assert_eq!(state.respond("/nope").status(), StatusCode::NOT_FOUND);

@@ -1,41 +1,141 @@
 //! pgkafka's replication engine: PostgreSQL logical replication (pgoutput)
-//! into Kafka, with the flush LSN moving only after Kafka acknowledged.
+//! into Kafka, with the slot's flush position moving only after Kafka
+//! acknowledged (or, exactly-once, committed) everything before it.
 //!
-//! Data flows one way: `source` (replication connection) -> `decode`
-//! (pgoutput) -> `pipeline` (listeners, targets, envelope) -> `sink` (Kafka)
-//! -> `ack` (LSN tracker) -> back to `source` as the flush position.
+//! # Embedding the engine
+//!
+//! ```no_run
+//! use pgkafka_connector::{credentials::Secret, Engine};
+//!
+//! # async fn demo() -> Result<(), pgkafka_connector::Error> {
+//! let engine = Engine::builder("orders")
+//!     .with_postgres("127.0.0.1", 5432, "shop")
+//!     .with_user("cdc", Secret::new("secret"))
+//!     .with_publication("orders_pub")
+//!     .with_slot("orders_slot")
+//!     .with_kafka(&["127.0.0.1:9092"], "cdc")
+//!     .with_tables(["public.orders"])
+//!     .build()?;
+//! let status = engine.status(); // read it from another task while it runs
+//! engine.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! println!("stopped at {}", status.status().confirmed_flush_lsn);
+//! # Ok(()) }
+//! ```
+//!
+//! [`Engine::from_manifest`] takes the `PgKafkaConnector` YAML instead, and
+//! `connector/examples/embed.rs` is a whole program.
+//!
+//! # How it is built
+//!
+//! Data flows one way, one stage per concern:
+//!
+//! ```text
+//! PostgreSQL walsender
+//!   -> source::stream   replication connection, keepalives, flush reports
+//!   -> decode           pgoutput bytes -> Message (pure, total); relation cache; values -> JSON
+//!   -> transform        listener per table -> targets -> filter -> columns -> envelope -> groups
+//!   -> sink             Kafka producer (acks=all, idempotent, murmur2), delivery reports
+//!   -> engine::acks     LSN tracker: highest commit LSN whose records are all acknowledged
+//!   -> engine::guarantee  at-least-once or exactly-once: which position is safe
+//!   -> source::stream   flush position reported; the slot may free WAL
+//! ```
+//!
+//! Imports go one way too. `event` (a table's shape, rows, changes,
+//! records) and `lsn` are neutral: every stage may use them and they use
+//! no stage. `decode` uses only them; `source` and `transform` use `decode`;
+//! `sink` and `ack` use only the neutral types; `engine` wires the stages
+//! into sessions, and nothing imports `engine` but the public face below.
+//! Each stage has its own error type; [`Error`] nests them, and
+//! [`Error::is_retryable`] is the one place that decides what is retried.
+//!
+//! Where each concern lives:
+//!
+//! | concern | module |
+//! |---|---|
+//! | public face: builder, run, status | `builder.rs`, `status.rs`, this file |
+//! | configuration from a manifest and a secrets directory | `config.rs`, `credentials.rs` |
+//! | SQL session, TLS, provisioning, catalog, slot state | `source/{connection,tls,provision,catalog,slot,error}.rs` |
+//! | replication stream | `source/stream.rs` |
+//! | pgoutput, relations, PostgreSQL types, values | `decode/{pgoutput,relations,types,values}.rs` |
+//! | routes, filters, typed comparison, envelope, groups | `transform/{route,filter,typed,encode,group,pipeline}.rs` |
+//! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
+//! | LSN tracker | `ack/tracker.rs` |
+//! | sessions, delivery reports, delivery guarantee | `engine/{mod,session,acks,guarantee}.rs` |
+//! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
+//!
+//! # Rules that hold everywhere
+//!
+//! - The confirmed LSN only moves forward (`max`, with a `debug_assert`), and
+//!   only over what Kafka acknowledged (committed, under exactly-once). Idle
+//!   and fully filtered streams still advance through keepalives.
+//! - Memory is bounded: in-flight records and bytes are capped
+//!   ([`Limits`]); at the cap the engine stops reading and PostgreSQL keeps
+//!   the WAL. Whole-transaction groups are the exception, capped at 512 MiB
+//!   per group and transaction.
+//! - Decoding is pure and total: any bytes give a message or an error, never
+//!   a panic (property-tested).
+//! - Faults end a session; the next one resumes from the last safe position
+//!   with a new producer and capped, jittered backoff.
+//!
+//! # Without the engine
+//!
+//! With `default-features = false` the crate is only its PostgreSQL side
+//! ([`postgres`], [`credentials`], [`lsn`]): what the operator shares with the
+//! engine, without librdkafka or the replication carrier.
 
-pub mod ack {
-    //! Acknowledgement bookkeeping.
-    pub mod tracker;
-}
-pub mod cli;
-pub mod config;
-pub mod decode {
-    //! pgoutput bytes to typed messages and JSON values.
-    pub mod pgoutput;
-    pub mod relations;
-    pub mod values;
-}
-pub mod engine;
-pub mod error;
-pub mod http;
+// Without the engine most of the shared types go unused.
+#![cfg_attr(not(feature = "engine"), allow(dead_code))]
+
+pub mod credentials;
+pub(crate) mod event;
 pub mod lsn;
-pub mod metrics;
-pub mod pipeline;
-pub mod sink;
-pub mod source {
-    //! The connections to PostgreSQL.
-    pub mod catalog;
-    pub mod connection;
-    pub mod provision;
-    pub mod tls;
+pub(crate) mod source;
+
+#[cfg(feature = "engine")]
+pub(crate) mod ack {
+    //! Acknowledgement bookkeeping.
+    pub(crate) mod tracker;
 }
-pub mod transform {
-    //! Records from changes.
-    pub mod encode;
-    pub mod filter;
-    pub mod group;
-    pub mod route;
-    pub mod typed;
+#[cfg(feature = "engine")]
+mod builder;
+#[cfg(feature = "engine")]
+pub mod cli;
+#[cfg(feature = "engine")]
+pub(crate) mod config;
+#[cfg(feature = "engine")]
+pub(crate) mod decode;
+#[cfg(feature = "engine")]
+pub(crate) mod engine;
+#[cfg(feature = "engine")]
+mod error;
+#[cfg(feature = "engine")]
+pub(crate) mod http;
+#[cfg(feature = "engine")]
+pub(crate) mod metrics;
+#[cfg(feature = "engine")]
+pub(crate) mod sink;
+#[cfg(feature = "engine")]
+mod status;
+#[cfg(feature = "engine")]
+pub(crate) mod transform;
+
+#[cfg(feature = "engine")]
+pub use builder::{Engine, EngineBuilder};
+#[cfg(feature = "engine")]
+pub use engine::Limits;
+#[cfg(feature = "engine")]
+pub use error::Error;
+#[cfg(feature = "engine")]
+pub use status::{Counters, InFlight, Status, StatusHandle};
+
+pub mod postgres {
+    //! The PostgreSQL side the engine and the operator share: connect (with
+    //! libpq's `sslmode` meanings), check and provision the publication and
+    //! the slot, read the slot's state, drop both. Identifiers are always
+    //! quoted, values always bound.
+    pub use crate::source::connection::connect;
+    pub use crate::source::error::{postgres_detail, PgError};
+    pub use crate::source::provision::{drop_publication_sql, provision, quote_ident};
+    pub use crate::source::slot::{drop_slot_and_publication, read_slot, Dropped, SlotState};
+    pub use crate::source::tls::install_default_provider;
 }

@@ -36,15 +36,9 @@ impl FromStr for Lsn {
     }
 }
 
-impl From<pgwire_replication::Lsn> for Lsn {
-    fn from(l: pgwire_replication::Lsn) -> Self {
-        Lsn(l.as_u64())
-    }
-}
-
-impl From<Lsn> for pgwire_replication::Lsn {
-    fn from(l: Lsn) -> Self {
-        pgwire_replication::Lsn::from_u64(l.0)
+impl serde::Serialize for Lsn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

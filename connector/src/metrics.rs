@@ -48,7 +48,7 @@ pub const TOPIC_DELIVERY_ERRORS_TOTAL: &str = "pgkafka_topic_delivery_errors_tot
 
 /// The engine's metrics, registered in their own registry.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// See [`EVENTS_TOTAL`].
     pub events: IntCounter,
@@ -92,101 +92,121 @@ pub struct Metrics {
     pub topic_delivery_errors: IntCounterVec,
 }
 
+/// Creates metrics labelled with the connector and registers each once.
+struct Registrar<'a> {
+    registry: Registry,
+    connector: &'a str,
+}
+
+impl Registrar<'_> {
+    fn opts(&self, name: &str, help: &str) -> Opts {
+        Opts::new(name, help).const_label("connector", self.connector)
+    }
+
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&self, metric: M) -> M {
+        self.registry
+            .register(Box::new(metric.clone()))
+            .expect("each metric registered once");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(
+            IntCounter::with_opts(self.opts(name, help)).expect("metric names are valid constants"),
+        )
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(
+            IntGauge::with_opts(self.opts(name, help)).expect("metric names are valid constants"),
+        )
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(
+            IntCounterVec::new(self.opts(name, help), labels)
+                .expect("metric names are valid constants"),
+        )
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(
+            IntGaugeVec::new(self.opts(name, help), labels)
+                .expect("metric names are valid constants"),
+        )
+    }
+}
+
+const TABLE_TOPIC: &[&str] = &["table", "topic"];
+
 impl Metrics {
     /// Creates and registers every metric, labelled with the connector name.
     pub fn new(connector: &str) -> Self {
-        let registry = Registry::new();
-        let opts =
-            |name: &str, help: &str| Opts::new(name, help).const_label("connector", connector);
-        let counter = |name: &str, help: &str| {
-            let c =
-                IntCounter::with_opts(opts(name, help)).expect("metric names are valid constants");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("each metric registered once");
-            c
+        let r = Registrar {
+            registry: Registry::new(),
+            connector,
         };
-        let gauge = |name: &str, help: &str| {
-            let g =
-                IntGauge::with_opts(opts(name, help)).expect("metric names are valid constants");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("each metric registered once");
-            g
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(opts(name, help), labels)
-                .expect("metric names are valid constants");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("each metric registered once");
-            c
-        };
-        let in_flight = IntGaugeVec::new(
-            opts(TOPIC_IN_FLIGHT, "Records not yet acknowledged, by topic."),
-            &["topic"],
-        )
-        .expect("metric names are valid constants");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("each metric registered once");
         Metrics {
-            target_records: counter_vec(
+            target_records: r.counter_vec(
                 TARGET_RECORDS_TOTAL,
                 "Changes a target received.",
-                &["table", "topic"],
+                TABLE_TOPIC,
             ),
-            target_filtered: counter_vec(
+            target_filtered: r.counter_vec(
                 TARGET_FILTERED_TOTAL,
                 "Changes a target's filter rejected.",
-                &["table", "topic"],
+                TABLE_TOPIC,
             ),
-            target_bytes: counter_vec(
+            target_bytes: r.counter_vec(
                 TARGET_BYTES_TOTAL,
                 "Bytes of the changes a target received.",
-                &["table", "topic"],
+                TABLE_TOPIC,
             ),
-            listener_changes: counter_vec(
+            listener_changes: r.counter_vec(
                 LISTENER_CHANGES_TOTAL,
                 "Row changes seen for a listener's table.",
                 &["table"],
             ),
-            topic_delivery_errors: counter_vec(
+            topic_delivery_errors: r.counter_vec(
                 TOPIC_DELIVERY_ERRORS_TOTAL,
                 "Records Kafka did not acknowledge.",
                 &["topic"],
             ),
-            topic_in_flight: in_flight,
-            events: counter(EVENTS_TOTAL, "Row changes captured by a listener."),
-            transactions: counter(
+            topic_in_flight: r.gauge_vec(
+                TOPIC_IN_FLIGHT,
+                "Records not yet acknowledged, by topic.",
+                &["topic"],
+            ),
+            events: r.counter(EVENTS_TOTAL, "Row changes captured by a listener."),
+            transactions: r.counter(
                 TRANSACTIONS_TOTAL,
                 "Source transactions committed in the stream.",
             ),
-            delivered: counter(RECORDS_DELIVERED_TOTAL, "Records acknowledged by Kafka."),
-            delivery_errors: counter(
+            delivered: r.counter(RECORDS_DELIVERED_TOTAL, "Records acknowledged by Kafka."),
+            delivery_errors: r.counter(
                 DELIVERY_ERRORS_TOTAL,
                 "Records Kafka refused after retries (replayed).",
             ),
-            restarts: counter(
+            restarts: r.counter(
                 SESSION_RESTARTS_TOTAL,
                 "Replication sessions restarted after a failure.",
             ),
-            confirmed_lsn: gauge(CONFIRMED_LSN, "Flush LSN reported to PostgreSQL."),
-            received_lsn: gauge(RECEIVED_LSN, "Highest LSN received."),
-            wal_end_lsn: gauge(WAL_END_LSN, "Server WAL end from the last keepalive."),
-            last_keepalive: gauge(
+            confirmed_lsn: r.gauge(CONFIRMED_LSN, "Flush LSN reported to PostgreSQL."),
+            received_lsn: r.gauge(RECEIVED_LSN, "Highest LSN received."),
+            wal_end_lsn: r.gauge(WAL_END_LSN, "Server WAL end from the last keepalive."),
+            last_keepalive: r.gauge(
                 LAST_KEEPALIVE_SECONDS,
                 "Unix time of the last keepalive or data message from the server.",
             ),
-            in_flight_records: gauge(IN_FLIGHT_RECORDS, "Records sent and not yet acknowledged."),
-            in_flight_bytes: gauge(IN_FLIGHT_BYTES, "Bytes of records not yet acknowledged."),
-            in_flight_limit: gauge(IN_FLIGHT_RECORDS_LIMIT, "In-flight record cap."),
-            streaming: gauge(STREAMING, "1 while the replication stream is streaming."),
-            last_event_ms: gauge(
+            in_flight_records: r.gauge(IN_FLIGHT_RECORDS, "Records sent and not yet acknowledged."),
+            in_flight_bytes: r.gauge(IN_FLIGHT_BYTES, "Bytes of records not yet acknowledged."),
+            in_flight_limit: r.gauge(IN_FLIGHT_RECORDS_LIMIT, "In-flight record cap."),
+            streaming: r.gauge(STREAMING, "1 while the replication stream is streaming."),
+            last_event_ms: r.gauge(
                 LAST_EVENT_TIMESTAMP_MS,
                 "Commit time of the last transaction that produced records.",
             ),
-            registry,
+            registry: r.registry,
         }
     }
 

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use pgkafka_connector::credentials::SecretError;
+use pgkafka_connector::postgres::PgError;
+
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,31 +17,21 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The spec does not validate; the message names the field.
     #[error("invalid spec: {0}")]
-    InvalidSpec(String),
-    /// A referenced Secret or key is missing.
-    #[error("{field}: secret {name}/{key} {reason}")]
-    SecretMissing {
-        /// The spec field holding the reference.
-        field: &'static str,
-        /// Secret name.
-        name: String,
-        /// Key.
-        key: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Connecting or provisioning failed (the engine's own checks).
-    #[error("{0}")]
-    Provisioning(#[from] pgkafka_connector::error::Error),
-    /// A statement of the operator's own failed.
-    #[error("PostgreSQL: {0}")]
-    Postgres(String),
-    /// A local file could not be written.
-    #[error("{0}")]
-    Io(String),
+    InvalidSpec(#[from] pgkafka_crds::ValidationErrors),
+    /// A referenced Secret or key is missing or unusable.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Connecting, provisioning, reading or dropping in PostgreSQL failed.
+    #[error(transparent)]
+    Database(#[from] PgError),
     /// An object could not be serialized.
-    #[error("serializing {0}")]
-    Serialize(String),
+    #[error("serializing {what}: {source}")]
+    Serialize {
+        /// What.
+        what: &'static str,
+        /// Why.
+        source: serde_yaml::Error,
+    },
     /// Cleanup waits for the engine to release the slot.
     #[error("the engine still holds slot {0:?}; waiting before dropping it")]
     EngineStillRunning(String),
@@ -55,13 +48,11 @@ impl Error {
                 _ => "FinalizerError",
             },
             Error::InvalidSpec(_) => "InvalidSpec",
-            Error::SecretMissing { .. } => "SecretMissing",
-            Error::Provisioning(pgkafka_connector::error::Error::Connect { .. }) => {
-                "DatabaseUnreachable"
-            }
-            Error::Provisioning(_) => "ProvisioningFailed",
-            Error::Postgres(_) => "DatabaseError",
-            Error::Io(_) | Error::Serialize(_) => "InternalError",
+            Error::Secret(_) => "SecretMissing",
+            Error::Database(PgError::Connect { .. }) => "DatabaseUnreachable",
+            Error::Database(PgError::Setup { .. } | PgError::Tls { .. }) => "ProvisioningFailed",
+            Error::Database(PgError::Query { .. }) => "DatabaseError",
+            Error::Serialize { .. } => "InternalError",
             Error::EngineStillRunning(_) => "WaitingForEngine",
         }
     }
@@ -77,7 +68,7 @@ impl Error {
             // Only a new generation can fix it; the watch brings it.
             Error::InvalidSpec(_) => Duration::from_secs(300),
             Error::EngineStillRunning(_) => Duration::from_secs(5),
-            Error::SecretMissing { .. } => Duration::from_secs(30),
+            Error::Secret(_) => Duration::from_secs(30),
             _ => Duration::from_secs(15),
         }
     }
@@ -89,12 +80,14 @@ mod tests {
 
     #[test]
     fn reasons_are_camel_case_and_requeues_fit() {
-        let e = Error::SecretMissing {
-            field: "spec.postgres.passwordSecretRef",
-            name: "db".into(),
-            key: "pw".into(),
-            reason: "not found".into(),
-        };
+        let e = Error::Secret(SecretError::new(
+            "spec.postgres.passwordSecretRef",
+            &pgkafka_crds::SecretKeyRef {
+                name: "db".into(),
+                key: "pw".into(),
+            },
+            pgkafka_connector::credentials::SecretProblem::Missing("not found".into()),
+        ));
         assert_eq!(
             (e.reason(), e.requeue_after()),
             ("SecretMissing", Duration::from_secs(30))
@@ -106,6 +99,7 @@ mod tests {
             (wrapped.reason(), wrapped.requeue_after()),
             ("WaitingForEngine", Duration::from_secs(5))
         );
-        assert_eq!(Error::InvalidSpec("x".into()).reason(), "InvalidSpec");
+        let invalid = pgkafka_crds::ValidationErrors(Vec::new());
+        assert_eq!(Error::InvalidSpec(invalid).reason(), "InvalidSpec");
     }
 }

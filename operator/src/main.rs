@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         )
         .json()
         .init();
-    pgkafka_connector::source::tls::install_default_provider();
+    pgkafka_connector::postgres::install_default_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, Resource, ResourceExt};
-use pgkafka_connector::config::Secret as SecretValue;
+use pgkafka_connector::credentials::{resolve_postgres, trim_value, SecretError, SecretProblem};
 use pgkafka_crds::{
     ConnectorState, PgKafkaConnector, PgKafkaConnectorStatus, ReclaimPolicy, SecretKeyRef,
 };
@@ -106,15 +106,16 @@ async fn apply_children(
     ctx: &Context,
     observed: &mut Observed,
 ) -> Result<(), Error> {
-    c.spec
-        .validate()
-        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    c.spec.validate()?;
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let (creds, versions) = read_credentials(c, &ctx.client, &ns).await?;
     let provisioned = ctx.db.provision(c, &creds).await;
     observed.slot = ctx.db.slot_state(c, &creds).await.ok();
     provisioned?;
-    let manifest = configmap::engine_manifest(c).map_err(|e| Error::Serialize(e.to_string()))?;
+    let manifest = configmap::engine_manifest(c).map_err(|source| Error::Serialize {
+        what: "the engine manifest",
+        source,
+    })?;
     let inputs = format!(
         "{:016x}",
         fnv1a(format!("{manifest}\n{versions}").as_bytes())
@@ -126,7 +127,10 @@ async fn apply_children(
         &params,
     )
     .await?;
-    let cm = configmap::configmap(c).map_err(|e| Error::Serialize(e.to_string()))?;
+    let cm = configmap::configmap(c).map_err(|source| Error::Serialize {
+        what: "the engine ConfigMap",
+        source,
+    })?;
     ssa(
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
         &cm,
@@ -170,57 +174,52 @@ async fn read_credentials(
 ) -> Result<(Credentials, String), Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut versions = Vec::new();
-    let mut read = async |field: &'static str, r: &SecretKeyRef| -> Result<String, Error> {
-        let missing = |reason: &str| Error::SecretMissing {
-            field,
-            name: r.name.clone(),
-            key: r.key.clone(),
-            reason: reason.to_owned(),
+    let mut values = HashMap::new();
+    for (field, r) in pgkafka_connector::credentials::postgres_refs(&c.spec.postgres) {
+        let value = match secrets.get_opt(&r.name).await? {
+            Some(secret) => {
+                versions.push(format!(
+                    "{}={}",
+                    r.name,
+                    secret.resource_version().unwrap_or_default()
+                ));
+                secret_value(&secret, field, r)
+            }
+            None => Err(SecretError::new(
+                field,
+                r,
+                SecretProblem::Missing("does not exist".into()),
+            )),
         };
-        let secret = secrets
-            .get_opt(&r.name)
-            .await?
-            .ok_or_else(|| missing("does not exist"))?;
-        versions.push(format!(
-            "{}={}",
-            r.name,
-            secret.resource_version().unwrap_or_default()
-        ));
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| missing("has no such key"))?;
-        let text = String::from_utf8(bytes.0.clone()).map_err(|_| missing("is not UTF-8"))?;
-        Ok(text.trim_end_matches(['\n', '\r']).to_owned())
-    };
-    let pg = &c.spec.postgres;
-    let user = match (&pg.user, &pg.user_secret_ref) {
-        (Some(u), _) => u.clone(),
-        (None, Some(r)) => read("spec.postgres.userSecretRef", r).await?,
-        (None, None) => {
-            return Err(Error::InvalidSpec(
-                "spec.postgres.user: set user or userSecretRef".into(),
+        values.insert(field, value);
+    }
+    let creds = resolve_postgres(&c.spec.postgres, |field, r| {
+        values.remove(field).unwrap_or_else(|| {
+            Err(SecretError::new(
+                field,
+                r,
+                SecretProblem::Missing("was not read".into()),
             ))
-        }
-    };
-    let password = match &pg.password_secret_ref {
-        Some(r) => SecretValue::new(read("spec.postgres.passwordSecretRef", r).await?),
-        None => SecretValue::default(),
-    };
-    let ca_pem = match &pg.ca_secret_ref {
-        Some(r) => Some(read("spec.postgres.caSecretRef", r).await?),
-        None => None,
-    };
+        })
+    })?;
     versions.sort();
-    Ok((
-        Credentials {
-            user,
-            password,
-            ca_pem,
-        },
-        versions.join(","),
-    ))
+    Ok((creds, versions.join(",")))
+}
+
+/// The value under `r.key` of a Secret, as text.
+fn secret_value(
+    secret: &Secret,
+    field: &'static str,
+    r: &SecretKeyRef,
+) -> Result<String, SecretError> {
+    let problem = |what: &'static str| SecretError::new(field, r, SecretProblem::Invalid(what));
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .ok_or_else(|| problem("has no such key"))?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| problem("is not UTF-8"))?;
+    Ok(trim_value(text))
 }
 
 /// FNV-1a: a digest stable across builds (the std hasher is not).

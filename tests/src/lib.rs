@@ -150,7 +150,7 @@ impl TestDb {
         self.client.batch_execute(sql).await.unwrap_or_else(|e| {
             panic!(
                 "SQL failed: {}\n{sql}",
-                pgkafka_connector::error::postgres_detail(&e)
+                pgkafka_connector::postgres::postgres_detail(&e)
             )
         });
     }

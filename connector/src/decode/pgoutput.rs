@@ -5,51 +5,8 @@
 
 use bytes::{Buf, Bytes};
 
+use crate::event::{Column, Datum, OldTuple};
 use crate::lsn::Lsn;
-
-/// One column value of a tuple.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Datum {
-    /// SQL NULL.
-    Null,
-    /// A TOASTed value that did not change; PostgreSQL does not send it.
-    UnchangedToast,
-    /// Text-format value.
-    Text(Bytes),
-    /// Binary-format value (only with the `binary` option).
-    Binary(Bytes),
-}
-
-/// The old row an UPDATE or DELETE carries, by replica identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OldTuple {
-    /// Only the replica identity (key) columns are meaningful; others are NULL.
-    Key(Vec<Datum>),
-    /// The whole old row (REPLICA IDENTITY FULL).
-    Full(Vec<Datum>),
-}
-
-impl OldTuple {
-    /// The values, whichever kind.
-    pub fn datums(&self) -> &[Datum] {
-        match self {
-            OldTuple::Key(d) | OldTuple::Full(d) => d,
-        }
-    }
-}
-
-/// A column as the Relation message describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Column {
-    /// Part of the replica identity.
-    pub is_key: bool,
-    /// Column name.
-    pub name: String,
-    /// Type OID.
-    pub type_oid: u32,
-    /// Type modifier (atttypmod).
-    pub type_modifier: i32,
-}
 
 /// A Relation message: the shape of a table, sent before its first change in a
 /// session and again after it changes.
@@ -137,7 +94,7 @@ pub enum Message {
         relation_ids: Vec<u32>,
     },
     /// `pg_logical_emit_message()`.
-    LogicalMessage {
+    Logical {
         /// Emitted inside a transaction.
         transactional: bool,
         /// LSN of the message.
@@ -257,109 +214,114 @@ impl Reader {
 /// Decodes one pgoutput v1 message.
 pub fn decode(payload: Bytes) -> Result<Message, DecodeError> {
     let mut r = Reader { buf: payload };
-    let tag = r.u8("message tag")?;
-    match tag {
-        b'B' => {
-            let final_lsn = r.lsn("begin final LSN")?;
-            let commit_time_us = r.i64("begin commit time")?;
-            let xid = r.u32("begin xid")?;
-            let msg = Message::Begin {
-                final_lsn,
-                commit_time_us,
-                xid,
-            };
-            r.finish(msg, "Begin")
-        }
-        b'C' => {
-            let _flags = r.u8("commit flags")?;
-            let commit_lsn = r.lsn("commit LSN")?;
-            let end_lsn = r.lsn("commit end LSN")?;
-            let commit_time_us = r.i64("commit time")?;
-            let msg = Message::Commit {
-                commit_lsn,
-                end_lsn,
-                commit_time_us,
-            };
-            r.finish(msg, "Commit")
-        }
-        b'O' => {
-            let commit_lsn = r.lsn("origin commit LSN")?;
-            let name = r.cstr("origin name")?;
-            r.finish(Message::Origin { commit_lsn, name }, "Origin")
-        }
-        b'R' => decode_relation(&mut r).and_then(|m| r.finish(m, "Relation")),
-        b'Y' => {
-            let oid = r.u32("type OID")?;
-            let schema = r.cstr("type schema")?;
-            let name = r.cstr("type name")?;
-            r.finish(Message::Type { oid, schema, name }, "Type")
-        }
-        b'I' => {
-            let relation_id = r.u32("insert relation id")?;
-            match r.u8("insert tuple marker")? {
-                b'N' => {}
-                other => return Err(DecodeError::TupleMarker(other, "Insert")),
-            }
-            let new = r.tuple()?;
-            r.finish(Message::Insert { relation_id, new }, "Insert")
-        }
-        b'U' => {
-            let relation_id = r.u32("update relation id")?;
-            let (old, marker) = match r.u8("update tuple marker")? {
-                b'K' => (Some(OldTuple::Key(r.tuple()?)), r.u8("update new marker")?),
-                b'O' => (Some(OldTuple::Full(r.tuple()?)), r.u8("update new marker")?),
-                other => (None, other),
-            };
-            if marker != b'N' {
-                return Err(DecodeError::TupleMarker(marker, "Update"));
-            }
-            let new = r.tuple()?;
-            let msg = Message::Update {
-                relation_id,
-                old,
-                new,
-            };
-            r.finish(msg, "Update")
-        }
-        b'D' => {
-            let relation_id = r.u32("delete relation id")?;
-            let old = match r.u8("delete tuple marker")? {
-                b'K' => OldTuple::Key(r.tuple()?),
-                b'O' => OldTuple::Full(r.tuple()?),
-                other => return Err(DecodeError::TupleMarker(other, "Delete")),
-            };
-            r.finish(Message::Delete { relation_id, old }, "Delete")
-        }
-        b'T' => {
-            let n = r.i32("truncate relation count")?;
-            let n = usize::try_from(n)
-                .map_err(|_| DecodeError::NegativeLength(n.into(), "truncate relation count"))?;
-            let options = r.u8("truncate options")?;
-            let mut relation_ids = Vec::with_capacity(n.min(r.buf.remaining() / 4));
-            for _ in 0..n {
-                relation_ids.push(r.u32("truncate relation id")?);
-            }
-            let msg = Message::Truncate {
-                options,
-                relation_ids,
-            };
-            r.finish(msg, "Truncate")
-        }
-        b'M' => {
-            let transactional = r.u8("message flags")? & 1 == 1;
-            let lsn = r.lsn("message LSN")?;
-            let prefix = r.cstr("message prefix")?;
-            let content = r.bytes("message content")?;
-            let msg = Message::LogicalMessage {
-                transactional,
-                lsn,
-                prefix,
-                content,
-            };
-            r.finish(msg, "Message")
-        }
-        other => Err(DecodeError::UnknownTag(other)),
+    let (msg, name) = match r.u8("message tag")? {
+        b'B' => (begin(&mut r)?, "Begin"),
+        b'C' => (commit(&mut r)?, "Commit"),
+        b'O' => (origin(&mut r)?, "Origin"),
+        b'R' => (decode_relation(&mut r)?, "Relation"),
+        b'Y' => (type_message(&mut r)?, "Type"),
+        b'I' => (insert(&mut r)?, "Insert"),
+        b'U' => (update(&mut r)?, "Update"),
+        b'D' => (delete(&mut r)?, "Delete"),
+        b'T' => (truncate(&mut r)?, "Truncate"),
+        b'M' => (logical_message(&mut r)?, "Message"),
+        other => return Err(DecodeError::UnknownTag(other)),
+    };
+    r.finish(msg, name)
+}
+
+fn begin(r: &mut Reader) -> Result<Message, DecodeError> {
+    Ok(Message::Begin {
+        final_lsn: r.lsn("begin final LSN")?,
+        commit_time_us: r.i64("begin commit time")?,
+        xid: r.u32("begin xid")?,
+    })
+}
+
+fn commit(r: &mut Reader) -> Result<Message, DecodeError> {
+    let _flags = r.u8("commit flags")?;
+    Ok(Message::Commit {
+        commit_lsn: r.lsn("commit LSN")?,
+        end_lsn: r.lsn("commit end LSN")?,
+        commit_time_us: r.i64("commit time")?,
+    })
+}
+
+fn origin(r: &mut Reader) -> Result<Message, DecodeError> {
+    Ok(Message::Origin {
+        commit_lsn: r.lsn("origin commit LSN")?,
+        name: r.cstr("origin name")?,
+    })
+}
+
+fn type_message(r: &mut Reader) -> Result<Message, DecodeError> {
+    Ok(Message::Type {
+        oid: r.u32("type OID")?,
+        schema: r.cstr("type schema")?,
+        name: r.cstr("type name")?,
+    })
+}
+
+fn insert(r: &mut Reader) -> Result<Message, DecodeError> {
+    let relation_id = r.u32("insert relation id")?;
+    match r.u8("insert tuple marker")? {
+        b'N' => {}
+        other => return Err(DecodeError::TupleMarker(other, "Insert")),
     }
+    let new = r.tuple()?;
+    Ok(Message::Insert { relation_id, new })
+}
+
+fn update(r: &mut Reader) -> Result<Message, DecodeError> {
+    let relation_id = r.u32("update relation id")?;
+    let (old, marker) = match r.u8("update tuple marker")? {
+        b'K' => (Some(OldTuple::Key(r.tuple()?)), r.u8("update new marker")?),
+        b'O' => (Some(OldTuple::Full(r.tuple()?)), r.u8("update new marker")?),
+        other => (None, other),
+    };
+    if marker != b'N' {
+        return Err(DecodeError::TupleMarker(marker, "Update"));
+    }
+    let new = r.tuple()?;
+    Ok(Message::Update {
+        relation_id,
+        old,
+        new,
+    })
+}
+
+fn delete(r: &mut Reader) -> Result<Message, DecodeError> {
+    let relation_id = r.u32("delete relation id")?;
+    let old = match r.u8("delete tuple marker")? {
+        b'K' => OldTuple::Key(r.tuple()?),
+        b'O' => OldTuple::Full(r.tuple()?),
+        other => return Err(DecodeError::TupleMarker(other, "Delete")),
+    };
+    Ok(Message::Delete { relation_id, old })
+}
+
+fn truncate(r: &mut Reader) -> Result<Message, DecodeError> {
+    let n = r.i32("truncate relation count")?;
+    let n = usize::try_from(n)
+        .map_err(|_| DecodeError::NegativeLength(n.into(), "truncate relation count"))?;
+    let options = r.u8("truncate options")?;
+    let mut relation_ids = Vec::with_capacity(n.min(r.buf.remaining() / 4));
+    for _ in 0..n {
+        relation_ids.push(r.u32("truncate relation id")?);
+    }
+    Ok(Message::Truncate {
+        options,
+        relation_ids,
+    })
+}
+
+fn logical_message(r: &mut Reader) -> Result<Message, DecodeError> {
+    Ok(Message::Logical {
+        transactional: r.u8("message flags")? & 1 == 1,
+        lsn: r.lsn("message LSN")?,
+        prefix: r.cstr("message prefix")?,
+        content: r.bytes("message content")?,
+    })
 }
 
 fn decode_relation(r: &mut Reader) -> Result<Message, DecodeError> {

@@ -167,7 +167,7 @@ mod cases {
         m.extend_from_slice(b"hi");
         assert_eq!(
             decode(m.into()),
-            Ok(Message::LogicalMessage {
+            Ok(Message::Logical {
                 transactional: true,
                 lsn: Lsn(9),
                 prefix: "app".into(),

@@ -1,40 +1,22 @@
-//! The relation cache: what each relation OID in the stream is, which listener
-//! captures it, and which columns form its record key. Rebuilt from every
-//! Relation message, so a table altered mid-stream is described correctly from
-//! its next change on.
+//! The relation cache: what each relation OID in the stream is and which
+//! columns form its record key. Rebuilt from every Relation message, so a
+//! table altered mid-stream is described correctly from its next change on.
+//! Which listener captures a relation is routing's business, not this one's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use pgkafka_crds::QualifiedTable;
 
-use super::pgoutput::{Column, RelationBody};
-
-/// A table as the stream describes it, resolved against the configuration.
-#[derive(Debug)]
-pub struct Relation {
-    /// Relation OID.
-    pub id: u32,
-    /// Schema-qualified name.
-    pub table: QualifiedTable,
-    /// Columns in the order tuples carry them.
-    pub columns: Vec<Column>,
-    /// Each column's name as a JSON object key with its colon: `"id":`.
-    pub json_names: Vec<Vec<u8>>,
-    /// Replica identity: `d`efault, `n`othing, `f`ull, `i`ndex.
-    pub replica_identity: u8,
-    /// The listener capturing this table, if any.
-    pub listener: Option<usize>,
-    /// Positions (in `columns`) of the record-key columns; empty: no key.
-    pub key: Vec<usize>,
-}
+use super::pgoutput::RelationBody;
+use crate::event::{Relation, TableShape};
 
 /// Why a relation cannot be used as configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("spec.listeners[{listener}].keyColumns: column {column:?} does not exist in {table} (columns: {available})")]
-pub struct UnknownKeyColumn {
-    /// Listener index.
-    pub listener: usize,
+#[error("{field}: column {column:?} does not exist in {table} (columns: {available})")]
+pub(crate) struct UnknownKeyColumn {
+    /// The spec field naming the key columns.
+    pub field: String,
     /// The column asked for.
     pub column: String,
     /// The table.
@@ -43,20 +25,66 @@ pub struct UnknownKeyColumn {
     pub available: String,
 }
 
+/// Configured key columns of one table, with the spec field they come from.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyColumns {
+    /// `spec.listeners[i].keyColumns`.
+    pub field: String,
+    /// Column names, in key order.
+    pub columns: Vec<String>,
+}
+
 /// How a table's record key is chosen, from configuration and catalog.
 #[derive(Debug, Clone, Default)]
-pub struct KeyPolicy {
-    /// Listener index by table.
-    pub listeners: HashMap<QualifiedTable, usize>,
-    /// Explicit `keyColumns` by listener index.
-    pub key_columns: HashMap<usize, Vec<String>>,
+pub(crate) struct KeyPolicy {
+    /// Explicit `keyColumns`, by table.
+    pub key_columns: HashMap<QualifiedTable, KeyColumns>,
     /// Primary-key columns by table, read from the catalog at session start.
     pub primary_keys: HashMap<QualifiedTable, Vec<String>>,
 }
 
+impl KeyPolicy {
+    /// Positions of the key columns of `shape`: the configured ones, else the
+    /// primary key, else the replica identity.
+    fn key_of(&self, shape: &TableShape) -> Result<Vec<usize>, UnknownKeyColumn> {
+        let position = |name: &str| shape.columns.iter().position(|c| c.name == name);
+        if let Some(configured) = self.key_columns.get(&shape.table) {
+            return configured
+                .columns
+                .iter()
+                .map(|n| {
+                    position(n).ok_or_else(|| UnknownKeyColumn {
+                        field: configured.field.clone(),
+                        column: n.clone(),
+                        table: shape.table.clone(),
+                        available: shape
+                            .columns
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                })
+                .collect();
+        }
+        match self.primary_keys.get(&shape.table) {
+            Some(pk) if pk.iter().all(|n| position(n).is_some()) => {
+                Ok(pk.iter().filter_map(|n| position(n)).collect())
+            }
+            _ => Ok(shape
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.is_key)
+                .map(|(i, _)| i)
+                .collect()),
+        }
+    }
+}
+
 /// Relation OID to resolved relation.
 #[derive(Debug, Default)]
-pub struct RelationCache {
+pub(crate) struct RelationCache {
     relations: HashMap<u32, Arc<Relation>>,
 }
 
@@ -67,43 +95,16 @@ impl RelationCache {
         body: RelationBody,
         policy: &KeyPolicy,
     ) -> Result<Arc<Relation>, UnknownKeyColumn> {
-        let table = QualifiedTable {
-            schema: body.schema,
-            name: body.name,
-        };
-        let listener = policy.listeners.get(&table).copied();
-        let position = |name: &str| body.columns.iter().position(|c| c.name == name);
-        let key = match listener.and_then(|l| policy.key_columns.get(&l).map(|k| (l, k))) {
-            Some((l, names)) => names
-                .iter()
-                .map(|n| {
-                    position(n).ok_or_else(|| UnknownKeyColumn {
-                        listener: l,
-                        column: n.clone(),
-                        table: table.clone(),
-                        available: body
-                            .columns
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => match policy.primary_keys.get(&table) {
-                Some(pk) if pk.iter().all(|n| position(n).is_some()) => {
-                    pk.iter().filter_map(|n| position(n)).collect()
-                }
-                _ => body
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.is_key)
-                    .map(|(i, _)| i)
-                    .collect(),
+        let shape = TableShape {
+            table: QualifiedTable {
+                schema: body.schema,
+                name: body.name,
             },
+            columns: body.columns,
+            replica_identity: body.replica_identity,
         };
-        let json_names = body
+        let key = policy.key_of(&shape)?;
+        let json_names = shape
             .columns
             .iter()
             .map(|c| {
@@ -115,11 +116,8 @@ impl RelationCache {
             .collect();
         let relation = Arc::new(Relation {
             id: body.id,
-            table,
-            columns: body.columns,
+            shape,
             json_names,
-            replica_identity: body.replica_identity,
-            listener,
             key,
         });
         self.relations.insert(body.id, Arc::clone(&relation));
@@ -135,6 +133,7 @@ impl RelationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Column;
 
     fn body() -> RelationBody {
         let col = |name: &str, is_key| Column {
@@ -159,7 +158,6 @@ mod tests {
     #[test]
     fn key_prefers_configured_then_primary_key_then_replica_identity() {
         let mut policy = KeyPolicy::default();
-        policy.listeners.insert(orders(), 0);
         let mut cache = RelationCache::default();
         // Replica identity FULL flags every column.
         assert_eq!(
@@ -170,10 +168,15 @@ mod tests {
             .primary_keys
             .insert(orders(), vec!["tenant".into(), "id".into()]);
         assert_eq!(cache.insert(body(), &policy).expect("ok").key, vec![1, 0]);
-        policy.key_columns.insert(0, vec!["note".into()]);
+        policy.key_columns.insert(
+            orders(),
+            KeyColumns {
+                field: "spec.listeners[0].keyColumns".into(),
+                columns: vec!["note".into()],
+            },
+        );
         let rel = cache.insert(body(), &policy).expect("ok");
         assert_eq!(rel.key, vec![2]);
-        assert_eq!(rel.listener, Some(0));
         assert_eq!(rel.json_names[0], b"\"id\":");
         assert!(Arc::ptr_eq(cache.get(1).expect("cached"), &rel));
     }
@@ -181,8 +184,13 @@ mod tests {
     #[test]
     fn unknown_key_column_names_listener_and_columns() {
         let mut policy = KeyPolicy::default();
-        policy.listeners.insert(orders(), 3);
-        policy.key_columns.insert(3, vec!["nope".into()]);
+        policy.key_columns.insert(
+            orders(),
+            KeyColumns {
+                field: "spec.listeners[3].keyColumns".into(),
+                columns: vec!["nope".into()],
+            },
+        );
         let err = RelationCache::default()
             .insert(body(), &policy)
             .expect_err("unknown column");

@@ -7,6 +7,8 @@
 
 use base64::Engine as _;
 
+use super::types::{pg_type, Base, PgType};
+
 /// Session settings that fix the text format of every value the decoder reads.
 pub const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 \
      -c bytea_output=hex -c extra_float_digits=3";
@@ -15,9 +17,9 @@ pub const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalS
 /// PostgreSQL does not send; consumers already recognise it.
 pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
 
-/// How a type's text form maps to JSON.
+/// How one value's text form maps to JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+enum Scalar {
     Bool,
     Integer,
     Float,
@@ -28,65 +30,32 @@ enum Kind {
     Timestamp,
     TimestampTz,
     Text,
-    Array(Scalar),
 }
 
-/// An array's element kind (the kinds that may appear inside arrays).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scalar {
-    Bool,
-    Integer,
-    Float,
-    Numeric,
-    Json,
-    Bytea,
-    Timestamp,
-    TimestampTz,
-    Text,
-}
-
-fn kind(type_oid: u32) -> Kind {
-    use Scalar as S;
-    match type_oid {
-        16 => Kind::Bool,
-        20 | 21 | 23 | 26 | 28 => Kind::Integer,
-        700 | 701 => Kind::Float,
-        1700 => Kind::Numeric,
-        114 | 3802 => Kind::Json,
-        17 => Kind::Bytea,
-        1114 => Kind::Timestamp,
-        1184 => Kind::TimestampTz,
-        1000 => Kind::Array(S::Bool),
-        1005 | 1007 | 1016 | 1028 | 1011 => Kind::Array(S::Integer),
-        1021 | 1022 => Kind::Array(S::Float),
-        1231 => Kind::Array(S::Numeric),
-        199 | 3807 => Kind::Array(S::Json),
-        1001 => Kind::Array(S::Bytea),
-        1115 => Kind::Array(S::Timestamp),
-        1185 => Kind::Array(S::TimestampTz),
-        // text, varchar, bpchar, name, char, uuid, date, time, timetz, interval,
-        // inet, cidr, macaddr, money, xml arrays: elements are strings.
-        1009 | 1015 | 1014 | 1003 | 1002 | 2951 | 1182 | 1183 | 1270 | 1187 | 1041 | 651 | 1040
-        | 791 | 143 => Kind::Array(S::Text),
-        _ => Kind::Text,
+impl From<Base> for Scalar {
+    fn from(base: Base) -> Self {
+        match base {
+            Base::Bool => Scalar::Bool,
+            Base::Integer => Scalar::Integer,
+            Base::Float => Scalar::Float,
+            Base::Numeric => Scalar::Numeric,
+            Base::Json => Scalar::Json,
+            Base::Bytea => Scalar::Bytea,
+            Base::Timestamp => Scalar::Timestamp,
+            Base::TimestampTz => Scalar::TimestampTz,
+            Base::Date | Base::Unordered | Base::Text => Scalar::Text,
+        }
     }
 }
 
 /// Appends the JSON rendering of one text-format value of type `type_oid`.
 pub fn write_text_value(out: &mut Vec<u8>, type_oid: u32, text: &[u8]) {
-    match kind(type_oid) {
-        Kind::Bool => write_scalar(out, Scalar::Bool, text),
-        Kind::Integer => write_scalar(out, Scalar::Integer, text),
-        Kind::Float => write_scalar(out, Scalar::Float, text),
-        Kind::Numeric => write_scalar(out, Scalar::Numeric, text),
-        Kind::Json => write_scalar(out, Scalar::Json, text),
-        Kind::Bytea => write_scalar(out, Scalar::Bytea, text),
-        Kind::Timestamp => write_scalar(out, Scalar::Timestamp, text),
-        Kind::TimestampTz => write_scalar(out, Scalar::TimestampTz, text),
-        Kind::Text => write_scalar(out, Scalar::Text, text),
-        Kind::Array(element) => {
+    match pg_type(type_oid) {
+        PgType::Scalar(base) => write_scalar(out, base.into(), text),
+        PgType::OtherArray => write_scalar(out, Scalar::Text, text),
+        PgType::Array(element) => {
             let mark = out.len();
-            if write_array(out, element, text).is_err() {
+            if write_array(out, element.into(), text).is_err() {
                 // Not an array literal we understand: keep the exact text.
                 out.truncate(mark);
                 write_string(out, text);

@@ -1,12 +1,13 @@
 //! The Kafka producer: acks=all, idempotent, Java-compatible murmur2
 //! partitioning, user properties passed through. Delivery reports arrive on a
 //! channel as [`SinkEvent`]s tagged with the transaction sequence number the
-//! engine gave the record.
+//! engine gave the record; checkpoint records (exactly-once) are reported as
+//! such and never counted as source records.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgkafka_crds::{DeliveryGuarantee, KafkaSpec};
+use pgkafka_crds::KafkaSpec;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -15,9 +16,9 @@ use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::mpsc;
 
-use super::Record;
-use crate::config::EngineConfig;
-use crate::error::Error;
+use super::SinkError;
+use crate::credentials::KafkaCredentials;
+use crate::event::{Record, TxHeaders};
 
 /// Header carrying the source transaction's commit LSN (`0/16B3748`).
 pub const HEADER_COMMIT_LSN: &str = "pgkafka.commit_lsn";
@@ -30,7 +31,7 @@ pub const DEFAULT_DELIVERY_TIMEOUT_MS: &str = "30000";
 
 /// What the producer reports back.
 #[derive(Debug)]
-pub enum SinkEvent {
+pub(crate) enum SinkEvent {
     /// The broker acknowledged a record of transaction `seq`.
     Delivered {
         /// Transaction sequence number given at send time.
@@ -40,12 +41,10 @@ pub enum SinkEvent {
         /// Record size.
         bytes: usize,
     },
-    /// A record of transaction `seq` failed for good (retries exhausted).
+    /// The broker acknowledged a checkpoint record.
+    CheckpointDelivered,
+    /// A record failed for good (retries exhausted).
     Failed {
-        /// Transaction sequence number.
-        seq: u64,
-        /// The record's topic index.
-        topic_index: usize,
         /// The record's topic.
         topic: String,
         /// Why.
@@ -56,7 +55,7 @@ pub enum SinkEvent {
 }
 
 /// librdkafka callbacks, forwarded to the engine.
-pub struct DeliveryContext {
+pub(crate) struct DeliveryContext {
     events: mpsc::UnboundedSender<SinkEvent>,
 }
 
@@ -94,16 +93,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (seq, topic_index) = unpack(opaque);
-        let event = match result {
-            Ok(m) => SinkEvent::Delivered {
+        let event = match (result, Tag::unpack(opaque)) {
+            (Ok(_), Tag::Checkpoint) => SinkEvent::CheckpointDelivered,
+            (Ok(m), Tag::Record { seq, topic_index }) => SinkEvent::Delivered {
                 seq,
                 topic_index,
                 bytes: m.payload_len() + m.key().map_or(0, <[u8]>::len),
             },
-            Err((error, m)) => SinkEvent::Failed {
-                seq,
-                topic_index,
+            (Err((error, m)), _) => SinkEvent::Failed {
                 topic: m.topic().to_owned(),
                 error: error.clone(),
             },
@@ -114,19 +111,40 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// Bits of the delivery opaque that carry the topic index.
-const TOPIC_BITS: u32 = 16;
-
-/// The delivery opaque: transaction sequence and topic index in one word.
-fn pack(seq: u64, topic_index: usize) -> usize {
-    ((seq << TOPIC_BITS) as usize) | (topic_index & ((1 << TOPIC_BITS) - 1))
+/// What a delivery report is about, carried through librdkafka as one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    /// A record of source transaction `seq`, to topic `topic_index`.
+    Record { seq: u64, topic_index: usize },
+    /// A checkpoint record.
+    Checkpoint,
 }
 
-fn unpack(opaque: usize) -> (u64, usize) {
-    (
-        (opaque as u64) >> TOPIC_BITS,
-        opaque & ((1 << TOPIC_BITS) - 1),
-    )
+/// Bits of the delivery opaque that carry the topic index.
+const TOPIC_BITS: u32 = 16;
+/// The opaque's top bit marks a checkpoint.
+const CHECKPOINT_BIT: usize = 1 << (usize::BITS - 1);
+
+impl Tag {
+    fn pack(self) -> usize {
+        match self {
+            Tag::Record { seq, topic_index } => {
+                (((seq << TOPIC_BITS) as usize) | (topic_index & ((1 << TOPIC_BITS) - 1)))
+                    & !CHECKPOINT_BIT
+            }
+            Tag::Checkpoint => CHECKPOINT_BIT,
+        }
+    }
+
+    fn unpack(opaque: usize) -> Tag {
+        if opaque & CHECKPOINT_BIT != 0 {
+            return Tag::Checkpoint;
+        }
+        Tag::Record {
+            seq: (opaque as u64) >> TOPIC_BITS,
+            topic_index: opaque & ((1 << TOPIC_BITS) - 1),
+        }
+    }
 }
 
 /// Header carrying `i/n` on each part of a whole-transaction message.
@@ -134,22 +152,27 @@ pub const HEADER_PART: &str = "pgkafka.part";
 
 /// Why a record was not queued.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The local queue is full: wait for deliveries, then send again.
     QueueFull,
     /// Any other production error.
     Kafka(KafkaError),
 }
 
+/// One message as librdkafka is given it.
+struct Outgoing<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    tx: &'a TxHeaders,
+    part: Option<&'a str>,
+}
+
 /// The producer of one engine session.
-pub struct KafkaSink {
+pub(crate) struct KafkaSink {
     producer: Arc<ThreadedProducer<DeliveryContext>>,
     config: ClientConfig,
 }
-
-/// Sequence number of checkpoint records: they belong to no source
-/// transaction, and their delivery reports are not counted.
-pub const CHECKPOINT_SEQ: u64 = (1 << 47) - 1;
 
 /// How long transaction operations may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -184,42 +207,37 @@ pub fn client_config(spec: &KafkaSpec) -> ClientConfig {
 }
 
 impl KafkaSink {
-    /// Builds a producer; delivery reports go to `events`.
+    /// Builds a producer; delivery reports go to `events`. With a
+    /// `transactional_id` it produces in Kafka transactions (exactly-once).
     pub fn new(
-        cfg: &EngineConfig,
+        spec: &KafkaSpec,
+        credentials: &KafkaCredentials,
+        transactional_id: Option<String>,
         events: mpsc::UnboundedSender<SinkEvent>,
-    ) -> Result<Self, Error> {
-        let mut config = client_config(&cfg.spec.kafka);
-        if let Some((user, password)) = &cfg.kafka_sasl {
+    ) -> Result<Self, SinkError> {
+        let mut config = client_config(spec);
+        if let Some((user, password)) = &credentials.sasl {
             config
                 .set("sasl.username", user)
                 .set("sasl.password", password.expose());
         }
-        if let Some(ca) = &cfg.kafka_ca_file {
-            config.set("ssl.ca.location", ca.to_string_lossy());
+        if let Some(ca) = &credentials.ca_pem {
+            config.set("ssl.ca.pem", ca);
         }
         // The consumers built from this config (checkpoints, topic admin)
         // must not inherit the producer-only transactional id.
         let base = config.clone();
-        if cfg.spec.kafka.delivery_guarantee == DeliveryGuarantee::ExactlyOnce {
-            config.set(
-                "transactional.id",
-                super::transactions::transactional_id(cfg),
-            );
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id);
             // A large source transaction is one Kafka transaction: allow the
             // brokers' usual maximum (15 minutes) rather than librdkafka's 60 s.
-            if !cfg
-                .spec
-                .kafka
-                .properties
-                .contains_key("transaction.timeout.ms")
-            {
+            if !spec.properties.contains_key("transaction.timeout.ms") {
                 config.set("transaction.timeout.ms", "900000");
             }
         }
         let producer = config
             .create_with_context(DeliveryContext { events })
-            .map_err(|e| Error::KafkaConfig(e.to_string()))?;
+            .map_err(SinkError::Config)?;
         Ok(KafkaSink {
             producer: Arc::new(producer),
             config: base,
@@ -236,42 +254,42 @@ impl KafkaSink {
         &self,
         what: &'static str,
         call: impl FnOnce(&ThreadedProducer<DeliveryContext>) -> Result<(), KafkaError> + Send + 'static,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SinkError> {
         let producer = Arc::clone(&self.producer);
         tokio::task::spawn_blocking(move || call(&producer))
             .await
-            .map_err(|e| Error::Internal(format!("{what}: {e}")))?
-            .map_err(Error::Kafka)
+            .map_err(|source| SinkError::Blocking { what, source })?
+            .map_err(SinkError::Kafka)
     }
 
     /// Registers the transactional id, fencing any older producer with it.
-    pub async fn init_transactions(&self) -> Result<(), Error> {
+    pub async fn init_transactions(&self) -> Result<(), SinkError> {
         self.blocking("init_transactions", |p| p.init_transactions(TXN_TIMEOUT))
             .await
     }
 
     /// Opens a Kafka transaction.
-    pub fn begin_transaction(&self) -> Result<(), Error> {
-        self.producer.begin_transaction().map_err(Error::Kafka)
+    pub fn begin_transaction(&self) -> Result<(), SinkError> {
+        self.producer.begin_transaction().map_err(SinkError::Kafka)
     }
 
     /// Commits the open transaction (waits for every record in it).
-    pub async fn commit_transaction(&self) -> Result<(), Error> {
+    pub async fn commit_transaction(&self) -> Result<(), SinkError> {
         self.blocking("commit_transaction", |p| p.commit_transaction(TXN_TIMEOUT))
             .await
     }
 
     /// Aborts the open transaction.
-    pub async fn abort_transaction(&self) -> Result<(), Error> {
+    pub async fn abort_transaction(&self) -> Result<(), SinkError> {
         self.blocking("abort_transaction", |p| p.abort_transaction(TXN_TIMEOUT))
             .await
     }
 
     /// Creates the topics that do not exist yet, with the broker's default
     /// partition count and replication factor.
-    pub async fn ensure_topics(&self, topics: &[std::sync::Arc<str>]) -> Result<(), Error> {
+    pub async fn ensure_topics(&self, topics: &[std::sync::Arc<str>]) -> Result<(), SinkError> {
         let admin: AdminClient<DefaultClientContext> =
-            self.config.create().map_err(Error::Kafka)?;
+            self.config.create().map_err(SinkError::Kafka)?;
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
@@ -282,13 +300,14 @@ impl KafkaSink {
         let results = admin
             .create_topics(&new, &opts)
             .await
-            .map_err(Error::Kafka)?;
+            .map_err(SinkError::Kafka)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(Error::Kafka(KafkaError::AdminOp(code))).inspect_err(|_| {
-                        tracing::error!(topic, %code, "cannot create topic");
+                    return Err(SinkError::CreateTopic {
+                        topic,
+                        source: KafkaError::AdminOp(code),
                     })
                 }
             }
@@ -296,29 +315,63 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Queues one record of transaction `seq`.
+    /// Queues one record of source transaction `seq`.
     pub fn send(&self, record: &Record, seq: u64) -> Result<(), SendError> {
+        let tag = Tag::Record {
+            seq,
+            topic_index: record.topic_index,
+        };
         let part = record.part.map(|(i, n)| format!("{i}/{n}"));
+        let message = Outgoing {
+            topic: &record.topic,
+            key: record.key.as_deref(),
+            payload: &record.payload,
+            tx: &record.tx,
+            part: part.as_deref(),
+        };
+        self.produce(message, tag)
+    }
+
+    /// Queues a checkpoint record (exactly-once) of the position `tx` names:
+    /// reported as [`SinkEvent::CheckpointDelivered`], never as a source record.
+    pub fn send_checkpoint(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        tx: &TxHeaders,
+    ) -> Result<(), SendError> {
+        let message = Outgoing {
+            topic,
+            key: Some(key),
+            payload,
+            tx,
+            part: None,
+        };
+        self.produce(message, Tag::Checkpoint)
+    }
+
+    fn produce(&self, m: Outgoing<'_>, tag: Tag) -> Result<(), SendError> {
         let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: HEADER_COMMIT_LSN,
-                value: Some(record.tx.commit_lsn.as_bytes()),
+                value: Some(m.tx.commit_lsn.as_bytes()),
             })
             .insert(Header {
                 key: HEADER_TXID,
-                value: Some(record.tx.xid.as_bytes()),
+                value: Some(m.tx.xid.as_bytes()),
             });
-        if let Some(part) = &part {
+        if let Some(part) = m.part {
             headers = headers.insert(Header {
                 key: HEADER_PART,
                 value: Some(part.as_bytes()),
             });
         }
-        let mut msg = BaseRecord::with_opaque_to(&record.topic, pack(seq, record.topic_index))
-            .payload(&*record.payload)
+        let mut msg = BaseRecord::with_opaque_to(m.topic, tag.pack())
+            .payload(m.payload)
             .headers(headers);
-        if let Some(key) = &record.key {
-            msg = msg.key(&**key);
+        if let Some(key) = m.key {
+            msg = msg.key(key);
         }
         self.producer
             .send(msg)
@@ -326,11 +379,6 @@ impl KafkaSink {
                 Some(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
                 _ => SendError::Kafka(e),
             })
-    }
-
-    /// Waits up to `timeout` for every queued record to be delivered or failed.
-    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
     }
 
     /// Records queued or in flight.
@@ -345,8 +393,19 @@ mod tests {
 
     #[test]
     fn opaque_round_trips() {
-        assert_eq!(unpack(pack(0, 0)), (0, 0));
-        assert_eq!(unpack(pack(123_456_789, 65_535)), (123_456_789, 65_535));
+        for tag in [
+            Tag::Record {
+                seq: 0,
+                topic_index: 0,
+            },
+            Tag::Record {
+                seq: 123_456_789,
+                topic_index: 65_535,
+            },
+            Tag::Checkpoint,
+        ] {
+            assert_eq!(Tag::unpack(tag.pack()), tag);
+        }
     }
 
     #[test]

@@ -3,56 +3,90 @@
 //! Guarantee: a record is "done" only when the broker acknowledged it with
 //! acks=all; the sink reports every record exactly once as delivered or failed,
 //! and never drops one silently. Records of one key keep their order (one
-//! partition per key, idempotent producer).
+//! partition per key, idempotent producer). Under exactly-once, records go in
+//! Kafka transactions and "done" means committed ([`transactions`]).
 
-use std::sync::Arc;
+use rdkafka::error::KafkaError;
 
-use bytes::Bytes;
+pub(crate) mod kafka;
+pub(crate) mod transactions;
 
-use crate::lsn::Lsn;
-
-pub mod kafka;
-pub mod transactions;
-
-/// One Kafka message to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Destination topic.
-    pub topic: Arc<str>,
-    /// Its position in the pipeline's topic list (for per-topic metrics).
-    pub topic_index: usize,
-    /// Message key (JSON of the key columns), if the table has one.
-    pub key: Option<Bytes>,
-    /// Message value (the envelope).
-    pub payload: Bytes,
-    /// Header values of the source transaction, shared by its records.
-    pub tx: Arc<TxHeaders>,
-    /// Part `i` of `n` of a whole-transaction message.
-    pub part: Option<(usize, usize)>,
+/// What the sink can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SinkError {
+    /// librdkafka refused the configuration.
+    #[error("spec.kafka.properties: {0}")]
+    Config(#[source] KafkaError),
+    /// A Kafka client operation failed.
+    #[error("kafka: {0}")]
+    Kafka(#[source] KafkaError),
+    /// A topic could not be created.
+    #[error("kafka: cannot create topic {topic}: {source}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Why.
+        source: KafkaError,
+    },
+    /// A record could not be delivered after librdkafka's retries.
+    #[error("kafka did not acknowledge a record for topic {topic}: {source}")]
+    Delivery {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        source: KafkaError,
+    },
+    /// Kafka refuses a record and would refuse it again (too large, not
+    /// authorized): the engine stops before the slot moves past it.
+    #[error("kafka refuses records for topic {topic} ({source}); the slot stays before this change. Fix the cause (for a size limit: the topic's max.message.bytes and the producer's message.max.bytes in spec.kafka.properties) and restart")]
+    Refused {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        source: KafkaError,
+    },
+    /// The producer entered a fatal state and must be rebuilt.
+    #[error("kafka producer failed fatally: {0}")]
+    Fatal(String),
+    /// A blocking client call could not be run or did not finish.
+    #[error("kafka: {what} did not complete: {source}")]
+    Blocking {
+        /// The call.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+    /// Reading the checkpoint topic took too long.
+    #[error("kafka: reading checkpoints from {topic} took over {seconds} s")]
+    CheckpointTimeout {
+        /// The checkpoint topic.
+        topic: String,
+        /// The limit.
+        seconds: u64,
+    },
 }
 
-/// The headers every record of one transaction carries, rendered once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxHeaders {
-    /// Commit LSN, `0/16B3748`.
-    pub commit_lsn: String,
-    /// Transaction id.
-    pub xid: String,
-}
-
-impl TxHeaders {
-    /// Renders the header values of a transaction.
-    pub fn new(commit_lsn: Lsn, xid: u32) -> Self {
-        TxHeaders {
-            commit_lsn: commit_lsn.to_string(),
-            xid: xid.to_string(),
+impl SinkError {
+    /// A record of `topic` that Kafka did not take: [`SinkError::Refused`]
+    /// when retrying cannot help, else [`SinkError::Delivery`].
+    pub fn delivery(topic: String, source: KafkaError) -> Self {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let permanent = matches!(
+            source.rdkafka_error_code(),
+            Some(
+                C::MessageSizeTooLarge
+                    | C::InvalidMessageSize
+                    | C::TopicAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::InvalidRecord
+                    | C::PolicyViolation
+                    | C::InvalidTopic
+            )
+        );
+        if permanent {
+            SinkError::Refused { topic, source }
+        } else {
+            SinkError::Delivery { topic, source }
         }
-    }
-}
-
-impl Record {
-    /// Bytes this record holds while in flight.
-    pub fn size(&self) -> usize {
-        self.payload.len() + self.key.as_ref().map_or(0, |k| k.len())
     }
 }

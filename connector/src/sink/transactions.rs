@@ -10,27 +10,28 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::config::EngineConfig;
-use crate::error::Error;
+use pgkafka_crds::PgKafkaConnectorSpec;
+
+use super::SinkError;
 use crate::lsn::Lsn;
 
 /// The transactional id: one per source slot, so a restarted engine fences
 /// the transactions of the one it replaces.
-pub fn transactional_id(cfg: &EngineConfig) -> String {
-    let pg = &cfg.spec.postgres;
+pub(crate) fn transactional_id(spec: &PgKafkaConnectorSpec) -> String {
+    let pg = &spec.postgres;
     format!(
         "pgkafka.{}.{}.{}.{}",
-        pg.host, pg.port, pg.database, cfg.spec.slot.name
+        pg.host, pg.port, pg.database, spec.slot.name
     )
 }
 
 /// The compacted topic holding checkpoints, keyed by transactional id.
-pub fn checkpoint_topic(cfg: &EngineConfig) -> String {
-    format!("{}.pgkafka-checkpoints", cfg.spec.kafka.topic_prefix)
+pub(crate) fn checkpoint_topic(spec: &PgKafkaConnectorSpec) -> String {
+    format!("{}.pgkafka-checkpoints", spec.kafka.topic_prefix)
 }
 
 /// A checkpoint's value: `{"lsn":"0/16B3748"}`.
-pub fn checkpoint_value(lsn: Lsn) -> Vec<u8> {
+pub(crate) fn checkpoint_value(lsn: Lsn) -> Vec<u8> {
     format!("{{\"lsn\":\"{lsn}\"}}").into_bytes()
 }
 
@@ -41,18 +42,22 @@ fn parse_checkpoint(value: &[u8]) -> Option<Lsn> {
 
 /// The highest committed checkpoint of `id` in `topic` (`None` when there is
 /// none). Reads with `read_committed`, every partition to its end.
-pub fn read_checkpoint(base: &ClientConfig, topic: &str, id: &str) -> Result<Option<Lsn>, Error> {
+pub(crate) fn read_checkpoint(
+    base: &ClientConfig,
+    topic: &str,
+    id: &str,
+) -> Result<Option<Lsn>, SinkError> {
     let mut config = base.clone();
     config
         .set("group.id", format!("{id}.checkpoint-reader"))
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = config.create().map_err(Error::Kafka)?;
+    let consumer: BaseConsumer = config.create().map_err(SinkError::Kafka)?;
     let timeout = Duration::from_secs(15);
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(Error::Kafka)?;
+        .map_err(SinkError::Kafka)?;
     let partitions = metadata
         .topics()
         .iter()
@@ -64,17 +69,19 @@ pub fn read_checkpoint(base: &ClientConfig, topic: &str, id: &str) -> Result<Opt
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(Error::Kafka)?;
+            .map_err(SinkError::Kafka)?;
     }
-    consumer.assign(&tpl).map_err(Error::Kafka)?;
+    consumer.assign(&tpl).map_err(SinkError::Kafka)?;
     let mut ended = std::collections::HashSet::new();
     let mut best: Option<Lsn> = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    const LIMIT: Duration = Duration::from_secs(60);
+    let deadline = Instant::now() + LIMIT;
     while ended.len() < partitions {
         if Instant::now() > deadline {
-            return Err(Error::Internal(format!(
-                "reading checkpoints from {topic} took over 60 s"
-            )));
+            return Err(SinkError::CheckpointTimeout {
+                topic: topic.to_owned(),
+                seconds: LIMIT.as_secs(),
+            });
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) if m.key() == Some(id.as_bytes()) => {
@@ -85,7 +92,7 @@ pub fn read_checkpoint(base: &ClientConfig, topic: &str, id: &str) -> Result<Opt
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 ended.insert(p);
             }
-            Some(Err(e)) => return Err(Error::Kafka(e)),
+            Some(Err(e)) => return Err(SinkError::Kafka(e)),
             _ => {}
         }
     }
@@ -94,7 +101,7 @@ pub fn read_checkpoint(base: &ClientConfig, topic: &str, id: &str) -> Result<Opt
 
 /// The Kafka transaction being filled.
 #[derive(Debug)]
-pub struct OpenTransaction {
+pub(crate) struct OpenTransaction {
     /// When it began.
     pub started: Instant,
     /// End LSN of the last source transaction it completely holds.
@@ -103,7 +110,7 @@ pub struct OpenTransaction {
 
 /// When an open Kafka transaction is committed: it holds only complete
 /// source transactions and is old or large enough.
-pub fn due(open: &OpenTransaction, in_source_transaction: bool, in_flight: usize) -> bool {
+pub(crate) fn due(open: &OpenTransaction, in_source_transaction: bool, in_flight: usize) -> bool {
     !in_source_transaction
         && open.covers.is_some()
         && (open.started.elapsed() >= COMMIT_EVERY || in_flight >= COMMIT_RECORDS)

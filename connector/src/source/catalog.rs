@@ -4,24 +4,23 @@
 use pgkafka_crds::QualifiedTable;
 use tokio_postgres::Client;
 
-use crate::decode::pgoutput::Column;
-use crate::error::Error;
-use crate::pipeline::TableShape;
+use super::error::PgError;
+use crate::event::{Column, TableShape};
 
 /// A listened table.
 #[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// Columns and replica identity.
+pub(crate) struct TableInfo {
+    /// Name, columns and replica identity.
     pub shape: TableShape,
     /// Primary-key columns, in key order (empty without a primary key).
     pub primary_key: Vec<String>,
 }
 
 /// Reads `table`; `None` when it does not exist (or is not a table).
-pub async fn table_info(
+pub(crate) async fn table_info(
     client: &Client,
     table: &QualifiedTable,
-) -> Result<Option<TableInfo>, Error> {
+) -> Result<Option<TableInfo>, PgError> {
     let rows = client
         .query(
             "SELECT c.relreplident::text, a.attname::text, a.atttypid,
@@ -38,7 +37,7 @@ pub async fn table_info(
             &[&table.schema, &table.name],
         )
         .await
-        .map_err(|e| Error::postgres(format!("looking up table {table}"), e))?;
+        .map_err(PgError::during(format!("looking up table {table}")))?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -70,6 +69,7 @@ pub async fn table_info(
     pk.sort();
     Ok(Some(TableInfo {
         shape: TableShape {
+            table: table.clone(),
             columns,
             replica_identity: identity,
         },

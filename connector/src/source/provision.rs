@@ -8,7 +8,7 @@ use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable};
 use tokio_postgres::Client;
 
 use super::catalog::{table_info, TableInfo};
-use crate::error::Error;
+use super::error::PgError;
 use crate::lsn::Lsn;
 
 /// `"na""me"`: an identifier quoted for SQL.
@@ -25,7 +25,7 @@ fn table_list(tables: &[QualifiedTable]) -> String {
 }
 
 /// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ...`
-pub fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
+pub(crate) fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
     format!(
         "CREATE PUBLICATION {} FOR TABLE {}",
         quote_ident(name),
@@ -34,7 +34,7 @@ pub fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
 }
 
 /// `ALTER PUBLICATION "p" SET TABLE "s"."t", ...`
-pub fn set_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
+pub(crate) fn set_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
     format!(
         "ALTER PUBLICATION {} SET TABLE {}",
         quote_ident(name),
@@ -47,36 +47,38 @@ pub fn drop_publication_sql(name: &str) -> String {
     format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name))
 }
 
-fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
-    let context = context.into();
-    move |source| Error::postgres(context, source)
-}
-
 /// Checks the server and reads every listened table, changing nothing.
-pub async fn inspect(
+pub(crate) async fn inspect(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
-) -> Result<HashMap<QualifiedTable, TableInfo>, Error> {
+) -> Result<HashMap<QualifiedTable, TableInfo>, PgError> {
     check_wal_level(client).await?;
     check_tables(client, spec, &spec.tables()).await
 }
 
+/// Checks the server and the listened tables, then ensures the publication
+/// and the slot; returns the slot's confirmed position.
+pub async fn provision(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
+    inspect(client, spec).await?;
+    ensure(client, spec).await
+}
+
 /// Ensures the publication and the slot; returns the slot's confirmed position.
-pub async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, Error> {
+pub(crate) async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
     ensure_publication(client, spec, &spec.tables()).await?;
     ensure_slot(client, spec).await
 }
 
-async fn check_wal_level(client: &Client) -> Result<(), Error> {
+async fn check_wal_level(client: &Client) -> Result<(), PgError> {
     let row = client
         .query_one("SELECT current_setting('wal_level')", &[])
         .await
-        .map_err(pg("reading wal_level"))?;
+        .map_err(PgError::during("reading wal_level"))?;
     let level: String = row.get(0);
     if level == "logical" {
         Ok(())
     } else {
-        Err(Error::Setup {
+        Err(PgError::Setup {
             field: "spec.postgres".into(),
             message: format!(
                 "the server's wal_level is '{level}'; logical replication needs wal_level = logical \
@@ -91,11 +93,11 @@ async fn check_tables(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
     tables: &[QualifiedTable],
-) -> Result<HashMap<QualifiedTable, TableInfo>, Error> {
+) -> Result<HashMap<QualifiedTable, TableInfo>, PgError> {
     let mut found = HashMap::new();
     for (i, table) in tables.iter().enumerate() {
         let Some(info) = table_info(client, table).await? else {
-            return Err(Error::Setup {
+            return Err(PgError::Setup {
                 field: format!("spec.listeners[{i}].table"),
                 message: format!(
                     "table {table} does not exist in database {:?}",
@@ -112,7 +114,7 @@ async fn ensure_publication(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
     tables: &[QualifiedTable],
-) -> Result<(), Error> {
+) -> Result<(), PgError> {
     let name = &spec.publication.name;
     let row = client
         .query_opt(
@@ -120,10 +122,10 @@ async fn ensure_publication(
             &[name],
         )
         .await
-        .map_err(pg("looking up the publication"))?;
+        .map_err(PgError::during("looking up the publication"))?;
     let Some(row) = row else {
         if !spec.publication.create {
-            return Err(Error::Setup {
+            return Err(PgError::Setup {
                 field: "spec.publication.name".into(),
                 message: format!(
                     "publication {} does not exist and spec.publication.create is false",
@@ -135,7 +137,10 @@ async fn ensure_publication(
         return client
             .batch_execute(&create_publication_sql(name, tables))
             .await
-            .map_err(pg(format!("creating publication {}", quote_ident(name))));
+            .map_err(PgError::during(format!(
+                "creating publication {}",
+                quote_ident(name)
+            )));
     };
     if row.get::<_, bool>(0) {
         return Ok(());
@@ -143,7 +148,7 @@ async fn ensure_publication(
     let published: Vec<QualifiedTable> = client
         .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[name])
         .await
-        .map_err(pg("listing the publication's tables"))?
+        .map_err(PgError::during("listing the publication's tables"))?
         .iter()
         .map(|r| QualifiedTable {
             schema: r.get(0),
@@ -160,7 +165,7 @@ async fn ensure_publication(
         return Ok(());
     }
     if !spec.publication.create {
-        return Err(Error::Setup {
+        return Err(PgError::Setup {
             field: "spec.publication.name".into(),
             message: format!(
                 "publication {} does not include {}; add them or set spec.publication.create",
@@ -174,10 +179,13 @@ async fn ensure_publication(
     client
         .batch_execute(&set_tables_sql(name, tables))
         .await
-        .map_err(pg(format!("altering publication {}", quote_ident(name))))
+        .map_err(PgError::during(format!(
+            "altering publication {}",
+            quote_ident(name)
+        )))
 }
 
-async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, Error> {
+async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
     let slot = &spec.slot.name;
     let row = client
         .query_opt(
@@ -186,10 +194,10 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
             &[slot],
         )
         .await
-        .map_err(pg("looking up the replication slot"))?;
+        .map_err(PgError::during("looking up the replication slot"))?;
     let Some(row) = row else {
         if !spec.slot.create {
-            return Err(Error::Setup {
+            return Err(PgError::Setup {
                 field: "spec.slot.name".into(),
                 message: format!(
                     "replication slot {slot:?} does not exist and spec.slot.create is false"
@@ -203,7 +211,9 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
                 &[slot],
             )
             .await
-            .map_err(pg(format!("creating replication slot {slot:?}")))?;
+            .map_err(PgError::during(format!(
+                "creating replication slot {slot:?}"
+            )))?;
         return parse_lsn(row.get(0));
     };
     let (plugin, database, wal_status): (Option<String>, Option<String>, String) =
@@ -211,7 +221,7 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
     if plugin.as_deref() != Some("pgoutput")
         || database.as_deref() != Some(spec.postgres.database.as_str())
     {
-        return Err(Error::Setup {
+        return Err(PgError::Setup {
             field: "spec.slot.name".into(),
             message: format!(
                 "slot {slot:?} exists but is not a pgoutput slot of database {:?} (plugin {plugin:?}, database {database:?})",
@@ -221,7 +231,7 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
     }
     if wal_status == "lost" {
         if !spec.slot.recreate_if_lost {
-            return Err(Error::Setup {
+            return Err(PgError::Setup {
                 field: "spec.slot.name".into(),
                 message: format!(
                     "slot {slot:?} is invalidated (wal_status = lost): the WAL it needed was removed and changes \
@@ -233,23 +243,29 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
         client
             .query_one("SELECT pg_drop_replication_slot($1)", &[slot])
             .await
-            .map_err(pg(format!("dropping invalidated slot {slot:?}")))?;
+            .map_err(PgError::during(format!(
+                "dropping invalidated slot {slot:?}"
+            )))?;
         let row = client
             .query_one(
                 "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                 &[slot],
             )
             .await
-            .map_err(pg(format!("recreating replication slot {slot:?}")))?;
+            .map_err(PgError::during(format!(
+                "recreating replication slot {slot:?}"
+            )))?;
         return parse_lsn(row.get(0));
     }
     parse_lsn(row.get(3))
 }
 
-fn parse_lsn(text: Option<String>) -> Result<Lsn, Error> {
+fn parse_lsn(text: Option<String>) -> Result<Lsn, PgError> {
     let text = text.unwrap_or_else(|| "0/0".into());
-    text.parse()
-        .map_err(|e: crate::lsn::ParseLsnError| Error::Internal(e.to_string()))
+    text.parse().map_err(|e| PgError::Setup {
+        field: "spec.slot.name".into(),
+        message: format!("the server reported an unreadable slot position: {e}"),
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! `require` encrypt without verifying, `verify-ca` checks the chain only,
 //! `verify-full` checks the chain and the host name.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pgkafka_crds::SslMode;
@@ -12,11 +11,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::error::Error;
+use super::error::PgError;
 
 /// The crypto provider used everywhere (ring; rustls refuses to pick one when
 /// two are compiled in).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -33,11 +32,11 @@ pub fn install_default_provider() {
 /// the name the certificate carries, learnt here on the SQL connection; its
 /// chain is still verified against the CA on every connection.
 #[derive(Debug, Clone, Default)]
-pub struct VerifiedName(Arc<Mutex<Option<String>>>);
+pub(crate) struct VerifiedName(Arc<Mutex<Option<String>>>);
 
 impl VerifiedName {
     /// The name, once a certificate was verified.
-    pub fn get(&self) -> Option<String> {
+    pub(crate) fn get(&self) -> Option<String> {
         self.0.lock().ok().and_then(|n| n.clone())
     }
 
@@ -53,14 +52,14 @@ impl VerifiedName {
 
 /// The rustls client configuration for `mode`; `None` for `disable`.
 /// `verified` learns the certificate's name under `verify-ca`.
-pub fn client_config(
+pub(crate) fn client_config(
     mode: SslMode,
-    ca_file: Option<&Path>,
+    ca_pem: Option<&str>,
     verified: &VerifiedName,
-) -> Result<Option<rustls::ClientConfig>, Error> {
+) -> Result<Option<rustls::ClientConfig>, PgError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(format!("TLS setup: {e}")))?;
+        .map_err(|e| tls_error("TLS setup", e))?;
     let config = match mode {
         SslMode::Disable => return Ok(None),
         SslMode::Prefer | SslMode::Require => builder
@@ -68,10 +67,10 @@ pub fn client_config(
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
             .with_no_client_auth(),
         SslMode::VerifyCa | SslMode::VerifyFull => {
-            let roots = Arc::new(root_store(ca_file)?);
+            let roots = Arc::new(root_store(ca_pem)?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
                 .build()
-                .map_err(|e| tls_error(format!("CA bundle: {e}")))?;
+                .map_err(|e| tls_error("CA bundle", e))?;
             let verifier: Arc<dyn ServerCertVerifier> = if mode == SslMode::VerifyCa {
                 Arc::new(ChainOnly(webpki, verified.clone()))
             } else {
@@ -86,33 +85,29 @@ pub fn client_config(
     Ok(Some(config))
 }
 
-fn tls_error(message: String) -> Error {
-    Error::Setup {
-        field: "spec.postgres.caSecretRef".into(),
-        message,
+fn tls_error(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> PgError {
+    PgError::Tls {
+        context: context.to_owned(),
+        source: Box::new(source),
     }
 }
 
-fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, Error> {
+/// The CA bundle's certificates, or the web PKI's roots without one.
+fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, PgError> {
     let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_error(format!(
-                    "{} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    let Some(pem) = ca_pem else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        let cert = cert.map_err(|e| tls_error("CA bundle", e))?;
+        roots.add(cert).map_err(|e| tls_error("CA bundle", e))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_error(
+            "CA bundle",
+            std::io::Error::other("it holds no PEM certificate"),
+        ));
     }
     Ok(roots)
 }

@@ -6,66 +6,8 @@ use std::io::Write as _;
 
 use pgkafka_crds::Envelope;
 
-use crate::decode::pgoutput::Datum;
-use crate::decode::relations::Relation;
 use crate::decode::values::{write_binary_value, write_str, write_text_value, UNAVAILABLE_VALUE};
-use crate::lsn::Lsn;
-
-/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-
-/// Debezium op codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// INSERT.
-    Create,
-    /// UPDATE.
-    Update,
-    /// DELETE.
-    Delete,
-    /// TRUNCATE.
-    Truncate,
-}
-
-impl Op {
-    fn code(self) -> &'static str {
-        match self {
-            Op::Create => "c",
-            Op::Update => "u",
-            Op::Delete => "d",
-            Op::Truncate => "t",
-        }
-    }
-}
-
-/// The transaction a change belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxInfo {
-    /// Transaction id.
-    pub xid: u32,
-    /// LSN of the commit record.
-    pub commit_lsn: Lsn,
-    /// Commit time, microseconds since 2000-01-01 UTC.
-    pub commit_time_us: i64,
-}
-
-impl TxInfo {
-    /// Commit time in Unix milliseconds.
-    pub fn commit_ms(&self) -> i64 {
-        (self.commit_time_us + PG_EPOCH_OFFSET_US).div_euclid(1000)
-    }
-}
-
-/// A row image to render.
-#[derive(Clone, Copy, Debug)]
-pub enum Row<'a> {
-    /// No row (`null`).
-    Absent,
-    /// Every column.
-    Full(&'a [Datum]),
-    /// Only the key columns (an old tuple holding just the replica identity).
-    KeyOnly(&'a [Datum]),
-}
+use crate::event::{Change, Datum, Op, Relation, Row};
 
 /// How one target renders changes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -83,23 +25,6 @@ pub struct EnvelopeContext {
     pub name: String,
     /// `source.db`.
     pub database: String,
-}
-
-/// One change to render.
-#[derive(Clone, Copy, Debug)]
-pub struct Change<'a> {
-    /// The table.
-    pub relation: &'a Relation,
-    /// What happened.
-    pub op: Op,
-    /// Row before (update, delete).
-    pub before: Row<'a>,
-    /// Row after (insert, update).
-    pub after: Row<'a>,
-    /// WAL position of this change.
-    pub lsn: Lsn,
-    /// Its transaction.
-    pub tx: TxInfo,
 }
 
 /// Writes the Debezium envelope of `change`; `now_ms` is the processing time.
@@ -126,9 +51,9 @@ pub fn write_envelope(
     out.extend_from_slice(b",\"snapshot\":\"false\",\"db\":");
     write_str(out, &ctx.database);
     out.extend_from_slice(b",\"schema\":");
-    write_str(out, &change.relation.table.schema);
+    write_str(out, &change.relation.shape.table.schema);
     out.extend_from_slice(b",\"table\":");
-    write_str(out, &change.relation.table.name);
+    write_str(out, &change.relation.shape.table.name);
     out.extend_from_slice(b",\"txId\":");
     write_int(out, change.tx.xid);
     out.extend_from_slice(b",\"lsn\":");
@@ -166,7 +91,7 @@ fn write_flat(out: &mut Vec<u8>, change: &Change<'_>, columns: Option<&[bool]>) 
         out,
         &format!(
             "{}.{}",
-            change.relation.table.schema, change.relation.table.name
+            change.relation.shape.table.schema, change.relation.shape.table.name
         ),
     );
     out.extend_from_slice(b",\"__lsn\":");
@@ -233,8 +158,8 @@ fn write_fields(
     columns: Option<&[bool]>,
 ) -> bool {
     let mut first = true;
-    for (i, datum) in datums.iter().enumerate().take(relation.columns.len()) {
-        if key_only && !relation.columns[i].is_key {
+    for (i, datum) in datums.iter().enumerate().take(relation.shape.columns.len()) {
+        if key_only && !relation.shape.columns[i].is_key {
             continue;
         }
         if columns.is_some_and(|keep| !keep.get(i).copied().unwrap_or(true)) {
@@ -254,7 +179,7 @@ fn write_datum(out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) 
     match datum {
         Datum::Null => out.extend_from_slice(b"null"),
         Datum::UnchangedToast => write_str(out, UNAVAILABLE_VALUE),
-        Datum::Text(t) => write_text_value(out, relation.columns[i].type_oid, t),
+        Datum::Text(t) => write_text_value(out, relation.shape.columns[i].type_oid, t),
         Datum::Binary(b) => write_binary_value(out, b),
     }
 }
@@ -262,8 +187,10 @@ fn write_datum(out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::pgoutput::{Column, RelationBody};
+    use crate::decode::pgoutput::RelationBody;
     use crate::decode::relations::{KeyPolicy, RelationCache};
+    use crate::event::{Column, TxInfo};
+    use crate::lsn::Lsn;
     use bytes::Bytes;
     use serde_json::json;
     use std::sync::Arc;

@@ -9,7 +9,7 @@ use pgkafka_crds::{Action, ConditionSpec, Field, FilterSpec, Image, Logic, Opera
 use regex::Regex;
 
 use super::typed::{compare, literal, same_value, Literal, TypeClass};
-use crate::decode::pgoutput::{Column, Datum, OldTuple};
+use crate::event::{Datum, OldTuple, TableShape};
 
 /// A filter that cannot apply to the table: the spec path and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,17 +19,6 @@ pub struct FilterError {
     pub path: String,
     /// What is wrong and, where there is one, the fix.
     pub message: String,
-}
-
-/// The table a filter is compiled against.
-#[derive(Debug, Clone, Copy)]
-pub struct Shape<'a> {
-    /// `"schema"."table"`, for messages.
-    pub table: &'a str,
-    /// Columns in tuple order.
-    pub columns: &'a [Column],
-    /// `d`efault, `n`othing, `f`ull or `i`ndex.
-    pub replica_identity: u8,
 }
 
 /// One change, as a filter sees it.
@@ -83,7 +72,7 @@ enum Test {
 
 impl CompiledFilter {
     /// Compiles `spec` for `shape`; `path` is the filter's spec path.
-    pub fn compile(spec: &FilterSpec, shape: Shape<'_>, path: &str) -> Result<Self, FilterError> {
+    pub fn compile(spec: &FilterSpec, shape: &TableShape, path: &str) -> Result<Self, FilterError> {
         let nodes = spec
             .conditions
             .iter()
@@ -114,7 +103,7 @@ impl CompiledFilter {
     }
 }
 
-fn compile_node(c: &ConditionSpec, shape: Shape<'_>, path: &str) -> Result<Node, FilterError> {
+fn compile_node(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Node, FilterError> {
     let err = |suffix: &str, message: String| FilterError {
         path: format!("{path}{suffix}"),
         message,

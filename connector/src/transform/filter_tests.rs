@@ -1,6 +1,8 @@
 //! Tests of filter compilation and evaluation.
 use super::*;
+use crate::event::Column;
 use bytes::Bytes;
+use pgkafka_crds::QualifiedTable;
 
 fn col(name: &str, type_oid: u32, is_key: bool) -> Column {
     Column {
@@ -21,17 +23,17 @@ fn columns() -> Vec<Column> {
     ]
 }
 
-fn shape(columns: &[Column], identity: u8) -> Shape<'_> {
-    Shape {
-        table: "\"public\".\"orders\"",
-        columns,
+fn shape(columns: &[Column], identity: u8) -> TableShape {
+    TableShape {
+        table: QualifiedTable::parse("public.orders").expect("valid"),
+        columns: columns.to_vec(),
         replica_identity: identity,
     }
 }
 
 fn compile(yaml: &str, identity: u8) -> Result<CompiledFilter, FilterError> {
     let spec: FilterSpec = serde_yaml::from_str(yaml).expect("filter parses");
-    CompiledFilter::compile(&spec, shape(&columns(), identity), "f")
+    CompiledFilter::compile(&spec, &shape(&columns(), identity), "f")
 }
 
 fn t(s: &str) -> Datum {

@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::encode::TxInfo;
 use super::route::Group;
-use crate::sink::{Record, TxHeaders};
+use crate::event::{Record, TxHeaders, TxInfo};
 
 /// Room left in a message for the wrapper, key and headers.
 const WRAPPER_BYTES: usize = 1024;

@@ -1,6 +1,7 @@
 //! Listeners and their targets, compiled from the spec once; and, per table
 //! shape, each target's filter and column selection.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pgkafka_crds::{
@@ -8,11 +9,13 @@ use pgkafka_crds::{
 };
 use prometheus::IntCounter;
 
-use super::filter::{CompiledFilter, FilterError, Shape};
+use super::filter::{CompiledFilter, FilterError};
+use super::TransformError;
+use crate::event::TableShape;
 use crate::metrics::Metrics;
 
 /// Index of an action in per-action tables.
-pub fn action_index(a: Action) -> usize {
+pub(crate) fn action_index(a: Action) -> usize {
     match a {
         Action::Insert => 0,
         Action::Update => 1,
@@ -23,7 +26,7 @@ pub fn action_index(a: Action) -> usize {
 
 /// A target of a listener.
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// `spec.listeners[i].targets[j]`, for errors.
     pub path: String,
     /// Destination topic.
@@ -48,7 +51,7 @@ pub struct Target {
 
 /// A listener: a table, the actions it captures, its targets.
 #[derive(Debug)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The table.
     pub table: QualifiedTable,
     /// Captured actions, by [`action_index`].
@@ -61,7 +64,7 @@ pub struct Listener {
 
 /// A transaction group: one message per transaction to `topic`.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     /// Its name (`group`, or the target's path for a lone `sendAsTransaction`).
     pub name: String,
     /// Destination topic.
@@ -72,9 +75,11 @@ pub struct Group {
 
 /// Every listener, group and topic of a spec.
 #[derive(Debug)]
-pub struct Routes {
+pub(crate) struct Routes {
     /// Listeners in spec order.
     pub listeners: Vec<Listener>,
+    /// Listener index by table.
+    by_table: HashMap<QualifiedTable, usize>,
     /// Transaction groups.
     pub groups: Vec<Group>,
     /// Every topic written to, each once.
@@ -83,23 +88,17 @@ pub struct Routes {
 
 impl Routes {
     /// Compiles a validated spec.
-    pub fn new(spec: &PgKafkaConnectorSpec, metrics: &Metrics) -> Self {
-        let mut topics: Vec<Arc<str>> = Vec::new();
-        let mut topic_index = |topic: &str| match topics.iter().position(|t| &**t == topic) {
-            Some(i) => (i, Arc::clone(&topics[i])),
-            None => {
-                topics.push(Arc::from(topic));
-                (topics.len() - 1, Arc::clone(&topics[topics.len() - 1]))
-            }
+    pub fn new(spec: &PgKafkaConnectorSpec, metrics: &Metrics) -> Result<Self, TransformError> {
+        let mut routes = Routes {
+            listeners: Vec::with_capacity(spec.listeners.len()),
+            by_table: HashMap::new(),
+            groups: Vec::new(),
+            topics: Vec::new(),
         };
-        let mut groups: Vec<Group> = Vec::new();
-        let mut listeners = Vec::with_capacity(spec.listeners.len());
         let default_target = [TargetSpec::default()];
         for (i, l) in spec.listeners.iter().enumerate() {
-            // `validate()` has run: every table parses.
-            let Ok(table) = QualifiedTable::parse(&l.table) else {
-                continue;
-            };
+            let table = QualifiedTable::parse(&l.table)
+                .map_err(|source| TransformError::Table { index: i, source })?;
             let mut actions = [false; 4];
             for a in &l.actions {
                 actions[action_index(*a)] = true;
@@ -119,37 +118,11 @@ impl Routes {
                         .topic
                         .clone()
                         .unwrap_or_else(|| table.default_topic(&spec.kafka.topic_prefix));
-                    let (index, topic) = topic_index(&name);
-                    let group = t.groups_transactions().then(|| {
-                        let group_name = t.group.clone().unwrap_or_else(|| path.clone());
-                        match groups.iter().position(|g| g.name == group_name) {
-                            Some(g) => g,
-                            None => {
-                                groups.push(Group {
-                                    name: group_name,
-                                    topic: Arc::clone(&topic),
-                                    topic_index: index,
-                                });
-                                groups.len() - 1
-                            }
-                        }
-                    });
-                    let labels = [table_label.as_str(), &*topic];
-                    Target {
-                        path,
-                        topic_index: index,
-                        envelope: t.envelope.unwrap_or(spec.kafka.envelope),
-                        columns: t.columns.clone(),
-                        filter: t.filter.clone(),
-                        group,
-                        records: metrics.target_records.with_label_values(&labels),
-                        filtered: metrics.target_filtered.with_label_values(&labels),
-                        bytes: metrics.target_bytes.with_label_values(&labels),
-                        topic,
-                    }
+                    routes.target(path, name, t, spec.kafka.envelope, &table_label, metrics)
                 })
                 .collect();
-            listeners.push(Listener {
+            routes.by_table.insert(table.clone(), i);
+            routes.listeners.push(Listener {
                 changes: metrics
                     .listener_changes
                     .with_label_values(&[table_label.as_str()]),
@@ -158,22 +131,72 @@ impl Routes {
                 targets,
             });
         }
-        Routes {
-            listeners,
-            groups,
-            topics,
+        Ok(routes)
+    }
+
+    /// A target writing to topic `name`, registering its topic and group.
+    fn target(
+        &mut self,
+        path: String,
+        name: String,
+        t: &TargetSpec,
+        default_envelope: Envelope,
+        table_label: &str,
+        metrics: &Metrics,
+    ) -> Target {
+        let (topic_index, topic) = self.topic_index(&name);
+        let group = t.groups_transactions().then(|| {
+            let group_name = t.group.clone().unwrap_or_else(|| path.clone());
+            match self.groups.iter().position(|g| g.name == group_name) {
+                Some(g) => g,
+                None => {
+                    self.groups.push(Group {
+                        name: group_name,
+                        topic: Arc::clone(&topic),
+                        topic_index,
+                    });
+                    self.groups.len() - 1
+                }
+            }
+        });
+        let labels = [table_label, &*topic];
+        Target {
+            path,
+            topic_index,
+            envelope: t.envelope.unwrap_or(default_envelope),
+            columns: t.columns.clone(),
+            filter: t.filter.clone(),
+            group,
+            records: metrics.target_records.with_label_values(&labels),
+            filtered: metrics.target_filtered.with_label_values(&labels),
+            bytes: metrics.target_bytes.with_label_values(&labels),
+            topic,
+        }
+    }
+
+    /// The index of `topic` in [`Routes::topics`], added when new.
+    fn topic_index(&mut self, topic: &str) -> (usize, Arc<str>) {
+        match self.topics.iter().position(|t| &**t == topic) {
+            Some(i) => (i, Arc::clone(&self.topics[i])),
+            None => {
+                self.topics.push(Arc::from(topic));
+                (
+                    self.topics.len() - 1,
+                    Arc::clone(&self.topics[self.topics.len() - 1]),
+                )
+            }
         }
     }
 
     /// The listener of `table`, by index.
     pub fn listener_of(&self, table: &QualifiedTable) -> Option<usize> {
-        self.listeners.iter().position(|l| &l.table == table)
+        self.by_table.get(table).copied()
     }
 }
 
 /// A listener's targets compiled for one table shape: filters and column masks.
 #[derive(Debug, Default)]
-pub struct CompiledRoute {
+pub(crate) struct CompiledRoute {
     /// Per target: its filter, if any.
     pub filters: Vec<Option<CompiledFilter>>,
     /// Per target: the columns kept, by position, if it selects columns.
@@ -182,7 +205,7 @@ pub struct CompiledRoute {
 
 impl CompiledRoute {
     /// Compiles `listener`'s targets for `shape`; errors name the spec path.
-    pub fn compile(listener: &Listener, shape: Shape<'_>) -> Result<Self, FilterError> {
+    pub fn compile(listener: &Listener, shape: &TableShape) -> Result<Self, FilterError> {
         let mut route = CompiledRoute::default();
         for target in &listener.targets {
             route.filters.push(match &target.filter {
@@ -202,7 +225,11 @@ impl CompiledRoute {
     }
 }
 
-fn column_mask(spec: &ColumnsSpec, shape: Shape<'_>, path: &str) -> Result<Vec<bool>, FilterError> {
+fn column_mask(
+    spec: &ColumnsSpec,
+    shape: &TableShape,
+    path: &str,
+) -> Result<Vec<bool>, FilterError> {
     let (names, include, key) = match (&spec.include, &spec.exclude) {
         (Some(names), _) => (names, true, "include"),
         (None, Some(names)) => (names, false, "exclude"),
@@ -231,7 +258,7 @@ fn column_mask(spec: &ColumnsSpec, shape: Shape<'_>, path: &str) -> Result<Vec<b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::pgoutput::Column;
+    use crate::event::Column;
 
     fn spec() -> PgKafkaConnectorSpec {
         serde_yaml::from_str(
@@ -255,7 +282,7 @@ listeners:
 
     #[test]
     fn compiles_topics_groups_and_envelopes() {
-        let routes = Routes::new(&spec(), &Metrics::new("t"));
+        let routes = Routes::new(&spec(), &Metrics::new("t")).expect("compiles");
         let names: Vec<&str> = routes.topics.iter().map(|t| &**t).collect();
         assert_eq!(names, ["cdc.public.orders", "audit", "tx", "single"]);
         let groups: Vec<(&str, &str)> = routes
@@ -285,30 +312,22 @@ listeners:
 
     #[test]
     fn column_masks_check_names() {
-        let routes = Routes::new(&spec(), &Metrics::new("t"));
+        let routes = Routes::new(&spec(), &Metrics::new("t")).expect("compiles");
         let col = |name: &str| Column {
             is_key: false,
             name: name.into(),
             type_oid: 25,
             type_modifier: -1,
         };
-        let columns = [col("id"), col("secret")];
-        let shape = Shape {
-            table: "\"public\".\"orders\"",
-            columns: &columns,
+        let mut shape = TableShape {
+            table: QualifiedTable::parse("public.orders").expect("valid"),
+            columns: vec![col("id"), col("secret")],
             replica_identity: b'd',
         };
-        let route = CompiledRoute::compile(&routes.listeners[0], shape).expect("compiles");
+        let route = CompiledRoute::compile(&routes.listeners[0], &shape).expect("compiles");
         assert_eq!(route.masks, [None, Some(vec![true, false]), None]);
-        let other = [col("id")];
-        let err = CompiledRoute::compile(
-            &routes.listeners[0],
-            Shape {
-                columns: &other,
-                ..shape
-            },
-        )
-        .expect_err("must fail");
+        shape.columns = vec![col("id")];
+        let err = CompiledRoute::compile(&routes.listeners[0], &shape).expect_err("must fail");
         assert_eq!(err.path, "spec.listeners[0].targets[1].columns.exclude[0]");
     }
 }

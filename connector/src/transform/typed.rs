@@ -7,10 +7,12 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 
+use crate::decode::types::{pg_type, Base, PgType};
+
 /// How a column's values compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TypeClass {
-    /// int2, int4, int8, oid.
+    /// int2, int4, int8, oid, xid.
     Integer,
     /// float4, float8.
     Float,
@@ -35,20 +37,18 @@ pub enum TypeClass {
 impl TypeClass {
     /// The class of a type OID.
     pub fn of(type_oid: u32) -> TypeClass {
-        match type_oid {
-            20 | 21 | 23 | 26 => TypeClass::Integer,
-            700 | 701 => TypeClass::Float,
-            1700 => TypeClass::Numeric,
-            16 => TypeClass::Bool,
-            1184 => TypeClass::TimestampTz,
-            1114 => TypeClass::Timestamp,
-            1082 => TypeClass::Date,
-            17 | 114 | 3802 | 142 | 600..=604 | 628 | 718 => TypeClass::Opaque,
-            // Arrays of built-in types have OIDs in these ranges.
-            199 | 1000..=1041 | 1115 | 1182..=1187 | 1231 | 1263 | 1270 | 2951 | 3807 => {
-                TypeClass::Opaque
-            }
-            _ => TypeClass::Text,
+        match pg_type(type_oid) {
+            PgType::Scalar(Base::Integer) => TypeClass::Integer,
+            PgType::Scalar(Base::Float) => TypeClass::Float,
+            PgType::Scalar(Base::Numeric) => TypeClass::Numeric,
+            PgType::Scalar(Base::Bool) => TypeClass::Bool,
+            PgType::Scalar(Base::TimestampTz) => TypeClass::TimestampTz,
+            PgType::Scalar(Base::Timestamp) => TypeClass::Timestamp,
+            PgType::Scalar(Base::Date) => TypeClass::Date,
+            PgType::Scalar(Base::Json | Base::Bytea | Base::Unordered)
+            | PgType::Array(_)
+            | PgType::OtherArray => TypeClass::Opaque,
+            PgType::Scalar(Base::Text) => TypeClass::Text,
         }
     }
 

@@ -9,21 +9,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgkafka_crds::{Action, Envelope, PgKafkaConnectorSpec, QualifiedTable};
 
-use crate::decode::pgoutput::{Column, Datum, Message, OldTuple};
-use crate::decode::relations::{KeyPolicy, Relation, RelationCache, UnknownKeyColumn};
+use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
+use super::filter::RowView;
+use super::group::GroupBuffers;
+use super::route::{action_index, CompiledRoute, Routes};
+use super::TransformError;
+use crate::decode::pgoutput::{Message, RelationBody};
+use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
+use crate::event::{
+    Change, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TxHeaders, TxInfo,
+};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
-use crate::sink::{Record, TxHeaders};
-use crate::transform::encode::{
-    write_envelope, write_key, Change, Encoding, EnvelopeContext, Op, Row, TxInfo,
-};
-use crate::transform::filter::{FilterError, RowView, Shape};
-use crate::transform::group::{GroupBuffers, GroupTooLarge};
-use crate::transform::route::{action_index, CompiledRoute, Routes};
 
 /// What a message meant for the transaction bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Boundary {
+pub(crate) enum Boundary {
     /// A transaction started.
     Begin(TxInfo),
     /// The current transaction committed; a restart resumes at `end_lsn`.
@@ -35,49 +36,19 @@ pub enum Boundary {
     None,
 }
 
-/// Why the stream cannot be processed.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// A change for a relation the stream never described.
-    #[error("change for relation OID {0} arrived before its Relation message")]
-    UnknownRelation(u32),
-    /// A row change outside a transaction.
-    #[error("change outside a transaction")]
-    NoTransaction,
-    /// A configured key column that the table does not have.
-    #[error(transparent)]
-    KeyColumn(#[from] UnknownKeyColumn),
-    /// A filter or column selection that no longer fits the table (it was
-    /// altered while streaming).
-    #[error(transparent)]
-    Filter(#[from] FilterError),
-    /// A transaction too large to group in memory.
-    #[error(transparent)]
-    Group(#[from] GroupTooLarge),
-}
-
-/// A table's shape as the catalog describes it, to check filters at start-up.
-#[derive(Debug, Clone)]
-pub struct TableShape {
-    /// Columns as pgoutput will send them; `is_key` marks the replica identity.
-    pub columns: Vec<Column>,
-    /// `d`efault, `n`othing, `f`ull or `i`ndex.
-    pub replica_identity: u8,
-}
-
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// Turns messages into records. Holds the relation cache, each relation's
-/// compiled route, and the transaction being decoded.
-pub struct Pipeline {
+/// listener and compiled route, and the transaction being decoded.
+pub(crate) struct Pipeline {
     routes: Routes,
     policy: KeyPolicy,
     relations: RelationCache,
-    compiled: HashMap<u32, CompiledRoute>,
+    /// Per relation OID: its listener and that listener's compiled route.
+    compiled: HashMap<u32, (usize, CompiledRoute)>,
     envelope: EnvelopeContext,
-    tx: Option<TxInfo>,
-    tx_headers: Option<Arc<TxHeaders>>,
+    tx: Option<(TxInfo, Arc<TxHeaders>)>,
     groups: GroupBuffers,
     payload_hint: Cell<usize>,
 }
@@ -90,17 +61,22 @@ impl Pipeline {
         spec: &PgKafkaConnectorSpec,
         primary_keys: HashMap<QualifiedTable, Vec<String>>,
         metrics: &Metrics,
-    ) -> Self {
-        let routes = Routes::new(spec, metrics);
+    ) -> Result<Self, TransformError> {
+        let routes = Routes::new(spec, metrics)?;
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
         };
         for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
             if let Some(keys) = &l.key_columns {
-                policy.key_columns.insert(i, keys.clone());
+                policy.key_columns.insert(
+                    listener.table.clone(),
+                    KeyColumns {
+                        field: format!("spec.listeners[{i}].keyColumns"),
+                        columns: keys.clone(),
+                    },
+                );
             }
-            policy.listeners.insert(listener.table.clone(), i);
         }
         let max_message_bytes = spec
             .kafka
@@ -108,7 +84,7 @@ impl Pipeline {
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        Pipeline {
+        Ok(Pipeline {
             groups: GroupBuffers::new(routes.groups.clone(), max_message_bytes),
             routes,
             policy,
@@ -119,9 +95,8 @@ impl Pipeline {
                 database: spec.postgres.database.clone(),
             },
             tx: None,
-            tx_headers: None,
             payload_hint: Cell::new(256),
-        }
+        })
     }
 
     /// Every topic the pipeline may write to; records carry their index here.
@@ -131,23 +106,14 @@ impl Pipeline {
 
     /// Compiles every target's filter and column selection against the
     /// catalog's description of its table, so a bad filter fails at start-up.
-    pub fn check_tables(
+    pub fn check_tables<'a>(
         &self,
-        tables: &HashMap<QualifiedTable, TableShape>,
-    ) -> Result<(), FilterError> {
-        for listener in &self.routes.listeners {
-            let Some(shape) = tables.get(&listener.table) else {
-                continue;
-            };
-            let name = listener.table.to_string();
-            CompiledRoute::compile(
-                listener,
-                Shape {
-                    table: &name,
-                    columns: &shape.columns,
-                    replica_identity: shape.replica_identity,
-                },
-            )?;
+        tables: impl IntoIterator<Item = &'a TableShape>,
+    ) -> Result<(), TransformError> {
+        for shape in tables {
+            if let Some(l) = self.routes.listener_of(&shape.table) {
+                CompiledRoute::compile(&self.routes.listeners[l], shape)?;
+            }
         }
         Ok(())
     }
@@ -159,70 +125,30 @@ impl Pipeline {
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
-    ) -> Result<Boundary, PipelineError> {
-        match msg {
+    ) -> Result<Boundary, TransformError> {
+        let (action, relation_id, old, new) = match msg {
             Message::Begin {
                 final_lsn,
                 commit_time_us,
                 xid,
-            } => {
-                let tx = TxInfo {
-                    xid,
-                    commit_lsn: final_lsn,
-                    commit_time_us,
-                };
-                self.tx = Some(tx);
-                self.tx_headers = Some(Arc::new(TxHeaders::new(final_lsn, xid)));
-                self.groups.clear();
-                return Ok(Boundary::Begin(tx));
-            }
+            } => return Ok(self.begin(final_lsn, commit_time_us, xid)),
             Message::Commit { end_lsn, .. } => {
-                if let (Some(tx), Some(headers)) = (self.tx.take(), self.tx_headers.take()) {
+                if let Some((tx, headers)) = self.tx.take() {
                     self.groups.flush(&tx, &headers, out);
                 }
                 return Ok(Boundary::Commit { end_lsn });
             }
             Message::Relation(body) => {
-                let relation = self.relations.insert(body, &self.policy)?;
-                if let Some(l) = relation.listener {
-                    let name = relation.table.to_string();
-                    let shape = Shape {
-                        table: &name,
-                        columns: &relation.columns,
-                        replica_identity: relation.replica_identity,
-                    };
-                    let route = CompiledRoute::compile(&self.routes.listeners[l], shape)?;
-                    self.compiled.insert(relation.id, route);
-                }
+                self.relation(body)?;
+                return Ok(Boundary::None);
             }
-            Message::Insert { relation_id, new } => {
-                let row = RowView {
-                    action: Action::Insert,
-                    old: None,
-                    new: Some(&new),
-                };
-                self.row_change(relation_id, row, lsn, now_ms, out)?;
-            }
+            Message::Insert { relation_id, new } => (Action::Insert, relation_id, None, Some(new)),
             Message::Update {
                 relation_id,
                 old,
                 new,
-            } => {
-                let row = RowView {
-                    action: Action::Update,
-                    old: old.as_ref(),
-                    new: Some(&new),
-                };
-                self.row_change(relation_id, row, lsn, now_ms, out)?;
-            }
-            Message::Delete { relation_id, old } => {
-                let row = RowView {
-                    action: Action::Delete,
-                    old: Some(&old),
-                    new: None,
-                };
-                self.row_change(relation_id, row, lsn, now_ms, out)?;
-            }
+            } => (Action::Update, relation_id, old, Some(new)),
+            Message::Delete { relation_id, old } => (Action::Delete, relation_id, Some(old), None),
             Message::Truncate { relation_ids, .. } => {
                 for id in relation_ids {
                     let row = RowView {
@@ -232,10 +158,46 @@ impl Pipeline {
                     };
                     self.row_change(id, row, lsn, now_ms, out)?;
                 }
+                return Ok(Boundary::None);
             }
-            Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {}
-        }
+            Message::Origin { .. } | Message::Type { .. } | Message::Logical { .. } => {
+                return Ok(Boundary::None)
+            }
+        };
+        let row = RowView {
+            action,
+            old: old.as_ref(),
+            new: new.as_deref(),
+        };
+        self.row_change(relation_id, row, lsn, now_ms, out)?;
         Ok(Boundary::None)
+    }
+
+    fn begin(&mut self, final_lsn: Lsn, commit_time_us: i64, xid: u32) -> Boundary {
+        let tx = TxInfo {
+            xid,
+            commit_lsn: final_lsn,
+            commit_time_us,
+        };
+        self.tx = Some((tx, Arc::new(TxHeaders::new(final_lsn, xid))));
+        self.groups.clear();
+        Boundary::Begin(tx)
+    }
+
+    /// A table described (again): its key, and its route when a listener
+    /// captures it.
+    fn relation(&mut self, body: RelationBody) -> Result<(), TransformError> {
+        let relation = self.relations.insert(body, &self.policy)?;
+        match self.routes.listener_of(&relation.shape.table) {
+            Some(l) => {
+                let route = CompiledRoute::compile(&self.routes.listeners[l], &relation.shape)?;
+                self.compiled.insert(relation.id, (l, route));
+            }
+            None => {
+                self.compiled.remove(&relation.id);
+            }
+        }
+        Ok(())
     }
 
     fn row_change(
@@ -245,27 +207,23 @@ impl Pipeline {
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), TransformError> {
         let relation = self
             .relations
             .get(relation_id)
-            .ok_or(PipelineError::UnknownRelation(relation_id))?;
-        let Some(l) = relation.listener else {
+            .ok_or(TransformError::UnknownRelation(relation_id))?;
+        let Some((l, route)) = self.compiled.get(&relation_id) else {
             return Ok(());
         };
-        let listener = &self.routes.listeners[l];
+        let listener = &self.routes.listeners[*l];
         listener.changes.inc();
         if !listener.actions[action_index(row.action)] {
             return Ok(());
         }
-        let (Some(tx), Some(headers)) = (self.tx, self.tx_headers.clone()) else {
-            return Err(PipelineError::NoTransaction);
+        let Some((tx, headers)) = &self.tx else {
+            return Err(TransformError::NoTransaction);
         };
-        let route = self
-            .compiled
-            .get(&relation_id)
-            .ok_or(PipelineError::UnknownRelation(relation_id))?;
-        let change = change_of(relation, &row, lsn, tx);
+        let change = change_of(relation, &row, lsn, *tx);
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)));
         // Targets with the same encoding share one payload.
         let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
@@ -301,7 +259,7 @@ impl Pipeline {
                     topic_index: target.topic_index,
                     key: key.clone(),
                     payload,
-                    tx: Arc::clone(&headers),
+                    tx: Arc::clone(headers),
                     part: None,
                 }),
             }
@@ -345,7 +303,7 @@ fn record_key(relation: &Relation, row: Option<&[Datum]>) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::pgoutput::{Column, RelationBody};
+    use crate::event::Column;
 
     fn spec() -> PgKafkaConnectorSpec {
         serde_yaml::from_str(
@@ -384,7 +342,8 @@ listeners:
 
     #[test]
     fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
-        let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c"));
+        let mut p =
+            Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
         assert_eq!(
             p.topics(),
             [Arc::<str>::from("cdc.public.orders"), Arc::from("audit")]
@@ -470,7 +429,8 @@ listeners:
 
     #[test]
     fn change_for_unknown_relation_is_an_error() {
-        let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c"));
+        let mut p =
+            Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
         let err = p.handle(
             Message::Insert {
                 relation_id: 77,
@@ -480,6 +440,6 @@ listeners:
             0,
             &mut Vec::new(),
         );
-        assert!(matches!(err, Err(PipelineError::UnknownRelation(77))));
+        assert!(matches!(err, Err(TransformError::UnknownRelation(77))));
     }
 }

@@ -1,0 +1,227 @@
+//! One replication session: one replication stream, one Kafka producer, one
+//! LSN tracker. Messages flow stream -> pipeline -> producer; delivery
+//! reports flow producer -> tracker; the guarantee decides which position is
+//! confirmed back to the stream. Any fault ends the session.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pgkafka_crds::QualifiedTable;
+use tokio::sync::watch;
+
+use super::acks::{Acks, Output};
+use super::guarantee::Guarantee;
+use super::{lsn_gauge, now_ms, Limits};
+use crate::config::EngineConfig;
+use crate::decode::pgoutput::Message;
+use crate::error::{Error, ErrorKind};
+use crate::event::Record;
+use crate::lsn::Lsn;
+use crate::metrics::Metrics;
+use crate::sink::transactions::COMMIT_EVERY;
+use crate::source::stream::{ReplicationStream, StreamEvent, StreamSettings};
+use crate::transform::pipeline::{Boundary, Pipeline};
+
+/// How long a session is given to deliver what it sent when asked to stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a session needs from the engine.
+pub(super) struct SessionContext<'a> {
+    /// The configuration.
+    pub cfg: &'a EngineConfig,
+    /// The engine's metrics.
+    pub metrics: &'a Metrics,
+    /// In-flight caps and status interval.
+    pub limits: Limits,
+    /// Primary keys from the catalog.
+    pub primary_keys: HashMap<QualifiedTable, Vec<String>>,
+    /// The replication stream's CA file.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// See `source::tls::VerifiedName`.
+    pub verified_name: Option<String>,
+}
+
+pub(super) struct Session<'a> {
+    ctx: SessionContext<'a>,
+    pipeline: Pipeline,
+    acks: Acks<'a>,
+    guarantee: Guarantee,
+    /// Tracker sequence of the source transaction being read.
+    current: Option<u64>,
+    current_commit_ms: i64,
+    /// Records of the message being handled (reused buffer).
+    records: Vec<Record>,
+    /// The position last confirmed to PostgreSQL.
+    reported: Lsn,
+}
+
+impl<'a> Session<'a> {
+    /// A session resuming after `flushed`.
+    pub fn new(ctx: SessionContext<'a>, flushed: Lsn) -> Result<Self, Error> {
+        let cfg = ctx.cfg;
+        let pipeline = Pipeline::new(&cfg.name, &cfg.spec, ctx.primary_keys.clone(), ctx.metrics)?;
+        Ok(Session {
+            acks: Acks::new(flushed, ctx.metrics),
+            guarantee: Guarantee::new(&cfg.spec, flushed),
+            ctx,
+            pipeline,
+            current: None,
+            current_commit_ms: 0,
+            records: Vec::new(),
+            reported: flushed,
+        })
+    }
+
+    /// Streams from `start` until `shutdown` or a fault.
+    pub async fn run(
+        &mut self,
+        start: Lsn,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut out = Output::open(self.ctx.cfg, self.guarantee.transactional_id())?;
+        out.sink.ensure_topics(self.pipeline.topics()).await?;
+        let start = self.guarantee.start(&out, &mut self.acks, start).await?;
+        self.acks.watch_topics(self.pipeline.topics());
+        let mut stream = ReplicationStream::open(self.stream_settings(), start).await?;
+        self.ctx.metrics.streaming.set(1);
+        tracing::info!(slot = %self.ctx.cfg.spec.slot.name, from = %self.acks.flushed(), "streaming");
+        let mut tick = tokio::time::interval(COMMIT_EVERY);
+        loop {
+            let full = self.acks.full(&self.ctx.limits);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                event = out.events.recv() => self.acks.on_event(event)?,
+                _ = tick.tick(), if self.guarantee.is_open() => {
+                    self.guarantee.commit_if_due(&mut out, &mut self.acks).await?;
+                }
+                event = stream.recv(), if !full => self.on_stream_event(event?, &mut out).await?,
+            }
+            self.acks.take_ready(&mut out)?;
+            self.report(&stream);
+        }
+        self.drain(&mut out, stream).await
+    }
+
+    fn stream_settings(&self) -> StreamSettings<'_> {
+        let cfg = self.ctx.cfg;
+        StreamSettings {
+            application_name: format!("pgkafka-{}", cfg.name),
+            spec: &cfg.spec,
+            credentials: &cfg.postgres,
+            ca_file: self.ctx.ca_file.clone(),
+            verified_name: self.ctx.verified_name.clone(),
+            status_interval: self.ctx.limits.status_interval,
+        }
+    }
+
+    /// The position that is safe to confirm (used after the session ended).
+    pub fn safe_position(&mut self) -> Lsn {
+        self.guarantee.safe_position(&self.acks)
+    }
+
+    /// Tells PostgreSQL the safe position when it moved.
+    fn report(&mut self, stream: &ReplicationStream) {
+        let safe = self.guarantee.safe_position(&self.acks);
+        if safe > self.reported {
+            debug_assert!(safe >= self.reported, "LSN went backwards");
+            self.reported = safe;
+            stream.confirm(safe);
+            self.ctx.metrics.confirmed_lsn.set(lsn_gauge(safe));
+        }
+    }
+
+    /// Graceful stop: wait for what was sent, report the final position, close.
+    async fn drain(&mut self, out: &mut Output, stream: ReplicationStream) -> Result<(), Error> {
+        tracing::info!(
+            in_flight = self.acks.in_flight_records(),
+            "stopping: draining deliveries"
+        );
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.acks.in_flight_records() > 0 {
+            tokio::select! {
+                event = out.events.recv() => self.acks.on_event(event)?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = out.sink.in_flight(), "deliveries still pending at stop; they will be replayed");
+                    break;
+                }
+            }
+        }
+        self.acks.advance();
+        self.guarantee.finish(out, &mut self.acks).await?;
+        self.report(&stream);
+        let flushed = self.reported;
+        stream.close(flushed).await?;
+        tracing::info!(confirmed = %flushed, "stopped");
+        Ok(())
+    }
+
+    async fn on_stream_event(&mut self, event: StreamEvent, out: &mut Output) -> Result<(), Error> {
+        let metrics = self.ctx.metrics;
+        // A busy server sends data instead of keepalives: both show it is alive.
+        metrics.last_keepalive.set(now_ms() / 1000);
+        let (message, lsn) = match event {
+            StreamEvent::KeepAlive { wal_end } => {
+                metrics.wal_end_lsn.set(lsn_gauge(wal_end));
+                self.acks.idle_at(wal_end);
+                return Ok(());
+            }
+            StreamEvent::Message(message, lsn) => (message, lsn),
+        };
+        if lsn_gauge(lsn) > metrics.received_lsn.get() {
+            metrics.received_lsn.set(lsn_gauge(lsn));
+        }
+        self.on_message(message, lsn, out).await
+    }
+
+    async fn on_message(
+        &mut self,
+        message: Message,
+        lsn: Lsn,
+        out: &mut Output,
+    ) -> Result<(), Error> {
+        let boundary = self
+            .pipeline
+            .handle(message, lsn, now_ms(), &mut self.records)?;
+        if let Boundary::Begin(tx) = boundary {
+            self.current = Some(self.acks.begin());
+            self.current_commit_ms = tx.commit_ms();
+        }
+        // A commit may carry records (whole-transaction messages): they belong
+        // to the transaction, so they are sent before it is closed.
+        if !self.records.is_empty() {
+            self.ctx.metrics.last_event_ms.set(self.current_commit_ms);
+            if boundary == Boundary::None {
+                self.ctx.metrics.events.inc();
+            }
+            self.send_records(out).await?;
+        }
+        if let Boundary::Commit { end_lsn } = boundary {
+            let seq = self
+                .current
+                .take()
+                .ok_or(ErrorKind::Internal("commit without begin"))?;
+            self.acks.commit(seq, end_lsn)?;
+            self.ctx.metrics.transactions.inc();
+            self.guarantee
+                .source_committed(end_lsn, out, &mut self.acks)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the records of the current message, keeping the buffer.
+    async fn send_records(&mut self, out: &mut Output) -> Result<(), Error> {
+        let seq = self
+            .current
+            .ok_or(ErrorKind::Internal("records outside a transaction"))?;
+        self.guarantee.before_send(out)?;
+        let records = std::mem::take(&mut self.records);
+        for record in &records {
+            out.send(&mut self.acks, record, seq).await?;
+        }
+        self.records = records;
+        self.records.clear();
+        Ok(())
+    }
+}

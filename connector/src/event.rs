@@ -1,0 +1,196 @@
+//! The neutral types every stage may use: a table's shape, a decoded row, a
+//! change of one row in one transaction, and the Kafka record made of it.
+//! This module imports no stage; stages import it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pgkafka_crds::QualifiedTable;
+
+use crate::lsn::Lsn;
+
+/// A column as pgoutput (or the catalog) describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Column {
+    /// Part of the replica identity.
+    pub is_key: bool,
+    /// Column name.
+    pub name: String,
+    /// Type OID.
+    pub type_oid: u32,
+    /// Type modifier (atttypmod).
+    pub type_modifier: i32,
+}
+
+/// A table's shape: what the stream's Relation message or the catalog says.
+/// Filters and column selections are compiled against it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TableShape {
+    /// Schema-qualified name.
+    pub table: QualifiedTable,
+    /// Columns in the order tuples carry them; `is_key` marks the replica identity.
+    pub columns: Vec<Column>,
+    /// Replica identity: `d`efault, `n`othing, `f`ull or `i`ndex.
+    pub replica_identity: u8,
+}
+
+/// A table as the stream describes it, with its record key resolved.
+#[derive(Debug)]
+pub(crate) struct Relation {
+    /// Relation OID.
+    pub id: u32,
+    /// Name, columns, replica identity.
+    pub shape: TableShape,
+    /// Each column's name as a JSON object key with its colon: `"id":`.
+    pub json_names: Vec<Vec<u8>>,
+    /// Positions (in `columns`) of the record-key columns; empty: no key.
+    pub key: Vec<usize>,
+}
+
+/// One column value of a tuple.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Datum {
+    /// SQL NULL.
+    Null,
+    /// A TOASTed value that did not change; PostgreSQL does not send it.
+    UnchangedToast,
+    /// Text-format value.
+    Text(Bytes),
+    /// Binary-format value (only with the `binary` option).
+    Binary(Bytes),
+}
+
+/// The old row an UPDATE or DELETE carries, by replica identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OldTuple {
+    /// Only the replica identity (key) columns are meaningful; others are NULL.
+    Key(Vec<Datum>),
+    /// The whole old row (REPLICA IDENTITY FULL).
+    Full(Vec<Datum>),
+}
+
+impl OldTuple {
+    /// The values, whichever kind.
+    pub fn datums(&self) -> &[Datum] {
+        match self {
+            OldTuple::Key(d) | OldTuple::Full(d) => d,
+        }
+    }
+}
+
+/// Debezium op codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// INSERT.
+    Create,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// TRUNCATE.
+    Truncate,
+}
+
+impl Op {
+    /// The envelope's `op` value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// The transaction a change belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TxInfo {
+    /// Transaction id.
+    pub xid: u32,
+    /// LSN of the commit record.
+    pub commit_lsn: Lsn,
+    /// Commit time, microseconds since 2000-01-01 UTC.
+    pub commit_time_us: i64,
+}
+
+impl TxInfo {
+    /// Commit time in Unix milliseconds.
+    pub fn commit_ms(&self) -> i64 {
+        (self.commit_time_us + PG_EPOCH_OFFSET_US).div_euclid(1000)
+    }
+}
+
+/// A row image to render.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Row<'a> {
+    /// No row (`null`).
+    Absent,
+    /// Every column.
+    Full(&'a [Datum]),
+    /// Only the key columns (an old tuple holding just the replica identity).
+    KeyOnly(&'a [Datum]),
+}
+
+/// One change of one row.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Change<'a> {
+    /// The table.
+    pub relation: &'a Relation,
+    /// What happened.
+    pub op: Op,
+    /// Row before (update, delete).
+    pub before: Row<'a>,
+    /// Row after (insert, update).
+    pub after: Row<'a>,
+    /// WAL position of this change.
+    pub lsn: Lsn,
+    /// Its transaction.
+    pub tx: TxInfo,
+}
+
+/// One Kafka message to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Its position in the routes' topic list (for per-topic metrics).
+    pub topic_index: usize,
+    /// Message key (JSON of the key columns), if the table has one.
+    pub key: Option<Bytes>,
+    /// Message value (the envelope).
+    pub payload: Bytes,
+    /// Header values of the source transaction, shared by its records.
+    pub tx: Arc<TxHeaders>,
+    /// Part `i` of `n` of a whole-transaction message.
+    pub part: Option<(usize, usize)>,
+}
+
+impl Record {
+    /// Bytes this record holds while in flight.
+    pub fn size(&self) -> usize {
+        self.payload.len() + self.key.as_ref().map_or(0, |k| k.len())
+    }
+}
+
+/// The headers every record of one transaction carries, rendered once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TxHeaders {
+    /// Commit LSN, `0/16B3748`.
+    pub commit_lsn: String,
+    /// Transaction id.
+    pub xid: String,
+}
+
+impl TxHeaders {
+    /// Renders the header values of a transaction.
+    pub fn new(commit_lsn: Lsn, xid: u32) -> Self {
+        TxHeaders {
+            commit_lsn: commit_lsn.to_string(),
+            xid: xid.to_string(),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! What a running engine reports about itself: the same figures `/status`
+//! serves and an embedding program reads through a [`StatusHandle`].
+
+use serde::Serialize;
+
+use crate::lsn::Lsn;
+use crate::metrics::Metrics;
+
+/// A snapshot of the engine's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The connector's name.
+    pub connector: String,
+    /// The replication slot.
+    pub slot: String,
+    /// The replication stream is open and streaming.
+    pub streaming: bool,
+    /// The flush position last confirmed to PostgreSQL.
+    #[serde(rename = "confirmedFlushLSN")]
+    pub confirmed_flush_lsn: Lsn,
+    /// The highest position received.
+    #[serde(rename = "receivedLSN")]
+    pub received_lsn: Lsn,
+    /// The server's WAL end from its last keepalive.
+    #[serde(rename = "walEndLSN")]
+    pub wal_end_lsn: Lsn,
+    /// WAL end minus the confirmed position.
+    pub lag_bytes: i64,
+    /// Unix time of the last keepalive or data message.
+    pub last_keepalive_unix_seconds: i64,
+    /// Commit time (Unix ms) of the last transaction that produced records.
+    pub last_event_unix_ms: i64,
+    /// Totals since start.
+    pub counters: Counters,
+    /// Work handed to Kafka and not yet acknowledged.
+    pub in_flight: InFlight,
+}
+
+/// Totals since the engine started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    /// Row changes captured by a listener.
+    pub events: u64,
+    /// Source transactions committed in the stream.
+    pub transactions: u64,
+    /// Records acknowledged by Kafka.
+    pub records_delivered: u64,
+    /// Records Kafka refused after retries (each replayed).
+    pub delivery_errors: u64,
+    /// Sessions restarted after a failure.
+    pub session_restarts: u64,
+}
+
+/// In-flight work against its cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    /// Records.
+    pub records: i64,
+    /// Bytes.
+    pub bytes: i64,
+    /// The record cap.
+    pub record_limit: i64,
+}
+
+/// Reads the state of a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct StatusHandle {
+    pub(crate) name: String,
+    pub(crate) slot: String,
+    pub(crate) metrics: Metrics,
+}
+
+impl StatusHandle {
+    /// The engine's state now.
+    pub fn status(&self) -> Status {
+        let m = &self.metrics;
+        let lsn = |g: &prometheus::IntGauge| Lsn(u64::try_from(g.get()).unwrap_or(0));
+        Status {
+            connector: self.name.clone(),
+            slot: self.slot.clone(),
+            streaming: self.is_streaming(),
+            confirmed_flush_lsn: lsn(&m.confirmed_lsn),
+            received_lsn: lsn(&m.received_lsn),
+            wal_end_lsn: lsn(&m.wal_end_lsn),
+            lag_bytes: (m.wal_end_lsn.get() - m.confirmed_lsn.get()).max(0),
+            last_keepalive_unix_seconds: m.last_keepalive.get(),
+            last_event_unix_ms: m.last_event_ms.get(),
+            counters: Counters {
+                events: m.events.get(),
+                transactions: m.transactions.get(),
+                records_delivered: m.delivered.get(),
+                delivery_errors: m.delivery_errors.get(),
+                session_restarts: m.restarts.get(),
+            },
+            in_flight: InFlight {
+                records: m.in_flight_records.get(),
+                bytes: m.in_flight_bytes.get(),
+                record_limit: m.in_flight_limit.get(),
+            },
+        }
+    }
+
+    /// The replication stream is open and streaming.
+    pub fn is_streaming(&self) -> bool {
+        self.metrics.streaming.get() == 1
+    }
+
+    /// Every metric in Prometheus' text exposition format.
+    pub fn prometheus_text(&self) -> Vec<u8> {
+        self.metrics.render()
+    }
+}

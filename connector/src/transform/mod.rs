@@ -1,0 +1,39 @@
+//! Records from changes: each listener's targets, filters, column
+//! selections, envelopes and transaction groups ([`pipeline::Pipeline`]).
+
+pub(crate) mod encode;
+pub(crate) mod filter;
+pub(crate) mod group;
+pub(crate) mod pipeline;
+pub(crate) mod route;
+pub(crate) mod typed;
+
+use crate::decode::relations::UnknownKeyColumn;
+
+/// Why the stream cannot be turned into records.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransformError {
+    /// A change for a relation the stream never described.
+    #[error("change for relation OID {0} arrived before its Relation message")]
+    UnknownRelation(u32),
+    /// A row change outside a transaction.
+    #[error("change outside a transaction")]
+    NoTransaction,
+    /// A listener's table that does not parse (validation should have caught it).
+    #[error("spec.listeners[{index}].table: {source}")]
+    Table {
+        /// Listener index.
+        index: usize,
+        /// Why.
+        source: pgkafka_crds::TableNameError,
+    },
+    /// A configured key column that the table does not have.
+    #[error(transparent)]
+    KeyColumn(#[from] UnknownKeyColumn),
+    /// A filter or column selection that does not fit the table.
+    #[error(transparent)]
+    Filter(#[from] filter::FilterError),
+    /// A transaction too large to group in memory.
+    #[error(transparent)]
+    Group(#[from] group::GroupTooLarge),
+}
