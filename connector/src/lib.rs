@@ -135,7 +135,7 @@ pub mod postgres {
     //! quoted, values always bound.
     pub use crate::source::connection::connect;
     pub use crate::source::error::{postgres_detail, PgError};
-    pub use crate::source::provision::{drop_publication_sql, provision, quote_ident};
+    pub use crate::source::provision::provision;
     pub use crate::source::slot::{drop_slot_and_publication, read_slot, Dropped, SlotState};
     pub use crate::source::tls::install_default_provider;
 }

@@ -23,22 +23,34 @@ pub fn openapi_schema() -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// Why a manifest would be refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// It does not parse as a `PgKafkaConnector` (unknown or missing field).
+    #[error("{0}")]
+    Parse(#[from] serde_yaml::Error),
+    /// A CEL rule of the CRD fails: the API server would refuse it.
+    #[error("{0}")]
+    Cel(#[from] kube::core::cel::ValidationErrors),
+    /// A spec field is invalid.
+    #[error("{0}")]
+    Invalid(#[from] crate::ValidationErrors),
+}
+
 /// Checks a manifest the way the apiserver's CEL rules and the engine would:
 /// it parses (no unknown field), every CEL rule holds (transition rules
 /// against `old` when given), and `validate()` passes. Errors name fields.
-pub fn check_manifest(yaml: &str, old: Option<&str>) -> Result<PgKafkaConnector, String> {
+pub fn check_manifest(yaml: &str, old: Option<&str>) -> Result<PgKafkaConnector, ManifestError> {
     // The apiserver runs CEL on the object as written; serde checks the shape.
-    let parse = |y: &str| -> Result<(PgKafkaConnector, serde_json::Value), String> {
-        let resource: PgKafkaConnector = serde_yaml::from_str(y).map_err(|e| e.to_string())?;
-        let value: serde_json::Value = serde_yaml::from_str(y).map_err(|e| e.to_string())?;
+    let parse = |y: &str| -> Result<(PgKafkaConnector, serde_json::Value), ManifestError> {
+        let resource: PgKafkaConnector = serde_yaml::from_str(y)?;
+        let value: serde_json::Value = serde_yaml::from_str(y)?;
         Ok((resource, value))
     };
     let (resource, value) = parse(yaml)?;
     let old = old.map(parse).transpose()?.map(|(_, v)| v);
-    kube::core::cel::Validator::new()
-        .validate(&openapi_schema(), &value, old.as_ref())
-        .map_err(|e| e.to_string())?;
-    resource.spec.validate().map_err(|e| e.to_string())?;
+    kube::core::cel::Validator::new().validate(&openapi_schema(), &value, old.as_ref())?;
+    resource.spec.validate()?;
     Ok(resource)
 }
 
@@ -184,20 +196,27 @@ spec:
         let good = check_manifest(GOOD, None).expect("valid manifest");
         assert_eq!(good.spec.slot.name, "orders_slot");
         let both = GOOD.replace("user: cdc}", "user: cdc, userSecretRef: {name: s, key: u}}");
-        let err = check_manifest(&both, None).expect_err("user and userSecretRef");
+        let err = check_manifest(&both, None)
+            .expect_err("user and userSecretRef")
+            .to_string();
         assert!(
             err.contains("exactly one of user and userSecretRef"),
             "{err}"
         );
         let renamed = GOOD.replace("orders_slot", "other_slot");
-        let err = check_manifest(&renamed, Some(GOOD)).expect_err("slot renamed");
+        let err = check_manifest(&renamed, Some(GOOD))
+            .expect_err("slot renamed")
+            .to_string();
         assert!(err.contains("slot name is immutable"), "{err}");
         let moved = GOOD.replace("database: shop", "database: other");
         assert!(check_manifest(&moved, Some(GOOD))
             .expect_err("db")
+            .to_string()
             .contains("database is immutable"));
         let no_targets = GOOD.replace("listeners: [{table: orders, targets: [{filter: {conditions: [{any: [{field: new.a, operator: in, value: [1, \"x\"]}]}]}}]}]", "listeners: [{table: orders, targets: []}]");
-        let err = check_manifest(&no_targets, None).expect_err("empty targets");
+        let err = check_manifest(&no_targets, None)
+            .expect_err("empty targets")
+            .to_string();
         assert!(err.contains("must list at least one target"), "{err}");
         let eos = GOOD.replace(
             "topicPrefix: cdc}",
@@ -208,7 +227,9 @@ spec:
             "deliveryGuarantee: exactlyOnce}",
             "deliveryGuarantee: exactlyOnce, properties: {enable.idempotence: 'false'}}",
         );
-        let err = check_manifest(&not_idempotent, None).expect_err("idempotence off");
+        let err = check_manifest(&not_idempotent, None)
+            .expect_err("idempotence off")
+            .to_string();
         assert!(
             err.contains("exactlyOnce needs an idempotent producer"),
             "{err}"

@@ -1,6 +1,17 @@
 //! The `PgKafkaConnector` custom resource: the types users write in YAML, their
 //! defaults, and the validation that names the offending field. No I/O here: the
 //! engine reads these types from a file and the operator from the API server.
+//!
+//! - `connector.rs`: spec and status types (their doc comments are the user
+//!   documentation, rendered into the CRD and the README's reference);
+//!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
+//!   SQL reads them.
+//! - `validate.rs`: `spec.validate()`, every problem at once, each naming its
+//!   field; the CRD's CEL rules (`#[x_kube(validation)]`) say the same to the
+//!   API server.
+//! - `generate.rs`: the CRD YAML (`crdgen` writes `manifests/crd.yaml`, a
+//!   test fails on drift), the reference table, and `check_manifest`, which
+//!   checks a manifest as the API server and the engine would.
 
 mod connector;
 mod filter;
@@ -11,6 +22,6 @@ mod validate;
 
 pub use connector::*;
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
-pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown};
+pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use table::{QualifiedTable, TableNameError};
 pub use validate::{FieldError, ValidationErrors};

@@ -1,5 +1,38 @@
 //! pgkafka's Kubernetes operator: reconciles `PgKafkaConnector` resources into
 //! a provisioned publication and slot, a running engine, and a truthful status.
+//!
+//! # How it is built
+//!
+//! ```text
+//! main.rs       wiring only: client, leader election, controller, /metrics and /healthz
+//! controller    watches connectors and what they own (Deployments, ConfigMaps,
+//!               Services, ServiceAccounts) and the Secrets they reference
+//! leader        Lease-based leader election: only the holder reconciles
+//! reconcile     `reconcile` = kube's finalizer around two idempotent functions:
+//!                 apply:   validate -> read Secrets (one resolver, shared with the
+//!                          engine) -> provision publication and slot -> server-side
+//!                          apply ServiceAccount, ConfigMap, Service, Deployment
+//!                          (owner references, field manager `pgkafka-operator`)
+//!                          -> status
+//!                 cleanup: by reclaimPolicy: stop the engine, wait for the slot to
+//!                          be released, drop slot and publication
+//! resources/    the engine's objects as pure functions of the resource (tested as values)
+//! postgres      the `Database` seam; its real implementation is the engine crate's
+//!               PostgreSQL side (`pgkafka_connector::postgres`), linked without
+//!               the engine: no librdkafka, no replication carrier
+//! probe         the `EngineProbe` seam: the engine's `/status` over HTTP
+//! status        `status::compute`: conditions (Ready, SlotHealthy, Degraded) and
+//!               `status.replication` from observations, pure; `Ready` follows the
+//!               running engine, never the last reconcile
+//! error         one error type; its `reason()` names conditions, Events and
+//!               metrics, and `requeue_after()` is the one retry decision
+//! metrics, http the operator's own Prometheus metrics and endpoints
+//! ```
+//!
+//! Tests: pure builders and `status::compute` beside their code; API-contract
+//! scenarios on kube's mock service (`scenarios.rs`, `fixtures.rs`) for what a
+//! real server cannot show; the PostgreSQL side against a real server in
+//! `tests/tests/operator_postgres.rs`.
 
 pub mod controller;
 pub mod error;

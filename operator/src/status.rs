@@ -3,7 +3,7 @@
 //! progress as PostgreSQL reports it. `Ready` follows the running engine,
 //! never just a successful reconcile.
 
-use pgkafka_crds::{Condition, ConnectorState, PgKafkaConnectorStatus};
+use pgkafka_crds::{Condition, ConnectorState, PgKafkaConnectorStatus, ReplicationStatus};
 
 use crate::postgres::SlotState;
 
@@ -49,7 +49,23 @@ pub fn compute(
     previous: Option<&PgKafkaConnectorStatus>,
     now: &str,
 ) -> PgKafkaConnectorStatus {
-    let slot_healthy = match &observed.slot {
+    let slot_healthy = slot_healthy(observed, slot_name);
+    let ready = ready(observed);
+    let degraded = degraded(observed, &slot_healthy);
+    let conditions = [ready, slot_healthy, degraded]
+        .into_iter()
+        .map(|c| keep_transition_time(c, previous, now))
+        .collect();
+    PgKafkaConnectorStatus {
+        observed_generation: observed.generation,
+        conditions,
+        replication: replication(observed, slot_name, previous),
+    }
+}
+
+/// `SlotHealthy`: the slot exists and holds its WAL.
+fn slot_healthy(observed: &Observed, slot_name: &str) -> Condition {
+    match &observed.slot {
         None => Condition {
             status: "Unknown".into(),
             ..condition("SlotHealthy", false, "SlotUnknown", "PostgreSQL could not be asked".into())
@@ -70,9 +86,13 @@ pub fn compute(
             ),
             _ => condition("SlotHealthy", true, "SlotReserved", format!("slot {slot_name:?} holds its WAL")),
         },
-    };
+    }
+}
+
+/// `Ready`: the engine is streaming, and nothing stands in the way.
+fn ready(observed: &Observed) -> Condition {
     let streaming = observed.engine.as_ref().is_some_and(|e| e.streaming);
-    let ready = match (&observed.problem, observed.state) {
+    match (&observed.problem, observed.state) {
         (Some((reason, message)), _) => condition("Ready", false, reason, message.clone()),
         (None, ConnectorState::Paused) => condition(
             "Ready",
@@ -96,8 +116,12 @@ pub fn compute(
             },
             "the engine is not streaming yet (starting, or reconnecting: see its logs)".into(),
         ),
-    };
-    let degraded = match (&observed.problem, slot_healthy.status.as_str()) {
+    }
+}
+
+/// `Degraded`: a problem of the reconcile or of the slot.
+fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
+    match (&observed.problem, slot_healthy.status.as_str()) {
         (Some((reason, message)), _) => condition("Degraded", true, reason, message.clone()),
         (None, "False") => condition(
             "Degraded",
@@ -111,22 +135,34 @@ pub fn compute(
             "AsExpected",
             "no problem observed".into(),
         ),
-    };
-    let conditions = [ready, slot_healthy, degraded]
-        .into_iter()
-        .map(|mut c| {
-            let kept = previous
-                .and_then(|p| {
-                    p.conditions
-                        .iter()
-                        .find(|old| old.type_ == c.type_ && old.status == c.status)
-                })
-                .map(|old| old.last_transition_time.clone());
-            c.last_transition_time = kept.unwrap_or_else(|| now.to_owned());
-            c
+    }
+}
+
+/// A condition whose status did not change keeps its transition time.
+fn keep_transition_time(
+    mut c: Condition,
+    previous: Option<&PgKafkaConnectorStatus>,
+    now: &str,
+) -> Condition {
+    let kept = previous
+        .and_then(|p| {
+            p.conditions
+                .iter()
+                .find(|old| old.type_ == c.type_ && old.status == c.status)
         })
-        .collect();
-    let replication = observed.slot.as_ref().and_then(|s| s.as_ref()).map(|s| {
+        .map(|old| old.last_transition_time.clone());
+    c.last_transition_time = kept.unwrap_or_else(|| now.to_owned());
+    c
+}
+
+/// `status.replication`: the slot as PostgreSQL reports it, with the time
+/// of the engine's last event (kept from before when the engine is silent).
+fn replication(
+    observed: &Observed,
+    slot_name: &str,
+    previous: Option<&PgKafkaConnectorStatus>,
+) -> Option<ReplicationStatus> {
+    observed.slot.as_ref().and_then(|s| s.as_ref()).map(|s| {
         let mut r = s.to_status(slot_name);
         r.last_event_time = observed
             .engine
@@ -140,12 +176,7 @@ pub fn compute(
                     .and_then(|r| r.last_event_time.clone())
             });
         r
-    });
-    PgKafkaConnectorStatus {
-        observed_generation: observed.generation,
-        conditions,
-        replication,
-    }
+    })
 }
 
 /// Whether writing `new` over `old` is worth a request: conditions or the

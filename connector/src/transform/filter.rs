@@ -104,10 +104,6 @@ impl CompiledFilter {
 }
 
 fn compile_node(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Node, FilterError> {
-    let err = |suffix: &str, message: String| FilterError {
-        path: format!("{path}{suffix}"),
-        message,
-    };
     if let Some(list) = c.all.as_ref().or(c.any.as_ref()) {
         let key = if c.all.is_some() { "all" } else { "any" };
         let nodes = list
@@ -122,21 +118,29 @@ fn compile_node(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Nod
         });
     }
     if let Some(nested) = &c.not {
-        return Ok(Node::Not(Box::new(compile_node(
-            nested,
-            shape,
-            &format!("{path}.not"),
-        )?)));
+        let node = compile_node(nested, shape, &format!("{path}.not"))?;
+        return Ok(Node::Not(Box::new(node)));
     }
+    compile_leaf(c, shape, path).map(Node::Leaf)
+}
+
+fn error_at(path: &str, suffix: &str, message: String) -> FilterError {
+    FilterError {
+        path: format!("{path}{suffix}"),
+        message,
+    }
+}
+
+/// One condition on one column: the column must exist, and its old value
+/// must be sent when the condition reads it.
+fn compile_leaf(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Leaf, FilterError> {
     // `validate()` has checked the form; these only guard against misuse.
     let (Some(field_text), Some(op)) = (&c.field, c.operator) else {
-        return Err(err("", "needs field and operator".into()));
+        return Err(error_at(path, "", "needs field and operator".into()));
     };
     let field = Field::parse(field_text).ok_or_else(|| {
-        err(
-            ".field",
-            format!("{field_text:?} must be new.<column> or old.<column>"),
-        )
+        let message = format!("{field_text:?} must be new.<column> or old.<column>");
+        error_at(path, ".field", message)
     })?;
     let column = shape
         .columns
@@ -144,107 +148,125 @@ fn compile_node(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Nod
         .position(|col| col.name == field.column)
         .ok_or_else(|| {
             let names: Vec<&str> = shape.columns.iter().map(|c| c.name.as_str()).collect();
-            err(
-                ".field",
-                format!(
-                    "{} has no column {:?} (columns: {})",
-                    shape.table,
-                    field.column,
-                    names.join(", ")
-                ),
-            )
+            let message = format!(
+                "{} has no column {:?} (columns: {})",
+                shape.table,
+                field.column,
+                names.join(", ")
+            );
+            error_at(path, ".field", message)
         })?;
     let col = &shape.columns[column];
-    let is_key = col.is_key;
     let needs_old = field.image == Image::Old || op == Operator::Changed;
-    if needs_old && shape.replica_identity != b'f' && !is_key {
-        return Err(err(
-            ".field",
-            format!(
-                "{field_text} needs the old value of {:?}, which PostgreSQL does not send for {} (replica identity {}); \
-                 run ALTER TABLE {} REPLICA IDENTITY FULL",
-                col.name,
-                shape.table,
-                identity_name(shape.replica_identity),
-                shape.table
-            ),
-        ));
+    if needs_old && shape.replica_identity != b'f' && !col.is_key {
+        let message = format!(
+            "{field_text} needs the old value of {:?}, which PostgreSQL does not send for {} (replica identity {}); \
+             run ALTER TABLE {} REPLICA IDENTITY FULL",
+            col.name,
+            shape.table,
+            identity_name(shape.replica_identity),
+            shape.table
+        );
+        return Err(error_at(path, ".field", message));
     }
     let class = TypeClass::of(col.type_oid);
-    let type_err = |what: &str| {
-        err(
-            ".operator",
-            format!(
-                "operator {} does not fit {:?}, {} column{what}",
-                op.as_str(),
-                col.name,
-                class.describe()
-            ),
-        )
+    let operand = Operand {
+        path,
+        op,
+        value: c.value.as_ref(),
+        class,
+        column: &col.name,
     };
-    let value_err = |m: String| err(".value", m);
-    let one = || -> Result<Literal, FilterError> {
-        let v = c
-            .value
-            .as_ref()
-            .ok_or_else(|| value_err(format!("operator {} needs a value", op.as_str())))?;
-        literal(class, v).map_err(value_err)
-    };
-    let text = || -> Result<String, FilterError> {
-        match c.value.as_ref() {
-            Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            Some(other) => Ok(other.to_string()),
-            None => Err(value_err(format!("operator {} needs a value", op.as_str()))),
-        }
-    };
-    let list = || -> Result<Vec<Literal>, FilterError> {
-        match c.value.as_ref() {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|v| literal(class, v).map_err(value_err))
-                .collect(),
-            _ => Err(value_err(format!(
-                "operator {} needs a list value",
-                op.as_str()
-            ))),
-        }
-    };
-    let test = match op {
-        Operator::Eq | Operator::Ne => Test::Compare(op, one()?),
-        Operator::Gt | Operator::Lt | Operator::Ge | Operator::Le => {
-            if !class.is_ordered() {
-                return Err(type_err(" (no order)"));
-            }
-            Test::Compare(op, one()?)
-        }
-        Operator::In => Test::In(list()?),
-        Operator::NotIn => Test::NotIn(list()?),
-        Operator::Exists => Test::Exists,
-        Operator::IsNull => Test::IsNull,
-        Operator::Changed => Test::Changed,
-        Operator::Contains | Operator::StartsWith | Operator::EndsWith | Operator::Matches
-            if !class.is_text() =>
-        {
-            return Err(type_err(" (text operators need a text column)"))
-        }
-        Operator::Contains => Test::Contains(text()?),
-        Operator::StartsWith => Test::StartsWith(text()?),
-        Operator::EndsWith => Test::EndsWith(text()?),
-        Operator::Matches => {
-            let pattern = text()?;
-            Test::Matches(
-                Regex::new(&pattern)
-                    .map_err(|e| value_err(format!("bad regular expression {pattern:?}: {e}")))?,
-            )
-        }
-    };
-    Ok(Node::Leaf(Leaf {
+    Ok(Leaf {
         image: field.image,
         column,
-        is_key,
+        is_key: col.is_key,
         class,
-        test,
-    }))
+        test: operand.test()?,
+    })
+}
+
+/// An operator and its value, checked against the column's type.
+struct Operand<'a> {
+    path: &'a str,
+    op: Operator,
+    value: Option<&'a serde_json::Value>,
+    class: TypeClass,
+    column: &'a str,
+}
+
+impl Operand<'_> {
+    fn test(&self) -> Result<Test, FilterError> {
+        let op = self.op;
+        Ok(match op {
+            Operator::Eq | Operator::Ne => Test::Compare(op, self.one()?),
+            Operator::Gt | Operator::Lt | Operator::Ge | Operator::Le => {
+                if !self.class.is_ordered() {
+                    return Err(self.type_error(" (no order)"));
+                }
+                Test::Compare(op, self.one()?)
+            }
+            Operator::In => Test::In(self.list()?),
+            Operator::NotIn => Test::NotIn(self.list()?),
+            Operator::Exists => Test::Exists,
+            Operator::IsNull => Test::IsNull,
+            Operator::Changed => Test::Changed,
+            Operator::Contains | Operator::StartsWith | Operator::EndsWith | Operator::Matches
+                if !self.class.is_text() =>
+            {
+                return Err(self.type_error(" (text operators need a text column)"))
+            }
+            Operator::Contains => Test::Contains(self.text()?),
+            Operator::StartsWith => Test::StartsWith(self.text()?),
+            Operator::EndsWith => Test::EndsWith(self.text()?),
+            Operator::Matches => {
+                let pattern = self.text()?;
+                let regex = Regex::new(&pattern).map_err(|e| {
+                    self.value_error(format!("bad regular expression {pattern:?}: {e}"))
+                })?;
+                Test::Matches(regex)
+            }
+        })
+    }
+
+    fn type_error(&self, what: &str) -> FilterError {
+        let message = format!(
+            "operator {} does not fit {:?}, {} column{what}",
+            self.op.as_str(),
+            self.column,
+            self.class.describe()
+        );
+        error_at(self.path, ".operator", message)
+    }
+
+    fn value_error(&self, message: String) -> FilterError {
+        error_at(self.path, ".value", message)
+    }
+
+    fn one(&self) -> Result<Literal, FilterError> {
+        let v = self.value.ok_or_else(|| {
+            self.value_error(format!("operator {} needs a value", self.op.as_str()))
+        })?;
+        literal(self.class, v).map_err(|m| self.value_error(m))
+    }
+
+    fn text(&self) -> Result<String, FilterError> {
+        match self.value {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Ok(other.to_string()),
+            None => Err(self.value_error(format!("operator {} needs a value", self.op.as_str()))),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<Literal>, FilterError> {
+        match self.value {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| literal(self.class, v).map_err(|m| self.value_error(m)))
+                .collect(),
+            _ => Err(self.value_error(format!("operator {} needs a list value", self.op.as_str()))),
+        }
+    }
 }
 
 fn identity_name(code: u8) -> &'static str {

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use pgkafka_connector::credentials::{kafka_refs, postgres_refs};
 use pgkafka_crds::{ConnectorState, PgKafkaConnector, SecretKeyRef};
 
 use super::{
@@ -30,19 +31,11 @@ const USER_ID: i64 = 65532;
 
 /// Every Secret key the spec references, in spec order, without repeats.
 pub fn secret_refs(c: &PgKafkaConnector) -> Vec<&SecretKeyRef> {
-    let pg = &c.spec.postgres;
     let mut refs: Vec<&SecretKeyRef> = Vec::new();
-    let kafka = &c.spec.kafka;
-    for r in [
-        &pg.user_secret_ref,
-        &pg.password_secret_ref,
-        &pg.ca_secret_ref,
-        &kafka.sasl_secret_ref,
-        &kafka.ca_secret_ref,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    let all = postgres_refs(&c.spec.postgres)
+        .into_iter()
+        .chain(kafka_refs(&c.spec.kafka));
+    for (_, r) in all {
         if !refs.contains(&r) {
             refs.push(r);
         }
@@ -57,7 +50,75 @@ pub fn deployment(c: &PgKafkaConnector, settings: &Settings, inputs: &str) -> De
     if let Some(restart) = c.annotations().get(RESTART_ANNOTATION) {
         annotations.insert(RESTART_ANNOTATION.to_owned(), restart.clone());
     }
-    let probe = |path: &str, period: i32| Probe {
+    Deployment {
+        metadata: metadata(c),
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels(c)),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(c)),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(c, settings)),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The engine's pod: non-root, no API token, the manifest and the Secrets
+/// mounted read-only.
+fn pod_spec(c: &PgKafkaConnector, settings: &Settings) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(engine_name(c)),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(USER_ID),
+            run_as_group: Some(USER_ID),
+            fs_group: Some(USER_ID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![engine_container(c, settings)],
+        termination_grace_period_seconds: Some(45),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: engine_name(c),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "secrets".into(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(secret_projections(c)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32) -> Probe {
+    Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::Int(HTTP_PORT),
@@ -66,8 +127,12 @@ pub fn deployment(c: &PgKafkaConnector, settings: &Settings, inputs: &str) -> De
         period_seconds: Some(period),
         failure_threshold: Some(3),
         ..Default::default()
-    };
-    let container = Container {
+    }
+}
+
+/// The engine container: `pgkafka-connector run` on the mounted manifest.
+fn engine_container(c: &PgKafkaConnector, settings: &Settings) -> Container {
+    Container {
         name: "engine".into(),
         image: Some(settings.engine_image.clone()),
         image_pull_policy: Some(settings.image_pull_policy.clone()),
@@ -88,8 +153,8 @@ pub fn deployment(c: &PgKafkaConnector, settings: &Settings, inputs: &str) -> De
             container_port: HTTP_PORT,
             ..Default::default()
         }]),
-        readiness_probe: Some(probe("/readyz", 5)),
-        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        liveness_probe: Some(http_probe("/healthz", 10)),
         resources: Some(c.spec.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -116,8 +181,13 @@ pub fn deployment(c: &PgKafkaConnector, settings: &Settings, inputs: &str) -> De
             },
         ]),
         ..Default::default()
-    };
-    let secrets: Vec<VolumeProjection> = secret_refs(c)
+    }
+}
+
+/// Each referenced Secret key, projected as `<name>/<key>` (the layout the
+/// engine's `--secrets-dir` reads).
+fn secret_projections(c: &PgKafkaConnector) -> Vec<VolumeProjection> {
+    secret_refs(c)
         .into_iter()
         .map(|r| VolumeProjection {
             secret: Some(SecretProjection {
@@ -132,66 +202,7 @@ pub fn deployment(c: &PgKafkaConnector, settings: &Settings, inputs: &str) -> De
             }),
             ..Default::default()
         })
-        .collect();
-    Deployment {
-        metadata: metadata(c),
-        spec: DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels(c)),
-                ..Default::default()
-            },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                ..Default::default()
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(c)),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(engine_name(c)),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(USER_ID),
-                        run_as_group: Some(USER_ID),
-                        fs_group: Some(USER_ID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    containers: vec![container],
-                    termination_grace_period_seconds: Some(45),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: engine_name(c),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "secrets".into(),
-                            projected: Some(ProjectedVolumeSource {
-                                sources: Some(secrets),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+        .collect()
 }
 
 /// Requests and limits when the spec gives none: the engine holds at most
