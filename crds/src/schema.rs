@@ -1,5 +1,6 @@
 //! Schema pieces the derive cannot express in a structural CRD schema:
-//! nested conditions (a recursive type) and free-form literals.
+//! nested conditions (a recursive type), free-form literals, and integer
+//! formats Kubernetes knows.
 
 use schemars::{json_schema, Schema, SchemaGenerator};
 
@@ -19,4 +20,9 @@ pub(crate) fn nested_list(_: &mut SchemaGenerator) -> Schema {
 /// One nested condition.
 pub(crate) fn nested_condition(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A TCP port: `int32` (the API server knows no `uint16`) within 1..=65535.
+pub(crate) fn port(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 })
 }

@@ -2,6 +2,7 @@
 //! and the Secrets they reference (a changed password rolls the engine).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,8 +19,15 @@ use crate::probe::HttpProbe;
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::resources::{deployment::secret_refs, Settings};
 
-/// Builds the shared context with the real database and probe.
-pub fn context(client: Client, settings: Settings, metrics: Metrics) -> Arc<Context> {
+/// Builds the shared context with the real database; a healthy connector's
+/// status is refreshed every `refresh`.
+pub fn context(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    probe: HttpProbe,
+    refresh: Duration,
+) -> Arc<Context> {
     let reporter = Reporter {
         controller: "pgkafka-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -30,7 +38,8 @@ pub fn context(client: Client, settings: Settings, metrics: Metrics) -> Arc<Cont
         metrics,
         settings,
         db: Arc::new(Postgres),
-        probe: Arc::new(HttpProbe),
+        probe: Arc::new(probe),
+        refresh,
         status_writes: Mutex::new(Default::default()),
     })
 }

@@ -260,6 +260,7 @@ pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> 
         settings: Settings::default(),
         db,
         probe: Arc::new(FakeProbe(probe)),
+        refresh: std::time::Duration::from_secs(15),
         status_writes: Mutex::new(Default::default()),
     })
 }

@@ -4,7 +4,7 @@
 //! # How it is built
 //!
 //! ```text
-//! main.rs       wiring only: client, leader election, controller, /metrics and /healthz
+//! main.rs, cli  wiring only: flags, client, leader election, controller, /metrics
 //! controller    watches connectors and what they own (Deployments, ConfigMaps,
 //!               Services, ServiceAccounts) and the Secrets they reference
 //! leader        Lease-based leader election: only the holder reconciles
@@ -34,6 +34,7 @@
 //! real server cannot show; the PostgreSQL side against a real server in
 //! `tests/tests/operator_postgres.rs`.
 
+pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod http;

@@ -1,5 +1,6 @@
 //! Asking a running engine how it is: its `/status` through its Service.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,16 +22,29 @@ pub trait EngineProbe: Send + Sync {
 
 /// Over HTTP, at `http://<name>-engine.<namespace>.svc:8080/status`.
 #[derive(Debug, Default)]
-pub struct HttpProbe;
+pub struct HttpProbe {
+    /// Tests without cluster DNS: `DIR/<namespace>/<service>` holds the
+    /// engine's `host:port`.
+    pub endpoints_dir: Option<PathBuf>,
+}
+
+impl HttpProbe {
+    /// Where the engine of `c` answers.
+    fn address(&self, c: &PgKafkaConnector) -> Option<String> {
+        let (service, ns) = (engine_name(c), c.namespace()?);
+        match &self.endpoints_dir {
+            None => Some(format!("{service}.{ns}.svc:{HTTP_PORT}")),
+            Some(dir) => std::fs::read_to_string(dir.join(&ns).join(&service))
+                .ok()
+                .map(|a| a.trim().to_owned()),
+        }
+    }
+}
 
 #[async_trait]
 impl EngineProbe for HttpProbe {
     async fn report(&self, c: &PgKafkaConnector) -> Option<EngineReport> {
-        let url = format!(
-            "http://{}.{}.svc:{HTTP_PORT}/status",
-            engine_name(c),
-            c.namespace()?
-        );
+        let url = format!("http://{}/status", self.address(c)?);
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
         let request = client.get(url.parse().ok()?);
         let response = tokio::time::timeout(Duration::from_secs(3), request)

@@ -33,8 +33,6 @@ use crate::status::{self, Observed};
 pub const FINALIZER: &str = "pgkafka.io/cleanup";
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "pgkafka-operator";
-/// How often a healthy connector's status is refreshed.
-pub const REFRESH: Duration = Duration::from_secs(15);
 /// Progress numbers (LSNs, lag) are written at most this often.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -52,6 +50,8 @@ pub struct Context {
     pub db: Arc<dyn Database>,
     /// The engines' `/status`.
     pub probe: Arc<dyn EngineProbe>,
+    /// How often a healthy connector's status is refreshed.
+    pub refresh: Duration,
     /// When each connector's status was last written.
     pub status_writes: Mutex<HashMap<String, Instant>>,
 }
@@ -94,7 +94,7 @@ async fn apply(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
     }
     write_status(c, ctx, &observed).await?;
     match outcome {
-        Ok(()) => Ok(Action::requeue(REFRESH)),
+        Ok(()) => Ok(Action::requeue(ctx.refresh)),
         // A bad spec waits for the user: the condition names the field.
         Err(Error::InvalidSpec(_)) => Ok(Action::await_change()),
         Err(e) => Err(e),

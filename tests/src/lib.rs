@@ -2,7 +2,9 @@
 //! fresh database per test), a real Kafka-protocol broker (Tansu per test, or
 //! `KAFKA_BOOTSTRAP_SERVERS`), the engine as a process, and a consumer.
 //! Everything is started through `tests/dev-env.sh`, the same script a
-//! developer uses.
+//! developer uses. For the operator: a real Kubernetes API server
+//! ([`cluster`]) and the test playing the kubelet for engine Deployments
+//! ([`kubelet`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
+pub mod cluster;
 mod kafka;
+pub mod kubelet;
 
 pub use kafka::{consume, distinct_ids, read_to_end, Consumed};
 

@@ -1,0 +1,555 @@
+//! The operator against a real Kubernetes API server (kube-apiserver + etcd),
+//! running as the chart's ServiceAccount with the chart's RBAC, against a
+//! real PostgreSQL and a real broker. The test plays the kubelet: it runs
+//! the engine as each Deployment's pod template says (`kubelet.rs`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::api::Api;
+use kube::Client;
+use pgkafka_crds::PgKafkaConnector;
+use pgkafka_tests::cluster::{ApiServer, Operator, OPERATOR_NAMESPACE};
+use pgkafka_tests::kubelet::Kubelet;
+use pgkafka_tests::{consume, distinct_ids, unique, wait_for, Broker, Postgres, TestDb};
+
+const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+const OPERATOR: &str = env!("CARGO_BIN_EXE_operator");
+const LONG: Duration = Duration::from_secs(90);
+/// The operators here refresh status every second: "within a refresh" is
+/// given a few of them.
+const REFRESH: Duration = Duration::from_secs(10);
+
+/// One namespace with its own database, broker, kubelet and operator.
+struct Env {
+    api: &'static ApiServer,
+    client: Client,
+    ns: String,
+    db: TestDb,
+    broker: Broker,
+    work: PathBuf,
+}
+
+impl Env {
+    /// `None` when no API server binaries exist (outside CI only).
+    async fn new(prefix: &str) -> Option<Env> {
+        let api = ApiServer::shared()?;
+        let ns = api.namespace(prefix).await;
+        let work = std::env::temp_dir().join(unique("pgkafka-node"));
+        std::fs::create_dir_all(&work).expect("work dir");
+        let db = Postgres::shared().fresh_database().await;
+        db.exec("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+            .await;
+        let env = Env {
+            client: api.admin().await,
+            api,
+            ns,
+            db,
+            broker: Broker::start(),
+            work,
+        };
+        env.kubectl_ok(&[
+            "create",
+            "secret",
+            "generic",
+            "pg",
+            "--from-literal=password=postgres",
+        ]);
+        Some(env)
+    }
+
+    fn kubelet(&self) -> Kubelet {
+        Kubelet::start(self.client.clone(), &self.ns, ENGINE, &self.work)
+    }
+
+    fn operator(&self, kubelet: &Kubelet, extra: &[&str]) -> Operator {
+        Operator::start(OPERATOR, self.api, &self.ns, &kubelet.endpoints, extra)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.api.kubectl(&all)
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    }
+
+    /// `kubectl apply -f` of `yaml`; (success, what kubectl printed).
+    fn apply(&self, yaml: &str) -> (bool, String) {
+        let file = self.work.join(format!("{}.yaml", unique("apply")));
+        std::fs::write(&file, yaml).expect("manifest file");
+        let (ok, out, err) = self.kubectl(&["apply", "-f", &file.to_string_lossy()]);
+        (ok, format!("{out}{err}"))
+    }
+
+    /// A connector named `name` on slot `slot`, listening to `orders`.
+    fn connector(&self, name: &str, slot: &str, prefix: &str, extra_spec: &str) -> String {
+        format!(
+            r#"apiVersion: pgkafka.io/v1alpha1
+kind: PgKafkaConnector
+metadata:
+  name: {name}
+spec:
+  postgres: {{host: 127.0.0.1, port: {port}, database: {db}, user: postgres, passwordSecretRef: {{name: pg, key: password}}, sslMode: disable}}
+  publication: {{name: {slot}_pub}}
+  slot: {{name: {slot}}}
+  kafka:
+    bootstrapServers: ["{bootstrap}"]
+    topicPrefix: {prefix}
+    properties: {{message.timeout.ms: "10000"}}
+  listeners: [{{table: public.orders}}]
+{extra_spec}"#,
+            port = self.db.port,
+            db = self.db.name,
+            bootstrap = self.broker.bootstrap,
+        )
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn get(&self, name: &str) -> Option<PgKafkaConnector> {
+        self.api::<PgKafkaConnector>()
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// (status, reason) of condition `kind`.
+    async fn condition(&self, name: &str, kind: &str) -> Option<(String, String)> {
+        let c = self.get(name).await?;
+        let cond = c.status?.conditions.into_iter().find(|x| x.type_ == kind)?;
+        Some((cond.status, cond.reason))
+    }
+
+    async fn wait_condition(&self, name: &str, kind: &str, status: &str, limit: Duration) {
+        let what = format!("{kind}={status} on {name}");
+        wait_for(limit, &what, || async {
+            self.condition(name, kind)
+                .await
+                .is_some_and(|(s, _)| s == status)
+        })
+        .await;
+    }
+
+    async fn slot_exists(&self, slot: &str) -> bool {
+        self.db
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("slots")
+            .is_some()
+    }
+
+    async fn publication_exists(&self, publication: &str) -> bool {
+        self.db
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
+            .await
+            .expect("publications")
+            .is_some()
+    }
+
+    fn ids(&self, topic: &str, expected: usize) -> Vec<i64> {
+        distinct_ids(&consume(&self.broker.bootstrap, topic, expected, LONG))
+    }
+}
+
+fn dns(prefix: &str) -> String {
+    unique(prefix).replace('_', "-")
+}
+
+#[test]
+fn the_crd_installs_without_warnings() {
+    let Some(api) = ApiServer::shared() else {
+        return;
+    };
+    assert!(
+        api.crd_apply_output.contains("serverside-applied"),
+        "{}",
+        api.crd_apply_output
+    );
+    assert!(
+        !api.crd_apply_output.to_lowercase().contains("warning"),
+        "the API server warned about the CRD: {}",
+        api.crd_apply_output
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_itself_refuses_invalid_resources_with_the_field_named() {
+    let Some(env) = Env::new("cel").await else {
+        return;
+    };
+    let slot = unique("cel");
+    let good = env.connector("shop", &slot, "cel", "");
+    let (ok, out) = env.apply(&good);
+    assert!(ok, "{out}");
+    let cases = [
+        (
+            good.replace(&format!("name: {slot}}}"), "name: other_slot}"),
+            "slot name is immutable",
+        ),
+        (
+            good.replace(
+                "user: postgres,",
+                "user: postgres, userSecretRef: {name: pg, key: user},",
+            ),
+            "exactly one of user and userSecretRef",
+        ),
+        (
+            good.replace(
+                "[{table: public.orders}]",
+                "[{table: public.orders, targets: []}]",
+            ),
+            "must list at least one target",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let (ok, out) = env.apply(&yaml);
+        assert!(!ok, "the server took it: {yaml}");
+        assert!(out.contains(message), "expected {message:?} in: {out}");
+    }
+}
+
+/// Apply, stream, status, printer columns, Events; an engine killed and
+/// restarted; rollouts on a changed Secret and on the restart annotation;
+/// paused, stopped, running again; delete with `reclaimPolicy: Delete`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_lives_its_whole_life_on_a_real_api_server() {
+    let Some(env) = Env::new("life").await else {
+        return;
+    };
+    let kubelet = env.kubelet();
+    let operator = env.operator(&kubelet, &[]);
+    let (name, slot, prefix) = (dns("orders"), unique("life"), unique("life"));
+    let engine = format!("{name}-engine");
+    let topic = format!("{prefix}.public.orders");
+    let yaml = env.connector(&name, &slot, &prefix, "  reclaimPolicy: Delete\n");
+    let (ok, out) = env.apply(&yaml);
+    assert!(ok, "{out}");
+
+    applied_and_streaming(&env, &name, &slot, &engine).await;
+    env.db.exec("INSERT INTO orders VALUES (1, 'first')").await;
+    assert_eq!(env.ids(&topic, 1), [1], "a row inserted arrives in Kafka");
+    status_agrees_with_postgres(&env, &name, &slot).await;
+    printer_columns_and_events(&env, &name, &slot);
+
+    // The engine process dies: Ready turns False, then True after the restart.
+    kubelet.hold_restarts(true);
+    kubelet.kill9(&engine);
+    env.wait_condition(&name, "Ready", "False", REFRESH).await;
+    kubelet.hold_restarts(false);
+    env.wait_condition(&name, "Ready", "True", LONG).await;
+
+    rollouts(&env, &kubelet, &name, &engine).await;
+    paused_stopped_running(&env, &kubelet, &name, &engine, &topic).await;
+
+    // Delete: the engine goes, then slot and publication, then the resource.
+    env.kubectl_ok(&["delete", "pgkc", &name, "--wait=false"]);
+    wait_for(LONG, "the resource to disappear", || async {
+        env.get(&name).await.is_none()
+    })
+    .await;
+    assert!(!kubelet.running(&engine), "the engine was stopped first");
+    assert!(!env.slot_exists(&slot).await, "slot dropped");
+    assert!(
+        !env.publication_exists(&format!("{slot}_pub")).await,
+        "publication dropped"
+    );
+    operator.assert_never_forbidden();
+}
+
+async fn applied_and_streaming(env: &Env, name: &str, slot: &str, engine: &str) {
+    wait_for(LONG, "publication and slot", || async {
+        env.slot_exists(slot).await && env.publication_exists(&format!("{slot}_pub")).await
+    })
+    .await;
+    let uid = env
+        .get(name)
+        .await
+        .and_then(|c| c.metadata.uid)
+        .expect("connector uid");
+    wait_for(
+        LONG,
+        "the engine's objects, owned by the connector",
+        || async {
+            let owned = |refs: Option<
+                Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+            >| {
+                refs.unwrap_or_default()
+                    .iter()
+                    .any(|r| r.uid == uid && r.controller == Some(true))
+            };
+            let d = env.api::<Deployment>().get_opt(engine).await.ok().flatten();
+            let cm = env.api::<ConfigMap>().get_opt(engine).await.ok().flatten();
+            let svc = env.api::<Service>().get_opt(engine).await.ok().flatten();
+            let sa = env
+                .api::<ServiceAccount>()
+                .get_opt(engine)
+                .await
+                .ok()
+                .flatten();
+            d.is_some_and(|o| owned(o.metadata.owner_references))
+                && cm.is_some_and(|o| owned(o.metadata.owner_references))
+                && svc.is_some_and(|o| owned(o.metadata.owner_references))
+                && sa.is_some_and(|o| owned(o.metadata.owner_references))
+        },
+    )
+    .await;
+    env.wait_condition(name, "Ready", "True", LONG).await;
+    assert_eq!(
+        env.condition(name, "Ready").await.map(|c| c.1).as_deref(),
+        Some("Streaming")
+    );
+}
+
+/// `status.replication` says what `pg_replication_slots` says, within a refresh.
+async fn status_agrees_with_postgres(env: &Env, name: &str, slot: &str) {
+    wait_for(REFRESH, "status.replication to match pg_replication_slots", || async {
+        let Some(r) = env.get(name).await.and_then(|c| c.status?.replication) else {
+            return false;
+        };
+        let row = env
+            .db
+            .client
+            .query_one(
+                "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("slot row");
+        r.confirmed_flush_lsn == row.get::<_, Option<String>>(0)
+            && r.wal_status == row.get::<_, Option<String>>(1)
+            && r.lag_bytes.is_some_and(|l| l >= 0)
+            && r.active
+    })
+    .await;
+}
+
+/// Every `kubectl get pgkc` column has a value; `kubectl describe` shows
+/// the Events of the condition changes.
+fn printer_columns_and_events(env: &Env, name: &str, slot: &str) {
+    let table = env.kubectl_ok(&["get", "pgkc", name]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("CONFIRMED LSN")
+            && lines[0].contains("LAG"),
+        "{table}"
+    );
+    let values: Vec<&str> = lines[1].split_whitespace().collect();
+    assert!(!lines[1].contains("<none>"), "a column is empty: {table}");
+    assert_eq!(
+        values.len(),
+        7,
+        "NAME READY STATE SLOT LSN LAG AGE: {table}"
+    );
+    assert_eq!(&values[..4], [name, "True", "running", slot], "{table}");
+    assert!(values[4].contains('/'), "an LSN: {table}");
+    assert!(values[5].parse::<i64>().is_ok(), "lag bytes: {table}");
+    let described = env.kubectl_ok(&["describe", "pgkc", name]);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(events.contains("Streaming"), "no Ready event: {described}");
+    assert!(
+        events.contains("SlotReserved"),
+        "no SlotHealthy event: {described}"
+    );
+}
+
+/// A changed Secret and the restart annotation each roll the engine.
+async fn rollouts(env: &Env, kubelet: &Kubelet, name: &str, engine: &str) {
+    let before = kubelet.starts(engine);
+    env.kubectl_ok(&["label", "secret", "pg", "rotated=yes"]);
+    wait_for(LONG, "a rollout after the Secret changed", || async {
+        kubelet.starts(engine) > before
+    })
+    .await;
+    env.wait_condition(name, "Ready", "True", LONG).await;
+    let before = kubelet.starts(engine);
+    env.kubectl_ok(&[
+        "annotate",
+        "pgkc",
+        name,
+        "pgkafka.io/restart=1",
+        "--overwrite",
+    ]);
+    wait_for(LONG, "a rollout after the restart annotation", || async {
+        kubelet.starts(engine) > before
+    })
+    .await;
+    env.wait_condition(name, "Ready", "True", LONG).await;
+}
+
+/// Paused and stopped stop the engine; running brings it back and it
+/// resumes from the slot.
+async fn paused_stopped_running(
+    env: &Env,
+    kubelet: &Kubelet,
+    name: &str,
+    engine: &str,
+    topic: &str,
+) {
+    for state in ["paused", "stopped"] {
+        let patch = format!("{{\"spec\":{{\"state\":\"{state}\"}}}}");
+        env.kubectl_ok(&["patch", "pgkc", name, "--type=merge", "-p", &patch]);
+        wait_for(
+            LONG,
+            &format!("the engine to stop when {state}"),
+            || async { !kubelet.running(engine) },
+        )
+        .await;
+        let reason = if state == "paused" {
+            "Paused"
+        } else {
+            "Stopped"
+        };
+        wait_for(REFRESH, reason, || async {
+            env.condition(name, "Ready")
+                .await
+                .is_some_and(|c| c.1 == reason)
+        })
+        .await;
+    }
+    env.db
+        .exec("INSERT INTO orders VALUES (2, 'while stopped')")
+        .await;
+    env.kubectl_ok(&[
+        "patch",
+        "pgkc",
+        name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"state":"running"}}"#,
+    ]);
+    env.wait_condition(name, "Ready", "True", LONG).await;
+    assert_eq!(
+        env.ids(topic, 2),
+        [1, 2],
+        "the row written while stopped arrives"
+    );
+}
+
+/// `reclaimPolicy: Retain`: the slot outlives the resource, and a new
+/// resource on it resumes where the old one stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn retain_keeps_the_slot_and_a_new_resource_resumes_from_it() {
+    let Some(env) = Env::new("retain").await else {
+        return;
+    };
+    let kubelet = env.kubelet();
+    let operator = env.operator(&kubelet, &[]);
+    let (slot, prefix) = (unique("retain"), unique("retain"));
+    let topic = format!("{prefix}.public.orders");
+    let first = dns("first");
+    let (ok, out) = env.apply(&env.connector(&first, &slot, &prefix, ""));
+    assert!(ok, "{out}");
+    env.wait_condition(&first, "Ready", "True", LONG).await;
+    env.db.exec("INSERT INTO orders VALUES (1, 'before')").await;
+    assert_eq!(env.ids(&topic, 1), [1]);
+
+    env.kubectl_ok(&["delete", "pgkc", &first, "--wait=false"]);
+    wait_for(LONG, "the first resource to disappear", || async {
+        env.get(&first).await.is_none()
+    })
+    .await;
+    wait_for(LONG, "its engine to stop", || async {
+        !kubelet.running(&format!("{first}-engine"))
+    })
+    .await;
+    assert!(env.slot_exists(&slot).await, "Retain keeps the slot");
+    env.db
+        .exec("INSERT INTO orders VALUES (2, 'between')")
+        .await;
+
+    let second = dns("second");
+    let (ok, out) = env.apply(&env.connector(&second, &slot, &prefix, ""));
+    assert!(ok, "{out}");
+    env.wait_condition(&second, "Ready", "True", LONG).await;
+    assert_eq!(
+        env.ids(&topic, 2),
+        [1, 2],
+        "the row written in between arrives"
+    );
+    operator.assert_never_forbidden();
+}
+
+/// Two replicas: only the Lease holder reconciles; when it dies the other
+/// takes over within the lease time.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
+    let Some(env) = Env::new("lease").await else {
+        return;
+    };
+    let kubelet = env.kubelet();
+    let args = ["--leader-election", "--lease-namespace", OPERATOR_NAMESPACE];
+    let mut operators = [env.operator(&kubelet, &args), env.operator(&kubelet, &args)];
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), OPERATOR_NAMESPACE);
+    let holder = || async {
+        leases
+            .get_opt("pgkafka-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    wait_for(LONG, "a Lease holder", || async {
+        holder().await.is_some()
+    })
+    .await;
+    let first = holder().await.expect("holder");
+    let leader = operators
+        .iter()
+        .position(|o| o.name == first)
+        .expect("the holder is one of ours");
+    let standby = 1 - leader;
+    let (slot, prefix) = (unique("lease"), unique("lease"));
+    let name = dns("lease");
+    let (ok, out) = env.apply(&env.connector(&name, &slot, &prefix, ""));
+    assert!(ok, "{out}");
+    env.wait_condition(&name, "Ready", "True", LONG).await;
+    assert!(operators[leader].reconciles() > 0, "the holder reconciles");
+    assert_eq!(operators[standby].reconciles(), 0, "the other does not");
+
+    operators[leader].kill9();
+    let next = operators[standby].name.clone();
+    wait_for(
+        Duration::from_secs(40),
+        "the standby to take the Lease",
+        || async { holder().await.as_deref() == Some(next.as_str()) },
+    )
+    .await;
+    env.kubectl_ok(&[
+        "annotate",
+        "pgkc",
+        &name,
+        "pgkafka.io/restart=2",
+        "--overwrite",
+    ]);
+    wait_for(LONG, "the new holder to reconcile", || async {
+        operators[standby].reconciles() > 0
+    })
+    .await;
+    for operator in &operators {
+        operator.assert_never_forbidden();
+    }
+}
