@@ -155,8 +155,9 @@ impl Node {
                     .pods
                     .get_mut(name)
                     .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)));
-                let died = s.pods.contains_key(name) && !alive;
-                if !alive && !(died && hold) {
+                // A process that died stays down while restarts are held.
+                let held = hold && s.pods.contains_key(name);
+                if !alive && !held {
                     to_start.push((name.clone(), deployment.clone()));
                 }
             }
