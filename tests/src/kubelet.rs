@@ -119,6 +119,26 @@ impl Kubelet {
     }
 }
 
+/// Stops a container as a kubelet does: SIGTERM, then SIGKILL after the
+/// grace period.
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + GRACE;
+    while std::time::Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The termination grace period given to an engine.
+const GRACE: Duration = Duration::from_secs(15);
+
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
@@ -144,8 +164,7 @@ impl Node {
                     .get(name)
                     .is_some_and(|d| template_of(d) == pod.template);
                 if !keep {
-                    let _ = pod.child.kill();
-                    let _ = pod.child.wait();
+                    terminate(&mut pod.child);
                     let _ = std::fs::remove_file(self.endpoints.join(&self.namespace).join(name));
                 }
                 keep

@@ -29,23 +29,41 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) -}}true{{- end -}}
 {{- end -}}
 
-{{/* Rules the operator needs on connectors and the objects it manages. */}}
+{{/*
+Rules the operator needs, and nothing more; each verb is used as said here.
+The tests run the operator on exactly these rules against a real API server
+and fail on any "forbidden" in its log.
+- pgkafkaconnectors: list, watch (the controller's watch); patch (add and
+  remove the cleanup finalizer).
+- pgkafkaconnectors/status: patch (server-side apply of the status).
+- deployments: list, watch (owned objects); create, patch (server-side apply
+  creates or updates the engine); delete (cleanup stops the engine before
+  the slot is dropped).
+- configmaps, services: list, watch (owned objects); create, patch
+  (server-side apply).
+- serviceaccounts: create, patch (server-side apply of the engine's
+  ServiceAccount; not watched).
+- secrets: get (read the referenced keys); list, watch (a changed Secret
+  rolls the engine). Never create, patch or delete.
+- events.k8s.io events: create, patch (an Event per condition change;
+  repeats are patched).
+*/}}
 {{- define "pgkafka.rules" -}}
 - apiGroups: ["pgkafka.io"]
   resources: ["pgkafkaconnectors"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["pgkafka.io"]
   resources: ["pgkafkaconnectors/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
