@@ -6,12 +6,13 @@
 use std::future::Future;
 use std::path::Path;
 
-use pgkafka_crds::{ConnectorState, PgKafkaConnectorSpec};
+use pgkafka_crds::{ConnectorState, PgKafkaConnectorSpec, QualifiedTable};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use crate::config::EngineConfig;
 use crate::credentials::{KafkaCredentials, PgCredentials, Secret};
+use crate::engine::snapshots::Board;
 use crate::engine::{self, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
@@ -22,6 +23,7 @@ pub struct Engine {
     cfg: EngineConfig,
     metrics: Metrics,
     limits: Limits,
+    board: Board,
 }
 
 impl Engine {
@@ -52,6 +54,7 @@ impl Engine {
             cfg,
             metrics,
             limits,
+            board: Board::default(),
         }
     }
 
@@ -77,6 +80,14 @@ impl Engine {
             name: self.cfg.name.clone(),
             slot: self.cfg.spec.slot.name.clone(),
             metrics: self.metrics.clone(),
+            board: self.board.clone(),
+            listened: self
+                .cfg
+                .spec
+                .listeners
+                .iter()
+                .filter_map(|l| QualifiedTable::parse(&l.table).ok())
+                .collect(),
         }
     }
 
@@ -89,7 +100,7 @@ impl Engine {
             return Ok(());
         }
         let (stop, stopped) = watch::channel(false);
-        let engine = engine::run(self.cfg, self.metrics, self.limits, stopped);
+        let engine = engine::run(self.cfg, self.metrics, self.limits, self.board, stopped);
         tokio::pin!(engine, shutdown);
         tokio::select! {
             result = &mut engine => return result,

@@ -152,7 +152,7 @@ impl Error {
                 SinkError::Config(_)
                 | SinkError::Refused { .. }
                 | SinkError::Blocking { .. }
-                | SinkError::CheckpointTimeout { .. },
+                | SinkError::ReadTimeout { .. },
             )
             | ErrorKind::ReadConfig { .. }
             | ErrorKind::ParseConfig { .. }

@@ -89,6 +89,8 @@ pub(crate) enum Op {
     Delete,
     /// TRUNCATE.
     Truncate,
+    /// A row read by a snapshot.
+    Read,
 }
 
 impl Op {
@@ -99,6 +101,7 @@ impl Op {
             Op::Update => "u",
             Op::Delete => "d",
             Op::Truncate => "t",
+            Op::Read => "r",
         }
     }
 }
@@ -118,6 +121,16 @@ pub(crate) struct TxInfo {
 }
 
 impl TxInfo {
+    /// What snapshot rows read at `unix_ms` and placed at `lsn` carry: no
+    /// transaction (xid 0), the read time as their time.
+    pub fn read_at(lsn: Lsn, unix_ms: i64) -> TxInfo {
+        TxInfo {
+            xid: 0,
+            commit_lsn: lsn,
+            commit_time_us: unix_ms * 1000 - PG_EPOCH_OFFSET_US,
+        }
+    }
+
     /// Commit time in Unix milliseconds.
     pub fn commit_ms(&self) -> i64 {
         (self.commit_time_us + PG_EPOCH_OFFSET_US).div_euclid(1000)

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,7 +22,55 @@ pub(crate) struct HttpState {
     pub status: StatusHandle,
 }
 
+/// Bodies larger than this are refused.
+const MAX_BODY: usize = 64 * 1024;
+
 impl HttpState {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != hyper::Method::POST {
+            return self.respond(req.uri().path());
+        }
+        if req.uri().path() != "/snapshots" {
+            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
+        }
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB"),
+        };
+        self.request_snapshot(&body)
+    }
+
+    /// `POST /snapshots` with `{"tables": ["public.orders"]}`: 202 with the
+    /// tables accepted, or 400 naming what is wrong.
+    fn request_snapshot(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Request {
+            tables: Vec<String>,
+        }
+        let request: Request = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("expected {{\"tables\": [\"schema.table\", ...]}}: {e}");
+                return json_error(StatusCode::BAD_REQUEST, &message);
+            }
+        };
+        match self.status.request_snapshot(&request.tables) {
+            Ok(accepted) => {
+                let body = serde_json::json!({ "accepted": accepted });
+                reply(
+                    StatusCode::ACCEPTED,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
+            }
+            Err(message) => json_error(StatusCode::BAD_REQUEST, &message),
+        }
+    }
+
     fn respond(&self, path: &str) -> Response<Full<Bytes>> {
         let (status, content_type, body) = match path {
             "/metrics" => (
@@ -46,15 +94,24 @@ impl HttpState {
             ),
             _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-            response
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, v);
-        }
-        response
+        reply(status, content_type, body)
     }
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message });
+    reply(status, "application/json", body.to_string().into_bytes())
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
 }
 
 /// Binds `addr` and serves until the process ends. Returns the bound address.
@@ -79,7 +136,7 @@ pub(crate) async fn serve(addr: SocketAddr, state: HttpState) -> Result<SocketAd
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(state.respond(req.uri().path())) }
+                    async move { Ok::<_, Infallible>(state.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -103,6 +160,8 @@ mod tests {
                 name: "c".into(),
                 slot: "s".into(),
                 metrics: metrics.clone(),
+                board: Default::default(),
+                listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
             },
         };
         assert_eq!(
@@ -117,5 +176,29 @@ mod tests {
         assert_eq!(status["confirmedFlushLSN"], "1/10");
         assert_eq!(status["lagBytes"], 256);
         assert_eq!(state.respond("/nope").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn snapshot_requests_name_what_is_wrong() {
+        let metrics = Metrics::new("c");
+        let state = HttpState {
+            status: StatusHandle {
+                name: "c".into(),
+                slot: "s".into(),
+                metrics,
+                board: Default::default(),
+                listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
+            },
+        };
+        let accepted = state.request_snapshot(br#"{"tables": ["orders"]}"#);
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let unknown = state.request_snapshot(br#"{"tables": ["public.nope"]}"#);
+        assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+        let malformed = state.request_snapshot(br#"{"table": "orders"}"#);
+        assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+        let tables = state.status.status().snapshot.tables;
+        assert_eq!(tables.len(), 1, "only the accepted table is pending");
+        assert_eq!(tables[0].table, "public.orders");
+        assert_eq!(tables[0].state, crate::SnapshotPhase::Pending);
     }
 }

@@ -126,7 +126,9 @@ pub use engine::Limits;
 #[cfg(feature = "engine")]
 pub use error::Error;
 #[cfg(feature = "engine")]
-pub use status::{Counters, InFlight, Status, StatusHandle};
+pub use status::{
+    Counters, InFlight, SnapshotPhase, SnapshotReport, Status, StatusHandle, TableSnapshot,
+};
 
 pub mod postgres {
     //! The PostgreSQL side the engine and the operator share: connect (with

@@ -45,6 +45,12 @@ pub const LISTENER_CHANGES_TOTAL: &str = "pgkafka_listener_changes_total";
 pub const TOPIC_IN_FLIGHT: &str = "pgkafka_topic_in_flight_records";
 /// Records Kafka did not acknowledge, by `topic`.
 pub const TOPIC_DELIVERY_ERRORS_TOTAL: &str = "pgkafka_topic_delivery_errors_total";
+/// Snapshot rows sent, by `table`.
+pub const SNAPSHOT_ROWS_TOTAL: &str = "pgkafka_snapshot_rows_total";
+/// Tables by snapshot `state` (pending, running, done, failed).
+pub const SNAPSHOT_TABLES: &str = "pgkafka_snapshot_tables";
+/// Unix time the snapshot of `table` started.
+pub const SNAPSHOT_STARTED_SECONDS: &str = "pgkafka_snapshot_started_timestamp_seconds";
 
 /// The engine's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -90,6 +96,12 @@ pub(crate) struct Metrics {
     pub topic_in_flight: IntGaugeVec,
     /// See [`TOPIC_DELIVERY_ERRORS_TOTAL`].
     pub topic_delivery_errors: IntCounterVec,
+    /// See [`SNAPSHOT_ROWS_TOTAL`].
+    pub snapshot_rows: IntCounterVec,
+    /// See [`SNAPSHOT_TABLES`].
+    pub snapshot_tables: IntGaugeVec,
+    /// See [`SNAPSHOT_STARTED_SECONDS`].
+    pub snapshot_started: IntGaugeVec,
 }
 
 /// Creates metrics labelled with the connector and registers each once.
@@ -205,6 +217,13 @@ impl Metrics {
             last_event_ms: r.gauge(
                 LAST_EVENT_TIMESTAMP_MS,
                 "Commit time of the last transaction that produced records.",
+            ),
+            snapshot_rows: r.counter_vec(SNAPSHOT_ROWS_TOTAL, "Snapshot rows sent.", &["table"]),
+            snapshot_tables: r.gauge_vec(SNAPSHOT_TABLES, "Tables by snapshot state.", &["state"]),
+            snapshot_started: r.gauge_vec(
+                SNAPSHOT_STARTED_SECONDS,
+                "Unix time a table's snapshot started.",
+                &["table"],
             ),
             registry: r.registry,
         }

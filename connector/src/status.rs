@@ -3,6 +3,10 @@
 
 use serde::Serialize;
 
+use pgkafka_crds::QualifiedTable;
+
+use crate::engine::snapshots::{table_name, Board};
+pub use crate::engine::snapshots::{SnapshotPhase, TableSnapshot};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 
@@ -35,6 +39,15 @@ pub struct Status {
     pub counters: Counters,
     /// Work handed to Kafka and not yet acknowledged.
     pub in_flight: InFlight,
+    /// Snapshot progress per table.
+    pub snapshot: SnapshotReport,
+}
+
+/// Snapshot progress per table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotReport {
+    /// Every table snapshotted, being snapshotted or asked for.
+    pub tables: Vec<TableSnapshot>,
 }
 
 /// Totals since the engine started.
@@ -71,6 +84,8 @@ pub struct StatusHandle {
     pub(crate) name: String,
     pub(crate) slot: String,
     pub(crate) metrics: Metrics,
+    pub(crate) board: Board,
+    pub(crate) listened: Vec<QualifiedTable>,
 }
 
 impl StatusHandle {
@@ -100,7 +115,35 @@ impl StatusHandle {
                 bytes: m.in_flight_bytes.get(),
                 record_limit: m.in_flight_limit.get(),
             },
+            snapshot: SnapshotReport {
+                tables: self.board.tables(),
+            },
         }
+    }
+
+    /// Asks for a snapshot of `tables` (`schema.table`), each a listened
+    /// table, while streaming goes on; a table already being read starts
+    /// again. Returns the tables accepted, or an error naming the first
+    /// table that is not listened (nothing is accepted then).
+    pub fn request_snapshot(&self, tables: &[String]) -> Result<Vec<String>, String> {
+        if tables.is_empty() {
+            return Err("tables: name at least one listened table".into());
+        }
+        let mut accepted = Vec::with_capacity(tables.len());
+        for name in tables {
+            let table = QualifiedTable::parse(name).map_err(|e| format!("{name}: {e}"))?;
+            if !self.listened.contains(&table) {
+                let listened: Vec<String> = self.listened.iter().map(table_name).collect();
+                return Err(format!(
+                    "{name} is not a listened table (listened: {})",
+                    listened.join(", ")
+                ));
+            }
+            accepted.push(table);
+        }
+        let names = accepted.iter().map(table_name).collect();
+        self.board.request(accepted);
+        Ok(names)
     }
 
     /// The replication stream is open and streaming.

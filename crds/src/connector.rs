@@ -27,6 +27,7 @@ use crate::filter::FilterSpec;
     printcolumn = r#"{"name":"Slot","type":"string","jsonPath":".spec.slot.name"}"#,
     printcolumn = r#"{"name":"Confirmed LSN","type":"string","jsonPath":".status.replication.confirmedFlushLSN"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","format":"int64","jsonPath":".status.replication.lagBytes"}"#,
+    printcolumn = r#"{"name":"Snapshot","type":"string","jsonPath":".status.snapshot.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -49,10 +50,67 @@ pub struct PgKafkaConnectorSpec {
     /// The tables to capture, each with the actions it listens to and its targets.
     #[schemars(length(min = 1))]
     pub listeners: Vec<ListenerSpec>,
+    /// Existing rows: whether the tables' current content is sent (as `op: r`
+    /// records through the same targets) before and while changes stream.
+    #[serde(default)]
+    pub snapshot: SnapshotSpec,
     /// CPU and memory of the engine's container; 100m / 128Mi requested and
     /// 512Mi limited when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// Snapshots of the listened tables' existing rows. They run while the stream
+/// goes on, in key-ordered chunks between two WAL watermarks, so WAL is never
+/// held for them, no row is missed and no stale row overtakes a newer change;
+/// progress is kept in Kafka, so a restart continues from the last chunk.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotSpec {
+    /// `initial`: every listened table the connector never snapshotted is
+    /// snapshotted once (all tables of a new connector; a table added later
+    /// when it appears). `never`: only on request (`POST /snapshots`, or the
+    /// `pgkafka.io/snapshot` annotation).
+    #[serde(default)]
+    pub mode: SnapshotMode,
+    /// Rows read per chunk (one query, held in memory until its high
+    /// watermark arrives in the stream).
+    #[serde(default = "default_chunk_size")]
+    #[schemars(range(min = 100, max = 1000000))]
+    pub chunk_size: u32,
+    /// Tables snapshotted at once, each on its own connection.
+    #[serde(default = "default_snapshot_tables")]
+    #[schemars(range(min = 1, max = 16))]
+    pub max_concurrent_tables: u32,
+}
+
+impl Default for SnapshotSpec {
+    fn default() -> Self {
+        SnapshotSpec {
+            mode: SnapshotMode::default(),
+            chunk_size: default_chunk_size(),
+            max_concurrent_tables: default_snapshot_tables(),
+        }
+    }
+}
+
+fn default_chunk_size() -> u32 {
+    10_000
+}
+
+fn default_snapshot_tables() -> u32 {
+    2
+}
+
+/// When tables are snapshotted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SnapshotMode {
+    /// Each listened table once, when the connector first sees it.
+    #[default]
+    Initial,
+    /// Only when asked.
+    Never,
 }
 
 /// Desired run state of the engine.
@@ -273,7 +331,7 @@ pub struct ListenerSpec {
 }
 
 /// A Kafka destination of a listener.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
     /// Topic name; `<topicPrefix>.<schema>.<table>` when omitted.
@@ -297,6 +355,28 @@ pub struct TargetSpec {
     /// `sendAsTransaction`; every target of a group names the same topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Whether this target receives snapshot rows (`op: r`); set false for a
+    /// target that only wants changes.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub snapshot: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Default for TargetSpec {
+    fn default() -> Self {
+        TargetSpec {
+            topic: None,
+            envelope: None,
+            columns: None,
+            filter: None,
+            send_as_transaction: false,
+            group: None,
+            snapshot: true,
+        }
+    }
 }
 
 impl TargetSpec {
@@ -344,6 +424,44 @@ pub struct PgKafkaConnectorStatus {
     /// The slot's progress as PostgreSQL reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationStatus>,
+    /// Snapshot progress as the engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotStatus>,
+}
+
+/// Snapshot progress of every table the engine knows about.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotStatus {
+    /// `done 2/3`, `running 1/3`, `none`: one word for `kubectl get`.
+    pub summary: String,
+    /// The last `pgkafka.io/snapshot` annotation value the engine accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// Per table.
+    #[serde(default)]
+    pub tables: Vec<TableSnapshotStatus>,
+}
+
+/// One table's snapshot.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSnapshotStatus {
+    /// `schema.table`.
+    pub table: String,
+    /// pending, running, done, failed or skipped.
+    pub state: String,
+    /// Rows sent so far.
+    pub rows: u64,
+    /// Unix milliseconds when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    /// Unix milliseconds when it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A Kubernetes-style condition.

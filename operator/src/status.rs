@@ -60,6 +60,7 @@ pub fn compute(
         observed_generation: observed.generation,
         conditions,
         replication: replication(observed, slot_name, previous),
+        snapshot: None,
     }
 }
 

@@ -339,6 +339,23 @@ impl Engine {
         }
     }
 
+    /// Replaces the manifest the next [`Engine::restart`] reads.
+    pub fn rewrite(&self, manifest: &str) {
+        std::fs::write(self.dir.join("connector.yaml"), manifest).expect("manifest");
+    }
+
+    /// The snapshot state of `table` from `/status`: (state, rows).
+    pub fn snapshot_of(&self, table: &str) -> Option<(String, u64)> {
+        let (_, body) = self.http_get("/status")?;
+        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let entry = status["snapshot"]["tables"]
+            .as_array()?
+            .iter()
+            .find(|t| t["table"] == table)?
+            .clone();
+        Some((entry["state"].as_str()?.to_owned(), entry["rows"].as_u64()?))
+    }
+
     /// Starts the process again with the same manifest (after a kill).
     pub fn restart(&mut self, bin: &str) {
         self.http_port = free_port();
@@ -366,12 +383,22 @@ impl Engine {
 
     /// GET `path` on the engine's HTTP port: status code and body.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        self.http("GET", path, "")
+    }
+
+    /// POST `body` (JSON) to `path`: status code and body.
+    pub fn http_post(&self, path: &str, body: &str) -> Option<(u16, String)> {
+        self.http("POST", path, body)
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .ok()?;
         let mut text = String::new();

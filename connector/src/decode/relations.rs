@@ -103,6 +103,18 @@ impl RelationCache {
             columns: body.columns,
             replica_identity: body.replica_identity,
         };
+        let relation = Arc::new(Self::describe(body.id, shape, policy)?);
+        self.relations.insert(body.id, Arc::clone(&relation));
+        Ok(relation)
+    }
+
+    /// A relation for `shape` (from the stream or the catalog), its key
+    /// chosen by `policy`.
+    pub fn describe(
+        id: u32,
+        shape: TableShape,
+        policy: &KeyPolicy,
+    ) -> Result<Relation, UnknownKeyColumn> {
         let key = policy.key_of(&shape)?;
         let json_names = shape
             .columns
@@ -114,14 +126,12 @@ impl RelationCache {
                 name
             })
             .collect();
-        let relation = Arc::new(Relation {
-            id: body.id,
+        Ok(Relation {
+            id,
             shape,
             json_names,
             key,
-        });
-        self.relations.insert(body.id, Arc::clone(&relation));
-        Ok(relation)
+        })
     }
 
     /// The relation for an OID seen in a change message.

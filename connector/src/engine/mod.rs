@@ -9,17 +9,19 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pgkafka_crds::QualifiedTable;
+use pgkafka_crds::{QualifiedTable, SnapshotMode};
 use tokio::sync::watch;
 
 mod acks;
 mod guarantee;
 mod session;
+pub(crate) mod snapshots;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, ErrorKind};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
+use crate::source::catalog::snapshot_key;
 use crate::source::connection::connect_verified;
 use crate::source::provision;
 use crate::source::tls::VerifiedName;
@@ -73,6 +75,7 @@ pub(crate) async fn run(
     cfg: EngineConfig,
     metrics: Metrics,
     limits: Limits,
+    board: snapshots::Board,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let StartUp {
@@ -98,6 +101,7 @@ pub(crate) async fn run(
             primary_keys: primary_keys.clone(),
             ca_file: ca_file.clone(),
             verified_name: verified.get(),
+            board: board.clone(),
         };
         let mut session = Session::new(ctx, flushed)?;
         let result = session.run(start, &mut shutdown).await;
@@ -139,6 +143,21 @@ async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Erro
     let tables = provision::inspect(&client, &cfg.spec).await?;
     Pipeline::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
         .check_tables(tables.values().map(|info| &info.shape))?;
+    if cfg.spec.snapshot.mode == SnapshotMode::Initial {
+        // Every table will be snapshotted by its key: refuse now, naming the
+        // table and the fix, rather than fail in the middle.
+        for (i, listener) in cfg.spec.listeners.iter().enumerate() {
+            let Some(info) = QualifiedTable::parse(&listener.table)
+                .ok()
+                .and_then(|t| tables.get(&t))
+            else {
+                continue;
+            };
+            let field = format!("spec.listeners[{i}].keyColumns");
+            let configured = listener.key_columns.as_deref();
+            snapshot_key(&client, &info.shape, &info.primary_key, configured, &field).await?;
+        }
+    }
     let primary_keys = tables
         .into_iter()
         .filter(|(_, info)| !info.primary_key.is_empty())
@@ -177,7 +196,7 @@ fn lsn_gauge(lsn: Lsn) -> i64 {
     i64::try_from(lsn.0).unwrap_or(i64::MAX)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

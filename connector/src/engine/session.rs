@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::acks::{Acks, Output};
 use super::guarantee::Guarantee;
+use super::snapshots::{Board, Snapshots};
 use super::{lsn_gauge, now_ms, Limits};
 use crate::config::EngineConfig;
 use crate::decode::pgoutput::Message;
@@ -19,6 +20,7 @@ use crate::event::Record;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::sink::transactions::COMMIT_EVERY;
+use crate::source::snapshot::{ReaderEvent, Watermark};
 use crate::source::stream::{ReplicationStream, StreamEvent, StreamSettings};
 use crate::transform::pipeline::{Boundary, Pipeline};
 
@@ -39,6 +41,8 @@ pub(super) struct SessionContext<'a> {
     pub ca_file: Option<std::path::PathBuf>,
     /// See `source::tls::VerifiedName`.
     pub verified_name: Option<String>,
+    /// Snapshot progress and requests.
+    pub board: Board,
 }
 
 pub(super) struct Session<'a> {
@@ -53,6 +57,8 @@ pub(super) struct Session<'a> {
     records: Vec<Record>,
     /// The position last confirmed to PostgreSQL.
     reported: Lsn,
+    /// Snapshots, once the stream is open.
+    snapshots: Option<Snapshots<'a>>,
 }
 
 impl<'a> Session<'a> {
@@ -69,6 +75,7 @@ impl<'a> Session<'a> {
             current_commit_ms: 0,
             records: Vec::new(),
             reported: flushed,
+            snapshots: None,
         })
     }
 
@@ -83,11 +90,22 @@ impl<'a> Session<'a> {
         let start = self.guarantee.start(&out, &mut self.acks, start).await?;
         self.acks.watch_topics(self.pipeline.topics());
         let mut stream = ReplicationStream::open(self.stream_settings(), start).await?;
-        self.ctx.metrics.streaming.set(1);
-        tracing::info!(slot = %self.ctx.cfg.spec.slot.name, from = %self.acks.flushed(), "streaming");
+        let (cfg, metrics) = (self.ctx.cfg, self.ctx.metrics);
+        let snapshots = Snapshots::start(cfg, metrics, self.ctx.board.clone()).await?;
+        out.sink
+            .ensure_topics(&[std::sync::Arc::from(snapshots.topic())])
+            .await?;
+        self.snapshots = Some(snapshots);
+        let requested = self.ctx.board.notify();
+        metrics.streaming.set(1);
+        tracing::info!(slot = %cfg.spec.slot.name, from = %self.acks.flushed(), "streaming");
         let mut tick = tokio::time::interval(COMMIT_EVERY);
         loop {
             let full = self.acks.full(&self.ctx.limits);
+            let snaps = self
+                .snapshots
+                .as_mut()
+                .ok_or(ErrorKind::Internal("no snapshots"))?;
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -95,10 +113,15 @@ impl<'a> Session<'a> {
                 _ = tick.tick(), if self.guarantee.is_open() => {
                     self.guarantee.commit_if_due(&mut out, &mut self.acks).await?;
                 }
+                Some(event) = snaps.next_event() => self.on_reader_event(event).await?,
+                _ = requested.notified() => self.take_snapshot_requests(),
                 event = stream.recv(), if !full => self.on_stream_event(event?, &mut out).await?,
             }
             self.acks.take_ready(&mut out)?;
             self.report(&stream);
+            if let Some(snaps) = self.snapshots.as_mut() {
+                snaps.persist(self.reported).await?;
+            }
         }
         self.drain(&mut out, stream).await
     }
@@ -180,6 +203,14 @@ impl<'a> Session<'a> {
         lsn: Lsn,
         out: &mut Output,
     ) -> Result<(), Error> {
+        if let Message::Logical {
+            prefix, content, ..
+        } = &message
+        {
+            if let Some(mark) = Watermark::parse(prefix, content) {
+                return self.on_watermark(mark, lsn, out).await;
+            }
+        }
         let boundary = self
             .pipeline
             .handle(message, lsn, now_ms(), &mut self.records)?;
@@ -206,6 +237,66 @@ impl<'a> Session<'a> {
             self.guarantee
                 .source_committed(end_lsn, out, &mut self.acks)
                 .await?;
+        }
+        Ok(())
+    }
+
+    async fn on_reader_event(&mut self, event: ReaderEvent) -> Result<(), Error> {
+        match self.snapshots.as_mut() {
+            Some(snaps) => snaps.on_event(event).await,
+            None => Ok(()),
+        }
+    }
+
+    fn take_snapshot_requests(&mut self) {
+        if let Some(snaps) = self.snapshots.as_mut() {
+            snaps.take_requests();
+        }
+    }
+
+    /// A snapshot watermark in the stream: at a low one the chunk's table is
+    /// watched; at a high one the chunk's rows that the stream did not change
+    /// meanwhile are sent, as one transaction of their own at this position.
+    async fn on_watermark(
+        &mut self,
+        mark: Watermark,
+        lsn: Lsn,
+        out: &mut Output,
+    ) -> Result<(), Error> {
+        let Some(snaps) = self.snapshots.as_mut() else {
+            return Ok(());
+        };
+        snaps.drain().await?;
+        if !mark.high {
+            if let Some(table) = snaps.low(mark.id) {
+                self.pipeline.watch(table);
+            }
+            return Ok(());
+        }
+        let Some(chunk) = snaps.take_chunk(mark.id) else {
+            return Ok(());
+        };
+        let changed = self.pipeline.unwatch(&chunk.shape.table);
+        let kept = self.pipeline.snapshot_rows(
+            &chunk.shape,
+            &chunk.rows,
+            &changed,
+            lsn,
+            now_ms(),
+            &mut self.records,
+        )?;
+        let seq = self.acks.begin();
+        self.current = Some(seq);
+        if !self.records.is_empty() {
+            self.send_records(out).await?;
+        }
+        self.current = None;
+        self.acks.commit(seq, lsn)?;
+        self.guarantee
+            .source_committed(lsn, out, &mut self.acks)
+            .await?;
+        if let Some(snaps) = self.snapshots.as_mut() {
+            snaps.emitted(chunk, kept, lsn);
         }
         Ok(())
     }

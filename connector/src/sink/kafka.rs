@@ -206,6 +206,20 @@ pub fn client_config(spec: &KafkaSpec) -> ClientConfig {
     config
 }
 
+/// [`client_config`] with the SASL credentials and the broker CA.
+pub(crate) fn client_config_with(spec: &KafkaSpec, credentials: &KafkaCredentials) -> ClientConfig {
+    let mut config = client_config(spec);
+    if let Some((user, password)) = &credentials.sasl {
+        config
+            .set("sasl.username", user)
+            .set("sasl.password", password.expose());
+    }
+    if let Some(ca) = &credentials.ca_pem {
+        config.set("ssl.ca.pem", ca);
+    }
+    config
+}
+
 impl KafkaSink {
     /// Builds a producer; delivery reports go to `events`. With a
     /// `transactional_id` it produces in Kafka transactions (exactly-once).
@@ -215,15 +229,7 @@ impl KafkaSink {
         transactional_id: Option<String>,
         events: mpsc::UnboundedSender<SinkEvent>,
     ) -> Result<Self, SinkError> {
-        let mut config = client_config(spec);
-        if let Some((user, password)) = &credentials.sasl {
-            config
-                .set("sasl.username", user)
-                .set("sasl.password", password.expose());
-        }
-        if let Some(ca) = &credentials.ca_pem {
-            config.set("ssl.ca.pem", ca);
-        }
+        let mut config = client_config_with(spec, credentials);
         // The consumers built from this config (checkpoints, topic admin)
         // must not inherit the producer-only transactional id.
         let base = config.clone();

@@ -9,6 +9,7 @@
 use rdkafka::error::KafkaError;
 
 pub(crate) mod kafka;
+pub(crate) mod progress;
 pub(crate) mod transactions;
 
 /// What the sink can fail with.
@@ -56,9 +57,9 @@ pub(crate) enum SinkError {
         /// Why.
         source: tokio::task::JoinError,
     },
-    /// Reading the checkpoint topic took too long.
-    #[error("kafka: reading checkpoints from {topic} took over {seconds} s")]
-    CheckpointTimeout {
+    /// Reading a compacted topic (checkpoints, snapshot progress) took too long.
+    #[error("kafka: reading {topic} took over {seconds} s")]
+    ReadTimeout {
         /// The checkpoint topic.
         topic: String,
         /// The limit.

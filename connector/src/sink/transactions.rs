@@ -41,15 +41,33 @@ fn parse_checkpoint(value: &[u8]) -> Option<Lsn> {
 }
 
 /// The highest committed checkpoint of `id` in `topic` (`None` when there is
-/// none). Reads with `read_committed`, every partition to its end.
+/// none).
 pub(crate) fn read_checkpoint(
     base: &ClientConfig,
     topic: &str,
     id: &str,
 ) -> Result<Option<Lsn>, SinkError> {
+    let records = read_compacted(base, topic, &format!("{id}.checkpoint-reader"), |key| {
+        key == id.as_bytes()
+    })?;
+    Ok(records
+        .iter()
+        .filter_map(|(_, value)| parse_checkpoint(value))
+        .max())
+}
+
+/// Every committed record of `topic` whose key `wanted`, read with
+/// `read_committed` from the beginning of every partition to its end, in
+/// order. `group` names the reader (no offsets are committed).
+pub(crate) fn read_compacted(
+    base: &ClientConfig,
+    topic: &str,
+    group: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SinkError> {
     let mut config = base.clone();
     config
-        .set("group.id", format!("{id}.checkpoint-reader"))
+        .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
@@ -64,7 +82,7 @@ pub(crate) fn read_checkpoint(
         .find(|t| t.name() == topic && t.error().is_none())
         .map_or(0, |t| t.partitions().len());
     if partitions == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
@@ -73,30 +91,32 @@ pub(crate) fn read_checkpoint(
     }
     consumer.assign(&tpl).map_err(SinkError::Kafka)?;
     let mut ended = std::collections::HashSet::new();
-    let mut best: Option<Lsn> = None;
+    let mut out = Vec::new();
     const LIMIT: Duration = Duration::from_secs(60);
     let deadline = Instant::now() + LIMIT;
     while ended.len() < partitions {
         if Instant::now() > deadline {
-            return Err(SinkError::CheckpointTimeout {
+            return Err(SinkError::ReadTimeout {
                 topic: topic.to_owned(),
                 seconds: LIMIT.as_secs(),
             });
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.key() == Some(id.as_bytes()) => {
-                if let Some(lsn) = m.payload().and_then(parse_checkpoint) {
-                    best = best.max(Some(lsn));
+            Some(Ok(m)) => {
+                if let (Some(key), Some(value)) = (m.key(), m.payload()) {
+                    if wanted(key) {
+                        out.push((key.to_vec(), value.to_vec()));
+                    }
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 ended.insert(p);
             }
             Some(Err(e)) => return Err(SinkError::Kafka(e)),
-            _ => {}
+            None => {}
         }
     }
-    Ok(best)
+    Ok(out)
 }
 
 /// The Kafka transaction being filled.

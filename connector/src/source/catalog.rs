@@ -76,3 +76,70 @@ pub(crate) async fn table_info(
         primary_key: pk.into_iter().map(|(_, n)| n).collect(),
     }))
 }
+
+/// The key a table is snapshotted by: `configured` (`keyColumns`) when
+/// given, else the primary key. Either must be unique and not null, or a
+/// chunk could skip or repeat rows; `field` names the spec field in errors.
+/// Returns each key column's position in `shape` and SQL type.
+pub(crate) async fn snapshot_key(
+    client: &Client,
+    shape: &TableShape,
+    primary_key: &[String],
+    configured: Option<&[String]>,
+    field: &str,
+) -> Result<(Vec<usize>, Vec<String>), PgError> {
+    let setup = |message: String| PgError::Setup {
+        field: field.to_owned(),
+        message,
+    };
+    let table = &shape.table;
+    let names: Vec<String> = match configured {
+        Some(cols) => cols.to_vec(),
+        None if !primary_key.is_empty() => primary_key.to_vec(),
+        None => {
+            return Err(setup(format!(
+                "{table} has no primary key, so its rows cannot be snapshotted in key order: \
+                 give it one, or set keyColumns to columns that are unique and not null \
+                 (or spec.snapshot.mode: never)"
+            )))
+        }
+    };
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    EXISTS (SELECT 1 FROM pg_index i
+                             WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
+                               AND i.indexprs IS NULL
+                               AND (SELECT array_agg(x ORDER BY x) FROM unnest(i.indkey::int2[]) x)
+                                 = (SELECT array_agg(b.attnum ORDER BY b.attnum) FROM pg_attribute b
+                                     WHERE b.attrelid = c.oid AND b.attname = ANY($3)))
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = ANY($3)
+              WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name, &names],
+        )
+        .await
+        .map_err(PgError::during(format!("reading the key of {table}")))?;
+    let mut positions = Vec::with_capacity(names.len());
+    let mut types = Vec::with_capacity(names.len());
+    for name in &names {
+        let row = rows
+            .iter()
+            .find(|r| r.get::<_, String>(0) == *name)
+            .ok_or_else(|| setup(format!("{table} has no column {name:?}")))?;
+        if !row.get::<_, bool>(2) || !row.get::<_, bool>(3) {
+            return Err(setup(format!(
+                "the key columns {names:?} of {table} must be NOT NULL and have a unique index \
+                 on exactly them, or a snapshot could miss or repeat rows"
+            )));
+        }
+        let position = shape
+            .columns
+            .iter()
+            .position(|c| &c.name == name)
+            .ok_or_else(|| setup(format!("{table} has no column {name:?}")))?;
+        positions.push(position);
+        types.push(row.get::<_, String>(1));
+    }
+    Ok((positions, types))
+}

@@ -8,5 +8,7 @@ pub(crate) mod error;
 pub(crate) mod provision;
 pub(crate) mod slot;
 #[cfg(feature = "engine")]
+pub(crate) mod snapshot;
+#[cfg(feature = "engine")]
 pub(crate) mod stream;
 pub(crate) mod tls;

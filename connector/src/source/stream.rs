@@ -3,10 +3,11 @@
 //! the engine confirms.
 //!
 //! The carrier (pgwire-replication) parses three pgoutput messages itself and
-//! hands over the rest as raw bytes: Begin and Commit become its own events
-//! (converted here field by field, tested to equal what [`decode`] gives for
-//! the same bytes), and logical messages are not requested yet. Every other
-//! message goes through [`decode`].
+//! hands over the rest as raw bytes: Begin, Commit and logical messages
+//! (`pg_logical_emit_message`, the snapshot watermarks) become its own events,
+//! converted here field by field (Begin and Commit tested to equal what
+//! [`decode`] gives for the same bytes). Every other message goes through
+//! [`decode`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -154,7 +155,21 @@ fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> 
             let message = decode(data).map_err(|source| StreamError::Decode { lsn, source })?;
             (message, lsn)
         }
-        ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => return Ok(None),
+        ReplicationEvent::Message {
+            transactional,
+            lsn,
+            prefix,
+            content,
+        } => (
+            Message::Logical {
+                transactional,
+                lsn: lsn.into(),
+                prefix,
+                content,
+            },
+            Lsn::from(lsn),
+        ),
+        ReplicationEvent::StoppedAt { .. } => return Ok(None),
     };
     Ok(Some(StreamEvent::Message(message, lsn)))
 }

@@ -48,7 +48,13 @@ pub fn write_envelope(
     write_str(out, &ctx.name);
     out.extend_from_slice(b",\"ts_ms\":");
     write_int(out, change.tx.commit_ms());
-    out.extend_from_slice(b",\"snapshot\":\"false\",\"db\":");
+    // Snapshot rows are read between watermarks while the stream goes on,
+    // which Debezium calls an incremental snapshot.
+    out.extend_from_slice(if change.op == Op::Read {
+        b",\"snapshot\":\"incremental\",\"db\":"
+    } else {
+        b",\"snapshot\":\"false\",\"db\":"
+    });
     write_str(out, &ctx.database);
     out.extend_from_slice(b",\"schema\":");
     write_str(out, &change.relation.shape.table.schema);

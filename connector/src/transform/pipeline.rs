@@ -3,7 +3,7 @@
 //! it, and one record per target (or one change in a transaction group).
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use pgkafka_crds::{Action, Envelope, PgKafkaConnectorSpec, QualifiedTable};
 use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
 use super::group::GroupBuffers;
-use super::route::{action_index, CompiledRoute, Routes};
+use super::route::{action_index, CompiledRoute, Listener, Routes};
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
@@ -47,10 +47,11 @@ pub(crate) struct Pipeline {
     relations: RelationCache,
     /// Per relation OID: its listener and that listener's compiled route.
     compiled: HashMap<u32, (usize, CompiledRoute)>,
-    envelope: EnvelopeContext,
+    encoder: Encoder,
+    /// Tables under a snapshot chunk: the keys the stream changes.
+    watched: HashMap<QualifiedTable, ChangedKeys>,
     tx: Option<(TxInfo, Arc<TxHeaders>)>,
     groups: GroupBuffers,
-    payload_hint: Cell<usize>,
 }
 
 impl Pipeline {
@@ -90,12 +91,15 @@ impl Pipeline {
             policy,
             relations: RelationCache::default(),
             compiled: HashMap::new(),
-            envelope: EnvelopeContext {
-                name: name.to_owned(),
-                database: spec.postgres.database.clone(),
+            encoder: Encoder {
+                context: EnvelopeContext {
+                    name: name.to_owned(),
+                    database: spec.postgres.database.clone(),
+                },
+                payload_hint: Cell::new(256),
             },
+            watched: HashMap::new(),
             tx: None,
-            payload_hint: Cell::new(256),
         })
     }
 
@@ -223,49 +227,201 @@ impl Pipeline {
         let Some((tx, headers)) = &self.tx else {
             return Err(TransformError::NoTransaction);
         };
+        if let Some(changed) = self.watched.get_mut(&relation.shape.table) {
+            changed.note(relation, &row);
+        }
         let change = change_of(relation, &row, lsn, *tx);
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)));
-        // Targets with the same encoding share one payload.
-        let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
-        for (j, target) in listener.targets.iter().enumerate() {
-            if route.filters[j].as_ref().is_some_and(|f| !f.matches(&row)) {
-                target.filtered.inc();
+        let one = One {
+            change,
+            row,
+            key,
+            headers,
+            now_ms,
+        };
+        fan_out(
+            listener,
+            route,
+            &one,
+            &self.encoder,
+            Some(&mut self.groups),
+            out,
+        )
+    }
+
+    /// Starts noting the keys the stream changes in `table` (a snapshot
+    /// chunk's low watermark passed).
+    pub fn watch(&mut self, table: &QualifiedTable) {
+        self.watched.insert(table.clone(), ChangedKeys::default());
+    }
+
+    /// Stops noting; returns what changed since [`Pipeline::watch`].
+    pub fn unwatch(&mut self, table: &QualifiedTable) -> ChangedKeys {
+        self.watched.remove(table).unwrap_or_default()
+    }
+
+    /// Records for the snapshot rows of `shape` read between watermarks,
+    /// placed at `lsn` (the high watermark): every row whose key the stream
+    /// changed meanwhile is dropped (the stream carried a newer image).
+    /// Targets that opted out and whole-transaction targets get none.
+    /// Returns how many rows were kept.
+    pub fn snapshot_rows(
+        &mut self,
+        shape: &TableShape,
+        rows: &[Vec<Datum>],
+        changed: &ChangedKeys,
+        lsn: Lsn,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<u64, TransformError> {
+        let Some(l) = self.routes.listener_of(&shape.table) else {
+            return Ok(0);
+        };
+        if changed.truncated {
+            return Ok(0);
+        }
+        let relation = RelationCache::describe(0, shape.clone(), &self.policy)?;
+        let listener = &self.routes.listeners[l];
+        let route = CompiledRoute::compile(listener, shape)?;
+        let tx = TxInfo::read_at(lsn, now_ms);
+        let headers = Arc::new(TxHeaders::new(lsn, 0));
+        let mut kept = 0;
+        for row in rows {
+            let key = record_key(&relation, Some(row));
+            if key.as_ref().is_some_and(|k| changed.keys.contains(k)) {
                 continue;
             }
-            let encoding = Encoding {
-                envelope: target.envelope,
-                columns: route.masks[j].as_deref(),
+            kept += 1;
+            let view = RowView {
+                action: Action::Insert,
+                old: None,
+                new: Some(row),
             };
-            let payload = match encoded
-                .iter()
-                .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns)
-            {
-                Some((_, _, payload)) => payload.clone(),
-                None => {
-                    let mut buf = Vec::with_capacity(self.payload_hint.get());
-                    write_envelope(&mut buf, &self.envelope, &change, now_ms, encoding);
-                    self.payload_hint.set(buf.len() + 64);
-                    let payload = Bytes::from(buf);
-                    encoded.push((encoding.envelope, encoding.columns, payload.clone()));
-                    payload
-                }
+            let change = Change {
+                relation: &relation,
+                op: Op::Read,
+                before: Row::Absent,
+                after: Row::Full(row),
+                lsn,
+                tx,
             };
-            target.records.inc();
-            target.bytes.inc_by(payload.len() as u64);
-            match target.group {
-                Some(g) => self.groups.push(g, payload, tx.xid)?,
-                None => out.push(Record {
-                    topic: Arc::clone(&target.topic),
-                    topic_index: target.topic_index,
-                    key: key.clone(),
-                    payload,
-                    tx: Arc::clone(headers),
-                    part: None,
-                }),
+            let one = One {
+                change,
+                row: view,
+                key,
+                headers: &headers,
+                now_ms,
+            };
+            fan_out(listener, &route, &one, &self.encoder, None, out)?;
+        }
+        Ok(kept)
+    }
+}
+
+/// Keys a snapshot chunk must drop: changed in the stream between its
+/// watermarks.
+#[derive(Debug, Default)]
+pub(crate) struct ChangedKeys {
+    /// Record keys (JSON of the key columns) of changed rows, old and new.
+    pub keys: HashSet<Bytes>,
+    /// The table was truncated: every row read may be gone.
+    pub truncated: bool,
+}
+
+impl ChangedKeys {
+    fn note(&mut self, relation: &Relation, row: &RowView<'_>) {
+        if row.action == Action::Truncate {
+            self.truncated = true;
+        }
+        for image in [row.new, row.old.map(OldTuple::datums)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(key) = record_key(relation, Some(image)) {
+                self.keys.insert(key);
             }
         }
-        Ok(())
     }
+}
+
+/// Writes envelopes, remembering their usual size.
+pub(crate) struct Encoder {
+    context: EnvelopeContext,
+    payload_hint: Cell<usize>,
+}
+
+impl Encoder {
+    fn encode(&self, change: &Change<'_>, now_ms: i64, encoding: Encoding<'_>) -> Bytes {
+        let mut buf = Vec::with_capacity(self.payload_hint.get());
+        write_envelope(&mut buf, &self.context, change, now_ms, encoding);
+        self.payload_hint.set(buf.len() + 64);
+        Bytes::from(buf)
+    }
+}
+
+/// One change of one row, ready to fan out to a listener's targets.
+struct One<'a> {
+    change: Change<'a>,
+    row: RowView<'a>,
+    key: Option<Bytes>,
+    headers: &'a Arc<TxHeaders>,
+    now_ms: i64,
+}
+
+/// One record per target whose filter passes (targets with the same
+/// encoding share one payload); grouped targets buffer the change instead,
+/// or, without `groups` (snapshot rows), get nothing.
+fn fan_out(
+    listener: &Listener,
+    route: &CompiledRoute,
+    one: &One<'_>,
+    encoder: &Encoder,
+    mut groups: Option<&mut GroupBuffers>,
+    out: &mut Vec<Record>,
+) -> Result<(), TransformError> {
+    let snapshot = one.change.op == Op::Read;
+    let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
+    for (j, target) in listener.targets.iter().enumerate() {
+        if snapshot && (!target.snapshot || target.group.is_some()) {
+            continue;
+        }
+        if route.filters[j]
+            .as_ref()
+            .is_some_and(|f| !f.matches(&one.row))
+        {
+            target.filtered.inc();
+            continue;
+        }
+        let encoding = Encoding {
+            envelope: target.envelope,
+            columns: route.masks[j].as_deref(),
+        };
+        let payload = match encoded
+            .iter()
+            .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns)
+        {
+            Some((_, _, payload)) => payload.clone(),
+            None => {
+                let payload = encoder.encode(&one.change, one.now_ms, encoding);
+                encoded.push((encoding.envelope, encoding.columns, payload.clone()));
+                payload
+            }
+        };
+        target.records.inc();
+        target.bytes.inc_by(payload.len() as u64);
+        match (target.group, groups.as_deref_mut()) {
+            (Some(g), Some(groups)) => groups.push(g, payload, one.change.tx.xid)?,
+            _ => out.push(Record {
+                topic: Arc::clone(&target.topic),
+                topic_index: target.topic_index,
+                key: one.key.clone(),
+                payload,
+                tx: Arc::clone(one.headers),
+                part: None,
+            }),
+        }
+    }
+    Ok(())
 }
 
 fn change_of<'a>(relation: &'a Relation, row: &RowView<'a>, lsn: Lsn, tx: TxInfo) -> Change<'a> {

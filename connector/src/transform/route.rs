@@ -41,6 +41,8 @@ pub(crate) struct Target {
     pub filter: Option<FilterSpec>,
     /// The transaction group it feeds, if it sends whole transactions.
     pub group: Option<usize>,
+    /// It receives snapshot rows.
+    pub snapshot: bool,
     /// Changes it received.
     pub records: IntCounter,
     /// Changes its filter rejected.
@@ -167,6 +169,7 @@ impl Routes {
             columns: t.columns.clone(),
             filter: t.filter.clone(),
             group,
+            snapshot: t.snapshot,
             records: metrics.target_records.with_label_values(&labels),
             filtered: metrics.target_filtered.with_label_values(&labels),
             bytes: metrics.target_bytes.with_label_values(&labels),

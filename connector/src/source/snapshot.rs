@@ -1,0 +1,434 @@
+//! The snapshot reader: a table's existing rows in key order, one chunk at a
+//! time, each chunk read between two WAL watermarks (DBLog, as Debezium's
+//! incremental snapshots do it).
+//!
+//! For every chunk: a low watermark goes into the WAL (a non-transactional
+//! `pg_logical_emit_message`, which the stream delivers at its WAL position),
+//! then the chunk is read (`LIMIT chunkSize` rows after the last key), handed
+//! to the engine, and a high watermark follows. The engine drops from the
+//! chunk every key the stream changed between the two watermarks and emits
+//! the rest at the high watermark's place in the stream, so a snapshot row
+//! never overtakes a newer change and no row is missed. The reader then
+//! waits until the engine took the chunk: one chunk per table in memory.
+//!
+//! Values are read in PostgreSQL's text format (the simple query protocol)
+//! under the replication session's settings, so they are byte for byte what
+//! pgoutput would send for the same row.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pgkafka_crds::{PostgresSpec, QualifiedTable};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::catalog::{snapshot_key, table_info};
+use super::connection::connect_verified;
+use super::error::PgError;
+use super::provision::quote_ident;
+use super::tls::VerifiedName;
+use crate::credentials::PgCredentials;
+use crate::decode::values::SESSION_OPTIONS;
+use crate::event::{Datum, TableShape};
+
+/// The prefix of the watermark messages in the WAL.
+pub(crate) const WATERMARK_PREFIX: &str = "pgkafka.snapshot";
+
+/// One table to read.
+#[derive(Debug, Clone)]
+pub(crate) struct TablePlan {
+    /// The table as the catalog describes it.
+    pub shape: TableShape,
+    /// Positions of the key columns (unique, not null), in key order.
+    pub key: Vec<usize>,
+    /// Each key column's SQL type (`format_type`), to cast the last key.
+    pub key_types: Vec<String>,
+    /// Resume after this key (text of each key column); from the start when `None`.
+    pub after: Option<Vec<String>>,
+}
+
+/// What the reader tells the engine, in this order for each chunk: `Low`
+/// (before its low watermark is written), `Chunk` (before its high one).
+#[derive(Debug)]
+pub(crate) enum ReaderEvent {
+    /// Chunk `id` of `table` begins: watch the table's changes from its low
+    /// watermark on.
+    Low {
+        /// Chunk id.
+        id: u64,
+        /// The table.
+        table: QualifiedTable,
+    },
+    /// A chunk's rows.
+    Chunk(Chunk),
+    /// The table cannot be read; it is reported failed.
+    Failed(SnapshotError),
+}
+
+/// A chunk read between watermarks `id`.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// Its watermark id.
+    pub id: u64,
+    /// The table, as read.
+    pub shape: Arc<TableShape>,
+    /// Rows in the order pgoutput sends columns.
+    pub rows: Vec<Vec<Datum>>,
+    /// The key of its last row (text), to resume after.
+    pub last_key: Option<Vec<String>>,
+    /// The table has no rows after this chunk.
+    pub last: bool,
+    /// Told when the engine emitted the chunk; the reader reads on then.
+    pub taken: oneshot::Sender<()>,
+}
+
+/// A watermark, as its message content says: `{"id":7,"high":false}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Watermark {
+    /// Chunk id.
+    pub id: u64,
+    /// High (after the chunk) or low (before it).
+    pub high: bool,
+}
+
+impl Watermark {
+    /// Parses a logical message of ours; `None` for anything else.
+    pub fn parse(prefix: &str, content: &[u8]) -> Option<Watermark> {
+        (prefix == WATERMARK_PREFIX)
+            .then(|| serde_json::from_slice(content).ok())
+            .flatten()
+    }
+}
+
+/// Why a table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    /// PostgreSQL refused (permissions, a dropped table).
+    #[error("snapshot of {table}: {source}")]
+    Query {
+        /// The table.
+        table: QualifiedTable,
+        /// Why.
+        source: PgError,
+    },
+    /// The engine went away (the session ended): the table resumes later.
+    #[error("snapshot of {0}: the session ended")]
+    Abandoned(QualifiedTable),
+}
+
+impl SnapshotError {
+    /// The table it is about.
+    pub fn table(&self) -> &QualifiedTable {
+        match self {
+            SnapshotError::Query { table, .. } | SnapshotError::Abandoned(table) => table,
+        }
+    }
+}
+
+/// The SQL that pins the text format of values, as the stream has it.
+pub(crate) fn session_settings_sql() -> String {
+    SESSION_OPTIONS
+        .split_whitespace()
+        .filter(|part| *part != "-c")
+        .filter_map(|setting| setting.split_once('='))
+        .map(|(k, v)| format!("SET {k} = '{v}';"))
+        .collect()
+}
+
+/// `SELECT "a", "b" FROM "s"."t" [WHERE ("k") > ('1'::integer)] ORDER BY "k" LIMIT n`
+pub(crate) fn chunk_sql(plan: &TablePlan, limit: u32) -> String {
+    let cols = &plan.shape.columns;
+    let list = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| quote_ident(&cols[i].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all: Vec<usize> = (0..cols.len()).collect();
+    let mut sql = format!("SELECT {} FROM {}", list(&all), plan.shape.table);
+    if let Some(after) = &plan.after {
+        let values: Vec<String> = after
+            .iter()
+            .zip(&plan.key_types)
+            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+            .collect();
+        sql.push_str(&format!(
+            " WHERE ({}) > ({})",
+            list(&plan.key),
+            values.join(", ")
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", list(&plan.key)));
+    sql
+}
+
+/// `'it''s'`: a string literal (standard_conforming_strings is on).
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Reads `plan`'s table chunk by chunk into `events` until its end.
+pub(crate) async fn read_table(
+    client: &Client,
+    mut plan: TablePlan,
+    chunk_size: u32,
+    ids: &AtomicU64,
+    events: &mpsc::Sender<ReaderEvent>,
+) -> Result<(), SnapshotError> {
+    let table = plan.shape.table.clone();
+    let shape = Arc::new(plan.shape.clone());
+    let fail = |source: PgError| SnapshotError::Query {
+        table: table.clone(),
+        source,
+    };
+    let gone = || SnapshotError::Abandoned(table.clone());
+    loop {
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let low = ReaderEvent::Low {
+            id,
+            table: table.clone(),
+        };
+        events.send(low).await.map_err(|_| gone())?;
+        emit(client, Watermark { id, high: false })
+            .await
+            .map_err(fail)?;
+        let sql = chunk_sql(&plan, chunk_size);
+        let rows = read_rows(client, &sql, plan.shape.columns.len())
+            .await
+            .map_err(|e| fail(PgError::query(format!("reading {table}"), e)))?;
+        let last = rows.len() < chunk_size as usize;
+        let last_key = rows.last().map(|row| key_text(row, &plan.key));
+        let (taken, wait) = oneshot::channel();
+        let chunk = Chunk {
+            id,
+            shape: Arc::clone(&shape),
+            rows,
+            last_key: last_key.clone(),
+            last,
+            taken,
+        };
+        events
+            .send(ReaderEvent::Chunk(chunk))
+            .await
+            .map_err(|_| gone())?;
+        emit(client, Watermark { id, high: true })
+            .await
+            .map_err(fail)?;
+        wait.await.map_err(|_| gone())?;
+        if last {
+            return Ok(());
+        }
+        plan.after = last_key;
+    }
+}
+
+async fn emit(client: &Client, mark: Watermark) -> Result<(), PgError> {
+    let content = serde_json::to_string(&mark).unwrap_or_default();
+    let sql = format!(
+        "SELECT pg_logical_emit_message(false, {}, {})",
+        quote_literal(WATERMARK_PREFIX),
+        quote_literal(&content)
+    );
+    client
+        .simple_query(&sql)
+        .await
+        .map(|_| ())
+        .map_err(PgError::during("writing a snapshot watermark"))
+}
+
+async fn read_rows(
+    client: &Client,
+    sql: &str,
+    columns: usize,
+) -> Result<Vec<Vec<Datum>>, tokio_postgres::Error> {
+    let mut rows = Vec::new();
+    for message in client.simple_query(sql).await? {
+        let SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        let datums = (0..columns)
+            .map(|i| match row.get(i) {
+                Some(text) => Datum::Text(Bytes::copy_from_slice(text.as_bytes())),
+                None => Datum::Null,
+            })
+            .collect();
+        rows.push(datums);
+    }
+    Ok(rows)
+}
+
+fn key_text(row: &[Datum], key: &[usize]) -> Vec<String> {
+    key.iter()
+        .map(|&i| match row.get(i) {
+            Some(Datum::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// Chunk ids: from a random start, so a watermark of an earlier engine
+/// replayed from the WAL never matches a chunk of this one.
+pub(crate) fn chunk_ids() -> Arc<AtomicU64> {
+    Arc::new(AtomicU64::new(rand::random::<u64>() >> 2))
+}
+
+/// A table the reader is asked to snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct TableRequest {
+    /// The table.
+    pub table: QualifiedTable,
+    /// Resume after this key; from the start when `None`.
+    pub after: Option<Vec<String>>,
+    /// Configured `keyColumns`, if any.
+    pub key_columns: Option<Vec<String>>,
+    /// The listener's spec path, for errors.
+    pub field: String,
+}
+
+/// How the reader connects and reads.
+pub(crate) struct ReaderSettings {
+    /// Application name of its connections.
+    pub application_name: String,
+    /// Where PostgreSQL is.
+    pub postgres: PostgresSpec,
+    /// Who logs in.
+    pub credentials: PgCredentials,
+    /// Rows per chunk.
+    pub chunk_size: u32,
+    /// Tables read at once.
+    pub max_tables: usize,
+    /// Chunk ids.
+    pub ids: Arc<AtomicU64>,
+}
+
+/// Reads the requested tables, `max_tables` at once, each on its own
+/// connection, until `requests` closes (or the task is aborted, which
+/// aborts every table's task too).
+pub(crate) async fn run_reader(
+    settings: Arc<ReaderSettings>,
+    mut requests: mpsc::UnboundedReceiver<TableRequest>,
+    events: mpsc::Sender<ReaderEvent>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_tables.max(1)));
+    let mut tasks = JoinSet::new();
+    while let Some(request) = requests.recv().await {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        let (settings, events) = (Arc::clone(&settings), events.clone());
+        tasks.spawn(async move {
+            if let Err(e) = snapshot_one(&settings, request, &events).await {
+                if !matches!(e, SnapshotError::Abandoned(_)) {
+                    let _ = events.send(ReaderEvent::Failed(e)).await;
+                }
+            }
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn snapshot_one(
+    settings: &ReaderSettings,
+    request: TableRequest,
+    events: &mpsc::Sender<ReaderEvent>,
+) -> Result<(), SnapshotError> {
+    let table = request.table.clone();
+    let fail = |source: PgError| SnapshotError::Query {
+        table: table.clone(),
+        source,
+    };
+    let client = connect_verified(
+        &settings.application_name,
+        &settings.postgres,
+        &settings.credentials,
+        &VerifiedName::default(),
+    )
+    .await
+    .map_err(fail)?;
+    client
+        .batch_execute(&session_settings_sql())
+        .await
+        .map_err(|e| fail(PgError::query("setting the session's value formats", e)))?;
+    let info = table_info(&client, &table)
+        .await
+        .map_err(fail)?
+        .ok_or_else(|| {
+            fail(PgError::Setup {
+                field: format!("{}.table", request.field),
+                message: format!("table {table} does not exist"),
+            })
+        })?;
+    let (key, key_types) = snapshot_key(
+        &client,
+        &info.shape,
+        &info.primary_key,
+        request.key_columns.as_deref(),
+        &format!("{}.keyColumns", request.field),
+    )
+    .await
+    .map_err(fail)?;
+    let plan = TablePlan {
+        shape: info.shape,
+        key,
+        key_types,
+        after: request.after,
+    };
+    read_table(&client, plan, settings.chunk_size, &settings.ids, events).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Column;
+
+    fn plan(after: Option<Vec<String>>) -> TablePlan {
+        let col = |name: &str| Column {
+            is_key: false,
+            name: name.into(),
+            type_oid: 23,
+            type_modifier: -1,
+        };
+        TablePlan {
+            shape: TableShape {
+                table: QualifiedTable {
+                    schema: "My".into(),
+                    name: "or\"ders".into(),
+                },
+                columns: vec![col("id"), col("te'nant"), col("note")],
+                replica_identity: b'd',
+            },
+            key: vec![1, 0],
+            key_types: vec!["text".into(), "integer".into()],
+            after,
+        }
+    }
+
+    #[test]
+    fn chunks_are_key_ordered_and_resume_after_the_last_key_quoted() {
+        assert_eq!(
+            chunk_sql(&plan(None), 500),
+            r#"SELECT "id", "te'nant", "note" FROM "My"."or""ders" ORDER BY "te'nant", "id" LIMIT 500"#
+        );
+        assert_eq!(
+            chunk_sql(&plan(Some(vec!["a'; DROP".into(), "7".into()])), 10),
+            r#"SELECT "id", "te'nant", "note" FROM "My"."or""ders" WHERE ("te'nant", "id") > ('a''; DROP'::text, '7'::integer) ORDER BY "te'nant", "id" LIMIT 10"#
+        );
+    }
+
+    #[test]
+    fn watermarks_round_trip_and_others_are_ignored() {
+        let mark = Watermark { id: 9, high: true };
+        let text = serde_json::to_vec(&mark).expect("json");
+        assert_eq!(Watermark::parse(WATERMARK_PREFIX, &text), Some(mark));
+        assert_eq!(Watermark::parse("other", &text), None);
+        assert_eq!(Watermark::parse(WATERMARK_PREFIX, b"junk"), None);
+        assert_eq!(
+            session_settings_sql(),
+            "SET DateStyle = 'ISO';SET TimeZone = 'UTC';SET IntervalStyle = 'iso_8601';SET bytea_output = 'hex';SET extra_float_digits = '3';"
+        );
+    }
+}
