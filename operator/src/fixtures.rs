@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::postgres::{Credentials, Database, Dropped, SlotState};
-use crate::probe::EngineProbe;
+use crate::probe::{EngineProbe, SnapshotAnswer};
 use crate::reconcile::Context;
 use crate::resources::fixtures::{connector, SPEC};
 use crate::resources::Settings;
@@ -94,13 +94,25 @@ impl FakeDb {
     }
 }
 
-/// Probe double.
-pub struct FakeProbe(pub Option<EngineReport>);
+/// Probe double: reports what it is given, accepts and records snapshot
+/// requests.
+pub struct FakeProbe {
+    report: Option<EngineReport>,
+    /// Snapshot requests received, in order.
+    pub snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+}
 
 #[async_trait]
 impl EngineProbe for FakeProbe {
     async fn report(&self, _: &PgKafkaConnector) -> Option<EngineReport> {
-        self.0.clone()
+        self.report.clone()
+    }
+
+    async fn request_snapshot(&self, _: &PgKafkaConnector, tables: &[String]) -> SnapshotAnswer {
+        if let Ok(mut requests) = self.snapshot_requests.lock() {
+            requests.push(tables.to_vec());
+        }
+        SnapshotAnswer::Accepted
     }
 }
 
@@ -247,6 +259,16 @@ fn answer(answers: &[Answer], method: &str, uri: &str, body: &Value) -> (u16, Va
 
 /// A context on `client` with the doubles.
 pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> Arc<Context> {
+    context_recording(client, db, probe, Arc::default())
+}
+
+/// [`context`] whose probe records snapshot requests into `snapshot_requests`.
+pub fn context_recording(
+    client: Client,
+    db: Arc<FakeDb>,
+    probe: Option<EngineReport>,
+    snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+) -> Arc<Context> {
     Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -259,7 +281,10 @@ pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> 
         metrics: Metrics::default(),
         settings: Settings::default(),
         db,
-        probe: Arc::new(FakeProbe(probe)),
+        probe: Arc::new(FakeProbe {
+            report: probe,
+            snapshot_requests,
+        }),
         refresh: std::time::Duration::from_secs(15),
         status_writes: Mutex::new(Default::default()),
     })

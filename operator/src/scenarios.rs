@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::fixtures::{context, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb};
+use crate::fixtures::{
+    context, context_recording, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb,
+};
 use crate::postgres::Dropped;
 use crate::reconcile::{reconcile, FIELD_MANAGER};
 use crate::resources::fixtures::SPEC;
@@ -15,6 +17,7 @@ fn streaming() -> Option<EngineReport> {
     Some(EngineReport {
         streaming: true,
         last_event_ms: None,
+        snapshots: Vec::new(),
     })
 }
 
@@ -358,4 +361,54 @@ async fn the_lease_is_created_taken_when_free_and_refused_when_held() {
         "5",
         "compare-and-swap on the version"
     );
+}
+
+#[tokio::test]
+async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
+    let (api, client) = ApiServer::start(vec![]);
+    let db = Arc::new(FakeDb {
+        slot: Some(healthy_slot()),
+        ..FakeDb::default()
+    });
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let running = Some(EngineReport {
+        streaming: true,
+        last_event_ms: None,
+        snapshots: vec![pgkafka_crds::TableSnapshotStatus {
+            table: "public.orders".into(),
+            state: "running".into(),
+            rows: 10,
+            ..Default::default()
+        }],
+    });
+    let annotated = stored(
+        SPEC,
+        json!({"finalizers": ["pgkafka.io/cleanup"],
+               "annotations": {"pgkafka.io/snapshot": "public.orders, public.lines"}}),
+    );
+    let ctx = context_recording(client, db, running, Arc::clone(&requests));
+    reconcile(Arc::new(annotated.clone()), Arc::clone(&ctx))
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        requests.lock().map(|r| r.clone()).unwrap_or_default(),
+        vec![vec!["public.orders".to_owned(), "public.lines".to_owned()]]
+    );
+    let status = api.last_status();
+    assert_eq!(
+        status["snapshot"]["requested"],
+        "public.orders, public.lines"
+    );
+    assert_eq!(status["snapshot"]["summary"], "0/1");
+    assert_eq!(status["snapshot"]["tables"][0]["state"], "running");
+    assert_eq!(
+        api.condition("Snapshotting"),
+        ("True".into(), "Snapshotting".into())
+    );
+
+    // The same value again (now in the status): not asked twice.
+    let mut again = annotated;
+    again.status = serde_json::from_value(status).ok();
+    reconcile(Arc::new(again), ctx).await.expect("reconciles");
+    assert_eq!(requests.lock().map(|r| r.len()).unwrap_or_default(), 1);
 }

@@ -1,9 +1,13 @@
 //! The status, computed from what was observed: conditions `Ready`,
-//! `SlotHealthy` and `Degraded` with CamelCase reasons, and the slot's
-//! progress as PostgreSQL reports it. `Ready` follows the running engine,
-//! never just a successful reconcile.
+//! `SlotHealthy`, `Degraded` and `Snapshotting` with CamelCase reasons, the
+//! slot's progress as PostgreSQL reports it, and the snapshot progress as the
+//! engine reports it. `Ready` follows the running engine, never just a
+//! successful reconcile.
 
-use pgkafka_crds::{Condition, ConnectorState, PgKafkaConnectorStatus, ReplicationStatus};
+use pgkafka_crds::{
+    Condition, ConnectorState, PgKafkaConnectorStatus, ReplicationStatus, SnapshotStatus,
+    TableSnapshotStatus,
+};
 
 use crate::postgres::SlotState;
 
@@ -14,6 +18,8 @@ pub struct EngineReport {
     pub streaming: bool,
     /// Unix milliseconds of the last change it delivered, if any.
     pub last_event_ms: Option<i64>,
+    /// Snapshot progress per table.
+    pub snapshots: Vec<TableSnapshotStatus>,
 }
 
 /// Everything a status is computed from.
@@ -29,6 +35,8 @@ pub struct Observed {
     pub slot: Option<Option<SlotState>>,
     /// The engine's report, when it answered.
     pub engine: Option<EngineReport>,
+    /// The `pgkafka.io/snapshot` value the engine accepted in this reconcile.
+    pub snapshot_requested: Option<String>,
 }
 
 fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
@@ -52,7 +60,9 @@ pub fn compute(
     let slot_healthy = slot_healthy(observed, slot_name);
     let ready = ready(observed);
     let degraded = degraded(observed, &slot_healthy);
-    let conditions = [ready, slot_healthy, degraded]
+    let snapshot = snapshot(observed, previous);
+    let snapshotting = snapshotting(observed, snapshot.as_ref());
+    let conditions = [ready, slot_healthy, degraded, snapshotting]
         .into_iter()
         .map(|c| keep_transition_time(c, previous, now))
         .collect();
@@ -60,7 +70,74 @@ pub fn compute(
         observed_generation: observed.generation,
         conditions,
         replication: replication(observed, slot_name, previous),
-        snapshot: None,
+        snapshot,
+    }
+}
+
+/// `status.snapshot`: the engine's report when it answered, else what was
+/// known; `requested` remembers the last annotation value handed over.
+fn snapshot(
+    observed: &Observed,
+    previous: Option<&PgKafkaConnectorStatus>,
+) -> Option<SnapshotStatus> {
+    let before = previous.and_then(|p| p.snapshot.as_ref());
+    let requested = observed
+        .snapshot_requested
+        .clone()
+        .or_else(|| before.and_then(|b| b.requested.clone()));
+    let tables = match &observed.engine {
+        Some(engine) => engine.snapshots.clone(),
+        None => before.map(|b| b.tables.clone()).unwrap_or_default(),
+    };
+    let done = tables.iter().filter(|t| t.state == "done").count();
+    let summary = if tables.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("{done}/{}", tables.len())
+    };
+    Some(SnapshotStatus {
+        summary,
+        requested,
+        tables,
+    })
+}
+
+/// `Snapshotting`: True while a table is pending or being read.
+fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condition {
+    let tables = snapshot.map(|s| s.tables.as_slice()).unwrap_or_default();
+    let active: Vec<String> = tables
+        .iter()
+        .filter(|t| t.state == "pending" || t.state == "running")
+        .map(|t| format!("{} {} ({} rows)", t.table, t.state, t.rows))
+        .collect();
+    let failed: Vec<&str> = tables
+        .iter()
+        .filter(|t| t.state == "failed")
+        .map(|t| t.table.as_str())
+        .collect();
+    match (&observed.engine, active.is_empty()) {
+        (None, _) => Condition {
+            status: "Unknown".into(),
+            ..condition(
+                "Snapshotting",
+                false,
+                "EngineUnreachable",
+                "the engine did not report".into(),
+            )
+        },
+        (Some(_), false) => condition("Snapshotting", true, "Snapshotting", active.join(", ")),
+        (Some(_), true) if !failed.is_empty() => condition(
+            "Snapshotting",
+            false,
+            "SnapshotFailed",
+            format!("failed: {} (see status.snapshot.tables)", failed.join(", ")),
+        ),
+        (Some(_), true) => condition(
+            "Snapshotting",
+            false,
+            "Idle",
+            "no snapshot is running".into(),
+        ),
     }
 }
 
@@ -239,6 +316,7 @@ mod tests {
         o.engine = Some(EngineReport {
             streaming: false,
             last_event_ms: None,
+            snapshots: Vec::new(),
         });
         assert_eq!(
             ready(&compute(&o, "s", None, "t0")),
@@ -247,6 +325,7 @@ mod tests {
         o.engine = Some(EngineReport {
             streaming: true,
             last_event_ms: Some(1_700_000_000_000),
+            snapshots: Vec::new(),
         });
         let s = compute(&o, "s", None, "t0");
         assert_eq!(ready(&s), ("True", "Streaming"));
@@ -270,6 +349,7 @@ mod tests {
             engine: Some(EngineReport {
                 streaming: true,
                 last_event_ms: None,
+                snapshots: Vec::new(),
             }),
             ..Default::default()
         };
@@ -315,6 +395,7 @@ mod tests {
             engine: Some(EngineReport {
                 streaming: true,
                 last_event_ms: None,
+                snapshots: Vec::new(),
             }),
             ..Default::default()
         };

@@ -168,6 +168,19 @@ spec:
             .is_some()
     }
 
+    /// How many snapshot rows (`op: r`) `topic` holds.
+    async fn reads(&self, topic: &str) -> usize {
+        let (bootstrap, topic) = (self.broker.bootstrap.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            pgkafka_tests::read_to_end(&bootstrap, &topic)
+                .iter()
+                .filter(|r| r.value["op"] == "r")
+                .count()
+        })
+        .await
+        .expect("reader")
+    }
+
     /// The distinct ids in `topic` once they are `expected` (at-least-once:
     /// a record may arrive twice), or what arrived by the deadline.
     async fn ids(&self, topic: &str, expected: &[i64]) -> Vec<i64> {
@@ -270,7 +283,15 @@ async fn a_connector_lives_its_whole_life_on_a_real_api_server() {
         "a row inserted arrives in Kafka"
     );
     status_agrees_with_postgres(&env, &name, &slot).await;
+    wait_for(REFRESH, "the initial snapshot in the status", || async {
+        env.get(&name)
+            .await
+            .and_then(|c| c.status?.snapshot)
+            .is_some_and(|s| s.summary == "1/1")
+    })
+    .await;
     printer_columns_and_events(&env, &name, &slot);
+    snapshot_annotation(&env, &name, &topic).await;
 
     // The engine process dies: Ready turns False, then True after the restart.
     kubelet.hold_restarts(true);
@@ -392,6 +413,38 @@ fn printer_columns_and_events(env: &Env, name: &str, slot: &str) {
     assert!(
         events.contains("SlotReserved"),
         "no SlotHealthy event: {described}"
+    );
+}
+
+/// `pgkafka.io/snapshot` sends the table's rows again, once per value.
+async fn snapshot_annotation(env: &Env, name: &str, topic: &str) {
+    env.kubectl_ok(&[
+        "annotate",
+        "pgkc",
+        name,
+        "pgkafka.io/snapshot=public.orders",
+    ]);
+    wait_for(LONG, "the requested snapshot to be done", || async {
+        env.get(name)
+            .await
+            .and_then(|c| c.status?.snapshot)
+            .is_some_and(|s| {
+                s.requested.as_deref() == Some("public.orders")
+                    && s.tables.iter().any(|t| t.state == "done" && t.rows == 1)
+            })
+    })
+    .await;
+    let reads = env.reads(topic).await;
+    assert!(reads >= 1, "the row was sent again as op r");
+    let described = env.kubectl_ok(&["describe", "pgkc", name]);
+    assert!(described.contains("SnapshotRequested"), "{described}");
+    assert_eq!(
+        env.condition(name, "Snapshotting")
+            .await
+            .map(|c| c.0)
+            .as_deref(),
+        Some("False"),
+        "not snapshotting once done"
     );
 }
 

@@ -56,6 +56,9 @@ pub(crate) fn read_checkpoint(
         .max())
 }
 
+/// A record's key and value.
+pub(crate) type KeyedRecord = (Vec<u8>, Vec<u8>);
+
 /// Every committed record of `topic` whose key `wanted`, read with
 /// `read_committed` from the beginning of every partition to its end, in
 /// order. `group` names the reader (no offsets are committed).
@@ -64,7 +67,7 @@ pub(crate) fn read_compacted(
     topic: &str,
     group: &str,
     wanted: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SinkError> {
+) -> Result<Vec<KeyedRecord>, SinkError> {
     let mut config = base.clone();
     config
         .set("group.id", group)

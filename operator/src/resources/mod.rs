@@ -21,6 +21,9 @@ pub const SECRETS_DIR: &str = "/etc/pgkafka/secrets";
 pub const CONFIG_FILE: &str = "connector.yaml";
 /// Annotation that restarts the engine once when its value changes.
 pub const RESTART_ANNOTATION: &str = "pgkafka.io/restart";
+/// Annotation whose value (comma-separated `schema.table`s) asks the engine
+/// for one snapshot of those tables each time it changes.
+pub const SNAPSHOT_ANNOTATION: &str = "pgkafka.io/snapshot";
 
 /// Operator-wide settings for the objects it builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
