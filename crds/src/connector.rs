@@ -76,11 +76,11 @@ pub struct SnapshotSpec {
     /// Rows read per chunk (one query, held in memory until its high
     /// watermark arrives in the stream).
     #[serde(default = "default_chunk_size")]
-    #[schemars(range(min = 100, max = 1000000))]
+    #[schemars(schema_with = "crate::schema::chunk_size")]
     pub chunk_size: u32,
     /// Tables snapshotted at once, each on its own connection.
     #[serde(default = "default_snapshot_tables")]
-    #[schemars(range(min = 1, max = 16))]
+    #[schemars(schema_with = "crate::schema::snapshot_tables")]
     pub max_concurrent_tables: u32,
 }
 
@@ -452,6 +452,7 @@ pub struct TableSnapshotStatus {
     /// pending, running, done, failed or skipped.
     pub state: String,
     /// Rows sent so far.
+    #[schemars(schema_with = "crate::schema::count")]
     pub rows: u64,
     /// Unix milliseconds when it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]

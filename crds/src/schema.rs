@@ -26,3 +26,18 @@ pub(crate) fn nested_condition(_: &mut SchemaGenerator) -> Schema {
 pub(crate) fn port(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 })
 }
+
+/// Rows per snapshot chunk: `int32` within 100..=1,000,000.
+pub(crate) fn chunk_size(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "format": "int32", "minimum": 100, "maximum": 1000000 })
+}
+
+/// Tables snapshotted at once: `int32` within 1..=16.
+pub(crate) fn snapshot_tables(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 16 })
+}
+
+/// A count: `int64`, never negative.
+pub(crate) fn count(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "format": "int64", "minimum": 0 })
+}

@@ -498,7 +498,8 @@ impl Drop for Engine {
 }
 
 /// A manifest for `db` and `bootstrap`, capturing `tables` (YAML listener
-/// entries are given verbatim) with topic prefix `prefix`.
+/// entries are given verbatim) with topic prefix `prefix`. It streams
+/// changes only (`snapshot: {mode: never}`): tests of snapshots turn them on.
 pub fn manifest(
     name: &str,
     db: &TestDb,
@@ -525,6 +526,7 @@ spec:
     bootstrapServers: ["{bootstrap}"]
     topicPrefix: {prefix}
     properties: {{message.timeout.ms: "10000"}}
+  snapshot: {{mode: never}}
   listeners:
 {listeners_yaml}
 "#,

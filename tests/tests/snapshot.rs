@@ -98,8 +98,12 @@ fn writer(
     (stop, task)
 }
 
-fn snapshot_spec(chunk: u32) -> String {
-    format!("  snapshot: {{chunkSize: {chunk}}}\n")
+/// [`manifest`] (which streams only) with snapshots on, `chunk` rows each.
+fn with_snapshots(manifest: &str, chunk: u32) -> String {
+    manifest.replace(
+        "  snapshot: {mode: never}\n",
+        &format!("  snapshot: {{mode: initial, chunkSize: {chunk}}}\n"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,9 +119,9 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     let slot = format!("{name}_slot");
     let topic = format!("{prefix}.public.big");
     let chunk = 5_000;
-    let yaml = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: big").replace(
-        "  listeners:",
-        &format!("{}  listeners:", snapshot_spec(chunk)),
+    let yaml = with_snapshots(
+        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: big"),
+        chunk,
     );
     let mut engine = Engine::start(ENGINE, &yaml);
     engine.wait_streaming();
@@ -199,21 +203,23 @@ async fn a_listener_added_later_is_snapshotted_while_the_others_stream() {
     )
     .await;
     let (name, prefix) = (unique("later"), unique("later"));
-    let only_a = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: a");
+    let only_a = with_snapshots(
+        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: a"),
+        500,
+    );
     let mut engine = Engine::start(ENGINE, &only_a);
     engine.wait_streaming();
     db.exec("INSERT INTO a VALUES (1, 'a1', 1)").await;
     engine.stop();
-    let both = manifest(
-        &name,
-        &db,
-        &broker.bootstrap,
-        &prefix,
-        "    - table: a\n    - table: b",
-    )
-    .replace(
-        "  listeners:",
-        &format!("{}  listeners:", snapshot_spec(500)),
+    let both = with_snapshots(
+        &manifest(
+            &name,
+            &db,
+            &broker.bootstrap,
+            &prefix,
+            "    - table: a\n    - table: b",
+        ),
+        500,
     );
     engine.rewrite(&both);
     engine.restart(ENGINE);
@@ -261,8 +267,7 @@ async fn post_snapshots_resends_filtered_selected_and_opted_out_as_asked() {
         - {{topic: {prefix}.big, columns: {{include: [id]}}, filter: {{conditions: [{{field: new.n, operator: '>', value: 90}}]}}}}
         - {{topic: {prefix}.changes, snapshot: false}}"
     );
-    let yaml = manifest(&name, &db, &broker.bootstrap, &prefix, &listeners)
-        .replace("  listeners:", "  snapshot: {mode: never}\n  listeners:");
+    let yaml = manifest(&name, &db, &broker.bootstrap, &prefix, &listeners);
     let mut engine = Engine::start(ENGINE, &yaml);
     engine.wait_streaming();
     assert_eq!(
@@ -320,7 +325,10 @@ async fn a_table_without_a_key_is_refused_at_start_up_naming_it_and_the_fix() {
     let broker = Broker::start();
     db.exec("CREATE TABLE nokey (id int, v text)").await;
     let (name, prefix) = (unique("nokey"), unique("nokey"));
-    let yaml = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: nokey");
+    let yaml = with_snapshots(
+        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: nokey"),
+        1000,
+    );
     let mut engine = Engine::start(ENGINE, &yaml);
     let (code, log) = engine.wait_exit(LONG);
     assert_eq!(code, Some(1), "{log}");
@@ -330,12 +338,15 @@ async fn a_table_without_a_key_is_refused_at_start_up_naming_it_and_the_fix() {
     );
     assert!(log.contains("keyColumns"), "{log}");
     // keyColumns that are not unique are refused too.
-    let yaml = manifest(
-        &name,
-        &db,
-        &broker.bootstrap,
-        &prefix,
-        "    - table: nokey\n      keyColumns: [id]",
+    let yaml = with_snapshots(
+        &manifest(
+            &name,
+            &db,
+            &broker.bootstrap,
+            &prefix,
+            "    - table: nokey\n      keyColumns: [id]",
+        ),
+        1000,
     );
     let mut engine = Engine::start(ENGINE, &yaml);
     let (code, log) = engine.wait_exit(LONG);
