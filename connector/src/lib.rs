@@ -38,6 +38,12 @@
 //!   -> engine::acks     LSN tracker: highest commit LSN whose records are all acknowledged
 //!   -> engine::guarantee  at-least-once or exactly-once: which position is safe
 //!   -> source::stream   flush position reported; the slot may free WAL
+//!
+//! snapshots, beside the stream:
+//!   source::snapshot    chunks in key order between two WAL watermarks, own connections
+//!   engine::snapshots   chunk emitted at its high watermark minus the keys the stream
+//!                       changed since its low one (transform notes them); progress kept
+//!                       in a compacted topic once safe (sink::progress)
 //! ```
 //!
 //! Imports go one way too. `event` (a table's shape, rows, changes,
@@ -56,6 +62,7 @@
 //! | configuration from a manifest and a secrets directory | `config.rs`, `credentials.rs` |
 //! | SQL session, TLS, provisioning, catalog, slot state | `source/{connection,tls,provision,catalog,slot,error}.rs` |
 //! | replication stream | `source/stream.rs` |
+//! | snapshot reader (watermarks, chunks), progress and requests | `source/snapshot.rs`, `engine/snapshots.rs`, `sink/progress.rs` |
 //! | pgoutput, relations, PostgreSQL types, values | `decode/{pgoutput,relations,types,values}.rs` |
 //! | routes, filters, typed comparison, envelope, groups | `transform/{route,filter,typed,encode,group,pipeline}.rs` |
 //! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
@@ -71,7 +78,9 @@
 //! - Memory is bounded: in-flight records and bytes are capped
 //!   ([`Limits`]); at the cap the engine stops reading and PostgreSQL keeps
 //!   the WAL. Whole-transaction groups are the exception, capped at 512 MiB
-//!   per group and transaction.
+//!   per group and transaction. A snapshot holds one chunk per table being
+//!   read (`spec.snapshot.chunkSize` rows); the reader waits for the engine
+//!   to take it before reading the next.
 //! - Decoding is pure and total: any bytes give a message or an error, never
 //!   a panic (property-tested).
 //! - Faults end a session; the next one resumes from the last safe position

@@ -6,6 +6,10 @@
 //! same WAL. `pg_recvlogical` writes pgoutput to /dev/null; the engine decodes,
 //! builds Debezium JSON and waits for Kafka's acks=all on every record.
 //!
+//! The 1M-row table is also snapshotted (acks=all until every record is
+//! acknowledged), against `COPY (SELECT ...) TO STDOUT` of the same table
+//! and against the engine streaming the same rows from the WAL.
+//!
 //! Run with `tests/dev-env.sh bench` (release build). Prints rows/s of each,
 //! their ratio, and the engine's peak RSS.
 
@@ -19,7 +23,8 @@ struct Scenario {
     name: &'static str,
     rows: u64,
     transactions: u64,
-    /// Also run the engine with three filtered targets.
+    /// Also run the engine with three filtered targets, and snapshot the
+    /// table the backlog filled.
     filtered_comparison: bool,
 }
 
@@ -107,6 +112,11 @@ async fn main() {
                 rss_kib = rss_kib.max(rss);
             }
         }
+        let snapshot = if s.filtered_comparison {
+            Some(snapshot_scenario(&db, &broker, &bin, rows, runs).await)
+        } else {
+            None
+        };
         drop_slot(&db, "tpl").await;
         let (lo, hi) = (min(&ratios), max(&ratios));
         let label = if quick {
@@ -131,7 +141,112 @@ async fn main() {
                 filtered / median(&mut engine_rates)
             );
         }
+        if let Some((copy, snap, rss)) = snapshot {
+            let streaming = median(&mut engine_rates);
+            println!(
+                "{:<40} {:>10.0} r/s {:>10.0} r/s {:>6.2} (of streaming {streaming:.0} r/s; COPY is the first column) {:>6} MiB",
+                "  snapshot of the same table",
+                copy,
+                snap,
+                snap / streaming,
+                rss / 1024
+            );
+        }
     }
+}
+
+/// The table the backlog filled, snapshotted into the broker (acks=all,
+/// until every record is acknowledged), against `COPY (SELECT ...) TO
+/// STDOUT` of the same table into /dev/null. Medians of `runs`: COPY rows/s,
+/// snapshot rows/s, the snapshot's peak RSS (KiB).
+async fn snapshot_scenario(
+    db: &TestDb,
+    broker: &Broker,
+    bin: &std::path::Path,
+    rows: u64,
+    runs: usize,
+) -> (f64, f64, u64) {
+    let (mut copies, mut snaps, mut rss_kib) = (vec![], vec![], 0);
+    for run in 0..runs {
+        let started = Instant::now();
+        let status = Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=postgres dbname={}",
+                db.port, db.name
+            ))
+            .args(["-q", "-c", "COPY (SELECT * FROM bench) TO STDOUT"])
+            .env("PGPASSWORD", pgkafka_tests::PG_PASSWORD)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run psql");
+        assert!(status.success(), "COPY failed: {status}");
+        copies.push(rows as f64 / started.elapsed().as_secs_f64());
+        let (secs, rss) = time_snapshot(db, broker, bin, rows, run).await;
+        drop_slot(db, "snap").await;
+        eprintln!(
+            "  run: COPY {:.0} r/s, snapshot {:.0} r/s",
+            copies[run],
+            rows as f64 / secs
+        );
+        snaps.push(rows as f64 / secs);
+        rss_kib = rss_kib.max(rss);
+    }
+    (median(&mut copies), median(&mut snaps), rss_kib)
+}
+
+/// Runs the engine with a new slot and `snapshot: initial` until the table's
+/// snapshot is done and Kafka acknowledged every record.
+async fn time_snapshot(
+    db: &TestDb,
+    broker: &Broker,
+    bin: &std::path::Path,
+    rows: u64,
+    run: usize,
+) -> (f64, u64) {
+    let manifest = format!(
+        r#"apiVersion: pgkafka.io/v1alpha1
+kind: PgKafkaConnector
+metadata: {{name: bench}}
+spec:
+  postgres: {{host: 127.0.0.1, port: {port}, database: {db}, user: postgres,
+             passwordSecretRef: {{name: pg, key: password}}, sslMode: disable}}
+  publication: {{name: bench_pub, create: false}}
+  slot: {{name: {slot}}}
+  kafka: {{bootstrapServers: ["{bootstrap}"], topicPrefix: {db}_snap{run}}}
+  snapshot: {{mode: initial}}
+  listeners: [{{table: bench}}]
+"#,
+        port = db.port,
+        db = db.name,
+        bootstrap = broker.bootstrap,
+        slot = slot(db, "snap"),
+    );
+    let started = Instant::now();
+    let mut engine = Engine::start(&bin.to_string_lossy(), &manifest);
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
+        let done = engine
+            .snapshot_of("public.bench")
+            .is_some_and(|(state, sent)| state == "done" && sent >= rows);
+        let idle = engine
+            .http_get("/status")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .is_some_and(|s| s["inFlight"]["records"] == 0);
+        if done && idle {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "snapshot too slow:\n{}",
+            engine.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
+    engine.stop();
+    (secs, peak_kib)
 }
 
 async fn drop_slot(db: &TestDb, role: &str) {
@@ -277,6 +392,7 @@ spec:
   publication: {{name: bench_pub, create: false}}
   slot: {{name: {slot}, create: false}}
   kafka: {{bootstrapServers: ["{bootstrap}"], topicPrefix: {db}}}
+  snapshot: {{mode: never}}
   listeners: {listeners}
 "#,
         port = db.port,
