@@ -20,7 +20,7 @@ use crate::event::Record;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::sink::transactions::COMMIT_EVERY;
-use crate::source::snapshot::{ReaderEvent, Watermark};
+use crate::source::snapshot::{Chunk, ReaderEvent, Watermark};
 use crate::source::stream::{ReplicationStream, StreamEvent, StreamSettings};
 use crate::transform::pipeline::{Boundary, Pipeline};
 
@@ -59,6 +59,9 @@ pub(super) struct Session<'a> {
     reported: Lsn,
     /// Snapshots, once the stream is open.
     snapshots: Option<Snapshots<'a>>,
+    /// Chunks emitted in the current source transaction, with their rows
+    /// kept: their progress waits for its commit.
+    chunks_in_transaction: Vec<(Chunk, u64)>,
 }
 
 impl<'a> Session<'a> {
@@ -76,6 +79,7 @@ impl<'a> Session<'a> {
             records: Vec::new(),
             reported: flushed,
             snapshots: None,
+            chunks_in_transaction: Vec::new(),
         })
     }
 
@@ -234,6 +238,11 @@ impl<'a> Session<'a> {
                 .ok_or(ErrorKind::Internal("commit without begin"))?;
             self.acks.commit(seq, end_lsn)?;
             self.ctx.metrics.transactions.inc();
+            if let Some(snaps) = self.snapshots.as_mut() {
+                for (chunk, kept) in self.chunks_in_transaction.drain(..) {
+                    snaps.emitted(chunk, kept, end_lsn);
+                }
+            }
             self.guarantee
                 .source_committed(end_lsn, out, &mut self.acks)
                 .await?;
@@ -256,7 +265,8 @@ impl<'a> Session<'a> {
 
     /// A snapshot watermark in the stream: at a low one the chunk's table is
     /// watched; at a high one the chunk's rows that the stream did not change
-    /// meanwhile are sent, as one transaction of their own at this position.
+    /// meanwhile are sent, in the watermark's transaction (or, for a
+    /// non-transactional one, as a transaction of their own at its position).
     async fn on_watermark(
         &mut self,
         mark: Watermark,
@@ -285,16 +295,26 @@ impl<'a> Session<'a> {
             now_ms(),
             &mut self.records,
         )?;
-        let seq = self.acks.begin();
-        self.current = Some(seq);
-        if !self.records.is_empty() {
-            self.send_records(out).await?;
+        if self.current.is_some() {
+            // A transactional watermark: the rows belong to its transaction;
+            // its progress is safe once that transaction's end is.
+            if !self.records.is_empty() {
+                self.send_records(out).await?;
+            }
+            self.chunks_in_transaction.push((chunk, kept));
+            return Ok(());
+        } else {
+            let seq = self.acks.begin();
+            self.current = Some(seq);
+            if !self.records.is_empty() {
+                self.send_records(out).await?;
+            }
+            self.current = None;
+            self.acks.commit(seq, lsn)?;
+            self.guarantee
+                .source_committed(lsn, out, &mut self.acks)
+                .await?;
         }
-        self.current = None;
-        self.acks.commit(seq, lsn)?;
-        self.guarantee
-            .source_committed(lsn, out, &mut self.acks)
-            .await?;
         if let Some(snaps) = self.snapshots.as_mut() {
             snaps.emitted(chunk, kept, lsn);
         }

@@ -2,10 +2,13 @@
 //! time, each chunk read between two WAL watermarks (DBLog, as Debezium's
 //! incremental snapshots do it).
 //!
-//! For every chunk: a low watermark goes into the WAL (a non-transactional
-//! `pg_logical_emit_message`, which the stream delivers at its WAL position),
-//! then the chunk is read (`LIMIT chunkSize` rows after the last key), handed
-//! to the engine, and a high watermark follows. The engine drops from the
+//! For every chunk: a low watermark goes into the WAL (a transactional
+//! `pg_logical_emit_message` in a transaction of its own, which the stream
+//! delivers in commit order with every other transaction), then the chunk is
+//! read (`LIMIT chunkSize` rows after the last key), handed to the engine,
+//! and a high watermark follows. The reader's session commits synchronously,
+//! so each watermark reaches the stream at once rather than at the next WAL
+//! flush. The engine drops from the
 //! chunk every key the stream changed between the two watermarks and emits
 //! the rest at the high watermark's place in the stream, so a snapshot row
 //! never overtakes a newer change and no row is missed. The reader then
@@ -227,7 +230,7 @@ pub(crate) async fn read_table(
 async fn emit(client: &Client, mark: Watermark) -> Result<(), PgError> {
     let content = serde_json::to_string(&mark).unwrap_or_default();
     let sql = format!(
-        "SELECT pg_logical_emit_message(false, {}, {})",
+        "SELECT pg_logical_emit_message(true, {}, {})",
         quote_literal(WATERMARK_PREFIX),
         quote_literal(&content)
     );
@@ -349,8 +352,10 @@ async fn snapshot_one(
     )
     .await
     .map_err(fail)?;
+    // Watermarks must reach the walsender now: it sends only flushed WAL.
+    let settings_sql = format!("{} SET synchronous_commit = on;", session_settings_sql());
     client
-        .batch_execute(&session_settings_sql())
+        .batch_execute(&settings_sql)
         .await
         .map_err(|e| fail(PgError::query("setting the session's value formats", e)))?;
     let info = table_info(&client, &table)
