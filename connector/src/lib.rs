@@ -78,9 +78,9 @@
 //! - Memory is bounded: in-flight records and bytes are capped
 //!   ([`Limits`]); at the cap the engine stops reading and PostgreSQL keeps
 //!   the WAL. Whole-transaction groups are the exception, capped at 512 MiB
-//!   per group and transaction. A snapshot holds one chunk per table being
-//!   read (`spec.snapshot.chunkSize` rows); the reader waits for the engine
-//!   to take it before reading the next.
+//!   per group and transaction. A snapshot holds at most two chunks per table
+//!   being read (`spec.snapshot.chunkSize` rows each): the reader waits for
+//!   the engine to take one before reading a third.
 //! - Decoding is pure and total: any bytes give a message or an error, never
 //!   a panic (property-tested).
 //! - Faults end a session; the next one resumes from the last safe position

@@ -11,8 +11,8 @@
 //! flush. The engine drops from the
 //! chunk every key the stream changed between the two watermarks and emits
 //! the rest at the high watermark's place in the stream, so a snapshot row
-//! never overtakes a newer change and no row is missed. The reader then
-//! waits until the engine took the chunk: one chunk per table in memory.
+//! never overtakes a newer change and no row is missed. The reader reads the
+//! next chunk while the engine emits one, holding at most two per table.
 //!
 //! Values are read in PostgreSQL's text format (the simple query protocol)
 //! under the replication session's settings, so they are byte for byte what
@@ -187,6 +187,7 @@ pub(crate) async fn read_table(
         source,
     };
     let gone = || SnapshotError::Abandoned(table.clone());
+    let mut in_flight: Option<oneshot::Receiver<()>> = None;
     loop {
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let low = ReaderEvent::Low {
@@ -219,8 +220,15 @@ pub(crate) async fn read_table(
         emit(client, Watermark { id, high: true })
             .await
             .map_err(fail)?;
-        wait.await.map_err(|_| gone())?;
+        // Read the next chunk while the engine emits this one, but hold at
+        // most two: wait until the one before was taken.
+        if let Some(previous) = in_flight.replace(wait) {
+            previous.await.map_err(|_| gone())?;
+        }
         if last {
+            if let Some(wait) = in_flight.take() {
+                wait.await.map_err(|_| gone())?;
+            }
             return Ok(());
         }
         plan.after = last_key;
