@@ -65,7 +65,6 @@ async fn settled(db: &TestDb, slot: &str, broker: &Broker, topic: &str) -> Vec<C
 
 /// Writes (updates, deletes, inserts) against `table` until told to stop.
 fn writer(
-    db_port: u16,
     db_name: String,
     table: String,
 ) -> (
@@ -75,8 +74,7 @@ fn writer(
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let client = Postgres::shared().connect(&db_name).await;
-        let _ = db_port;
-        let mut n = 0u64;
+                let mut n = 0u64;
         let mut next_id = 1_000_000;
         while stopped.try_recv().is_err() {
             let id = (n * 7919 % 200_000) as i32 + 1;
@@ -125,7 +123,7 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     );
     let mut engine = Engine::start(ENGINE, &yaml);
     engine.wait_streaming();
-    let (stop, writes) = writer(db.port, db.name.clone(), "big".into());
+    let (stop, writes) = writer(db.name.clone(), "big".into());
 
     // Some chunks in, the slot moving while the snapshot runs, then a crash.
     let flushed_at_start = db.confirmed_flush(&slot).await;
