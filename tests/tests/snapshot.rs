@@ -74,7 +74,7 @@ fn writer(
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let client = Postgres::shared().connect(&db_name).await;
-                let mut n = 0u64;
+        let mut n = 0u64;
         let mut next_id = 1_000_000;
         while stopped.try_recv().is_err() {
             let id = (n * 7919 % 200_000) as i32 + 1;
