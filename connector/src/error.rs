@@ -117,6 +117,14 @@ pub(crate) enum ErrorKind {
         /// Why.
         source: std::io::Error,
     },
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A bug: the acknowledgement bookkeeping disagrees with itself.
     #[error("internal error: {0}")]
     Bookkeeping(UnknownSeq),
@@ -163,6 +171,7 @@ impl Error {
             | ErrorKind::Transform(_)
             | ErrorKind::Http { .. }
             | ErrorKind::WriteFile { .. }
+            | ErrorKind::Thread { .. }
             | ErrorKind::Bookkeeping(_)
             | ErrorKind::Internal(_) => false,
         }

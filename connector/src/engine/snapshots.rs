@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use crate::config::EngineConfig;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::sink::progress::ProgressWriter;
@@ -179,7 +179,6 @@ pub(super) struct Snapshots<'a> {
     key_prefix: String,
     events: mpsc::Receiver<ReaderEvent>,
     requests: mpsc::UnboundedSender<TableRequest>,
-    reader: tokio::task::JoinHandle<()>,
     /// Chunk id -> table, from the reader's `Low` events.
     lows: HashMap<u64, QualifiedTable>,
     /// Chunks read, waiting for their high watermark.
@@ -187,10 +186,29 @@ pub(super) struct Snapshots<'a> {
     emitted: VecDeque<Emitted>,
 }
 
-impl Drop for Snapshots<'_> {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
+/// Runs the reader on a thread of its own (reading and parsing chunks
+/// then costs the session's thread nothing). It ends when the session drops
+/// its end of the channels: every table's task then fails to hand over.
+fn spawn_reader(
+    settings: Arc<ReaderSettings>,
+    requests: mpsc::UnboundedReceiver<TableRequest>,
+    events: mpsc::Sender<ReaderEvent>,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ErrorKind::Thread {
+            what: "snapshot reader",
+            source,
+        })?;
+    std::thread::Builder::new()
+        .name("snapshot-reader".into())
+        .spawn(move || runtime.block_on(run_reader(settings, requests, events)))
+        .map_err(|source| ErrorKind::Thread {
+            what: "snapshot reader",
+            source,
+        })?;
+    Ok(())
 }
 
 impl<'a> Snapshots<'a> {
@@ -219,7 +237,7 @@ impl<'a> Snapshots<'a> {
             max_tables: cfg.spec.snapshot.max_concurrent_tables as usize,
             ids: chunk_ids(),
         });
-        let reader = tokio::spawn(run_reader(settings, requests_rx, events_tx));
+        spawn_reader(settings, requests_rx, events_tx)?;
         let mut snapshots = Snapshots {
             cfg,
             metrics,
@@ -228,7 +246,6 @@ impl<'a> Snapshots<'a> {
             key_prefix,
             events,
             requests,
-            reader,
             lows: HashMap::new(),
             arrived: HashMap::new(),
             emitted: VecDeque::new(),
