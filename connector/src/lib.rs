@@ -40,7 +40,8 @@
 //!   -> source::stream   flush position reported; the slot may free WAL
 //!
 //! snapshots, beside the stream:
-//!   source::snapshot    chunks in key order between two WAL watermarks, own connections
+//!   source::snapshot    chunks in key order between two WAL watermarks, own connections,
+//!                       on a thread of its own
 //!   engine::snapshots   chunk emitted at its high watermark minus the keys the stream
 //!                       changed since its low one (transform notes them); progress kept
 //!                       in a compacted topic once safe (sink::progress)
