@@ -279,14 +279,14 @@ impl<'a> Session<'a> {
         snaps.drain().await?;
         if !mark.high {
             if let Some(table) = snaps.low(mark.id) {
-                self.pipeline.watch(table);
+                self.pipeline.watch(mark.id, table);
             }
             return Ok(());
         }
+        let changed = self.pipeline.unwatch(mark.id);
         let Some(chunk) = snaps.take_chunk(mark.id) else {
             return Ok(());
         };
-        let changed = self.pipeline.unwatch(&chunk.shape.table);
         let kept = self.pipeline.snapshot_rows(
             &chunk.shape,
             &chunk.rows,

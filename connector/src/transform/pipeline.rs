@@ -49,7 +49,9 @@ pub(crate) struct Pipeline {
     compiled: HashMap<u32, (usize, CompiledRoute)>,
     encoder: Encoder,
     /// Tables under a snapshot chunk: the keys the stream changes.
-    watched: HashMap<QualifiedTable, ChangedKeys>,
+    /// By chunk id: the table and what changed in it since the chunk's low
+    /// watermark (two chunks of one table may be open at once).
+    watched: HashMap<u64, (QualifiedTable, ChangedKeys)>,
     tx: Option<(TxInfo, Arc<TxHeaders>)>,
     groups: GroupBuffers,
 }
@@ -227,8 +229,13 @@ impl Pipeline {
         let Some((tx, headers)) = &self.tx else {
             return Err(TransformError::NoTransaction);
         };
-        if let Some(changed) = self.watched.get_mut(&relation.shape.table) {
-            changed.note(relation, &row);
+        // A snapshot chunk drops the rows whose change this listener
+        // captured (the stream carried the newer image). A change it does
+        // not capture would never reach the consumer: the chunk keeps it.
+        for (table, changed) in self.watched.values_mut() {
+            if *table == relation.shape.table {
+                changed.note(relation, &row);
+            }
         }
         let change = change_of(relation, &row, lsn, *tx);
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)));
@@ -251,13 +258,17 @@ impl Pipeline {
 
     /// Starts noting the keys the stream changes in `table` (a snapshot
     /// chunk's low watermark passed).
-    pub fn watch(&mut self, table: &QualifiedTable) {
-        self.watched.insert(table.clone(), ChangedKeys::default());
+    pub fn watch(&mut self, chunk: u64, table: &QualifiedTable) {
+        self.watched
+            .insert(chunk, (table.clone(), ChangedKeys::default()));
     }
 
     /// Stops noting; returns what changed since [`Pipeline::watch`].
-    pub fn unwatch(&mut self, table: &QualifiedTable) -> ChangedKeys {
-        self.watched.remove(table).unwrap_or_default()
+    pub fn unwatch(&mut self, chunk: u64) -> ChangedKeys {
+        self.watched
+            .remove(&chunk)
+            .map(|(_, changed)| changed)
+            .unwrap_or_default()
     }
 
     /// Records for the snapshot rows of `shape` read between watermarks,
@@ -597,5 +608,81 @@ listeners:
             &mut Vec::new(),
         );
         assert!(matches!(err, Err(TransformError::UnknownRelation(77))));
+    }
+
+    #[test]
+    fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
+        let mut p =
+            Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+        let orders = QualifiedTable::parse("public.orders").expect("valid");
+        let mut out = Vec::new();
+        p.handle(relation(1, "orders"), Lsn(1), 0, &mut out)
+            .expect("relation");
+        p.watch(7, &orders);
+        let begin = Message::Begin {
+            final_lsn: Lsn(10),
+            commit_time_us: 0,
+            xid: 1,
+        };
+        p.handle(begin, Lsn(2), 0, &mut out).expect("begin");
+        let delete = Message::Delete {
+            relation_id: 1,
+            old: OldTuple::Key(row("2")),
+        };
+        p.handle(delete, Lsn(3), 0, &mut out).expect("delete");
+        // Updates are not captured by this listener: such a change never
+        // reaches the consumer, so the chunk keeps that row.
+        let update = Message::Update {
+            relation_id: 1,
+            old: None,
+            new: row("3"),
+        };
+        p.handle(update, Lsn(4), 0, &mut out).expect("update");
+        let changed = p.unwatch(7);
+        assert_eq!(
+            changed.keys.into_iter().collect::<Vec<_>>(),
+            [Bytes::from_static(br#"{"id":2}"#)]
+        );
+        let changed = ChangedKeys {
+            keys: [Bytes::from_static(br#"{"id":2}"#)].into(),
+            truncated: false,
+        };
+        out.clear();
+        let shape = TableShape {
+            table: orders,
+            columns: vec![Column {
+                is_key: true,
+                name: "id".into(),
+                type_oid: 23,
+                type_modifier: -1,
+            }],
+            replica_identity: b'd',
+        };
+        let kept = p
+            .snapshot_rows(
+                &shape,
+                &[row("1"), row("2"), row("3")],
+                &changed,
+                Lsn(20),
+                0,
+                &mut out,
+            )
+            .expect("rows");
+        assert_eq!(kept, 2, "the row the stream changed is dropped");
+        let keys: Vec<&[u8]> = out.iter().filter_map(|r| r.key.as_deref()).collect();
+        // Two targets, each gets rows 1 and 3.
+        assert_eq!(
+            keys,
+            [
+                &br#"{"id":1}"#[..],
+                br#"{"id":1}"#,
+                br#"{"id":3}"#,
+                br#"{"id":3}"#
+            ]
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out[0].payload).expect("json");
+        assert_eq!(value["op"], "r");
+        assert_eq!(value["source"]["snapshot"], "incremental");
+        assert_eq!(value["after"]["id"], 1);
     }
 }
