@@ -65,7 +65,7 @@
 //! | replication stream | `source/stream.rs` |
 //! | snapshot reader (watermarks, chunks), progress and requests | `source/snapshot.rs`, `engine/snapshots.rs`, `sink/progress.rs` |
 //! | pgoutput, relations, PostgreSQL types, values | `decode/{pgoutput,relations,types,values}.rs` |
-//! | routes, filters, typed comparison, envelope, groups | `transform/{route,filter,typed,encode,group,pipeline}.rs` |
+//! | routes, filters, typed comparison, envelope, fan-out to targets, groups | `transform/{route,filter,typed,encode,fanout,group,pipeline}.rs` |
 //! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
 //! | sessions, delivery reports, delivery guarantee | `engine/{mod,session,acks,guarantee}.rs` |

@@ -2,6 +2,7 @@
 //! selections, envelopes and transaction groups ([`pipeline::Pipeline`]).
 
 pub(crate) mod encode;
+mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
 pub(crate) mod pipeline;

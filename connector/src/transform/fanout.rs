@@ -1,0 +1,161 @@
+//! From one change to records: one per target whose filter passes (targets
+//! with the same encoding share one payload), or one change in a
+//! transaction group; and the keys a snapshot chunk must drop.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pgkafka_crds::{Action, Envelope};
+
+use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
+use super::filter::RowView;
+use super::group::GroupBuffers;
+use super::route::{CompiledRoute, Listener};
+use super::TransformError;
+use crate::event::{Change, Datum, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo};
+use crate::lsn::Lsn;
+
+/// Keys a snapshot chunk must drop: changed in the stream between its
+/// watermarks.
+#[derive(Debug, Default)]
+pub(crate) struct ChangedKeys {
+    /// Record keys (JSON of the key columns) of changed rows, old and new.
+    pub keys: HashSet<Bytes>,
+    /// The table was truncated: every row read may be gone.
+    pub truncated: bool,
+}
+
+impl ChangedKeys {
+    pub(super) fn note(&mut self, relation: &Relation, row: &RowView<'_>) {
+        if row.action == Action::Truncate {
+            self.truncated = true;
+        }
+        for image in [row.new, row.old.map(OldTuple::datums)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(key) = record_key(relation, Some(image)) {
+                self.keys.insert(key);
+            }
+        }
+    }
+}
+
+/// Writes envelopes, remembering their usual size.
+pub(crate) struct Encoder {
+    pub(super) context: EnvelopeContext,
+    pub(super) payload_hint: Cell<usize>,
+}
+
+impl Encoder {
+    fn encode(&self, change: &Change<'_>, now_ms: i64, encoding: Encoding<'_>) -> Bytes {
+        let mut buf = Vec::with_capacity(self.payload_hint.get());
+        write_envelope(&mut buf, &self.context, change, now_ms, encoding);
+        self.payload_hint.set(buf.len() + 64);
+        Bytes::from(buf)
+    }
+}
+
+/// One change of one row, ready to fan out to a listener's targets.
+pub(super) struct One<'a> {
+    pub change: Change<'a>,
+    pub row: RowView<'a>,
+    pub key: Option<Bytes>,
+    pub headers: &'a Arc<TxHeaders>,
+    pub now_ms: i64,
+}
+
+/// One record per target whose filter passes (targets with the same
+/// encoding share one payload); grouped targets buffer the change instead,
+/// or, without `groups` (snapshot rows), get nothing.
+pub(super) fn fan_out(
+    listener: &Listener,
+    route: &CompiledRoute,
+    one: &One<'_>,
+    encoder: &Encoder,
+    mut groups: Option<&mut GroupBuffers>,
+    out: &mut Vec<Record>,
+) -> Result<(), TransformError> {
+    let snapshot = one.change.op == Op::Read;
+    let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
+    for (j, target) in listener.targets.iter().enumerate() {
+        if snapshot && (!target.snapshot || target.group.is_some()) {
+            continue;
+        }
+        if route.filters[j]
+            .as_ref()
+            .is_some_and(|f| !f.matches(&one.row))
+        {
+            target.filtered.inc();
+            continue;
+        }
+        let encoding = Encoding {
+            envelope: target.envelope,
+            columns: route.masks[j].as_deref(),
+        };
+        let payload = match encoded
+            .iter()
+            .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns)
+        {
+            Some((_, _, payload)) => payload.clone(),
+            None => {
+                let payload = encoder.encode(&one.change, one.now_ms, encoding);
+                encoded.push((encoding.envelope, encoding.columns, payload.clone()));
+                payload
+            }
+        };
+        target.records.inc();
+        target.bytes.inc_by(payload.len() as u64);
+        match (target.group, groups.as_deref_mut()) {
+            (Some(g), Some(groups)) => groups.push(g, payload, one.change.tx.xid)?,
+            _ => out.push(Record {
+                topic: Arc::clone(&target.topic),
+                topic_index: target.topic_index,
+                key: one.key.clone(),
+                payload,
+                tx: Arc::clone(one.headers),
+                part: None,
+            }),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn change_of<'a>(
+    relation: &'a Relation,
+    row: &RowView<'a>,
+    lsn: Lsn,
+    tx: TxInfo,
+) -> Change<'a> {
+    let new = row.new.map_or(Row::Absent, Row::Full);
+    let (op, before, after) = match row.action {
+        Action::Insert => (Op::Create, Row::Absent, new),
+        Action::Update => (Op::Update, old_row(row.old), new),
+        Action::Delete => (Op::Delete, old_row(row.old), Row::Absent),
+        Action::Truncate => (Op::Truncate, Row::Absent, Row::Absent),
+    };
+    Change {
+        relation,
+        op,
+        before,
+        after,
+        lsn,
+        tx,
+    }
+}
+
+fn old_row(old: Option<&OldTuple>) -> Row<'_> {
+    match old {
+        None => Row::Absent,
+        Some(OldTuple::Key(d)) => Row::KeyOnly(d),
+        Some(OldTuple::Full(d)) => Row::Full(d),
+    }
+}
+
+pub(super) fn record_key(relation: &Relation, row: Option<&[Datum]>) -> Option<Bytes> {
+    let row = row?;
+    let mut key = Vec::with_capacity(32);
+    write_key(&mut key, relation, row).then(|| Bytes::from(key))
+}
