@@ -46,6 +46,20 @@ pub struct Consumed {
     pub offset: i64,
 }
 
+/// How many partitions `topic` has; `None` while it does not exist.
+pub fn partition_count(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Option<usize> {
+    consumer
+        .fetch_metadata(Some(topic), timeout)
+        .ok()
+        .and_then(|m| {
+            m.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+        })
+        .filter(|&n| n > 0)
+}
+
 /// Reads `topic` from the beginning until `expected` records arrived or
 /// `limit` passed, then returns what arrived (in partition, offset order).
 pub fn consume(bootstrap: &str, topic: &str, expected: usize, limit: Duration) -> Vec<Consumed> {
@@ -53,17 +67,7 @@ pub fn consume(bootstrap: &str, topic: &str, expected: usize, limit: Duration) -
     let deadline = Instant::now() + limit;
     // Assign every partition from the beginning (no group rebalance to wait for).
     let partitions = loop {
-        let found = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|&n| n > 0);
-        match found {
+        match partition_count(&consumer, topic, Duration::from_secs(5)) {
             Some(n) => break n,
             None if Instant::now() >= deadline => return Vec::new(),
             None => std::thread::sleep(Duration::from_millis(200)),

@@ -19,7 +19,7 @@ pub mod cluster;
 mod kafka;
 pub mod kubelet;
 
-pub use kafka::{consume, distinct_ids, read_to_end, Consumed};
+pub use kafka::{consume, distinct_ids, partition_count, read_to_end, Consumed};
 
 /// The superuser password of the test clusters.
 pub const PG_PASSWORD: &str = "postgres";

@@ -221,32 +221,13 @@ spec:
         bootstrap = broker.bootstrap,
         slot = slot(db, "snap"),
     );
-    let started = Instant::now();
-    let mut engine = Engine::start(&bin.to_string_lossy(), &manifest);
-    let mut peak_kib = 0;
-    loop {
-        peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
+    run_until(bin, &manifest, |engine, status| {
         let done = engine
             .snapshot_of("public.bench")
             .is_some_and(|(state, sent)| state == "done" && sent >= rows);
-        let idle = engine
-            .http_get("/status")
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .is_some_and(|s| s["inFlight"]["records"] == 0);
-        if done && idle {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "snapshot too slow:\n{}",
-            engine.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
-    engine.stop();
-    (secs, peak_kib)
+        done && status["inFlight"]["records"] == 0
+    })
+    .await
 }
 
 async fn drop_slot(db: &TestDb, role: &str) {
@@ -400,8 +381,23 @@ spec:
         bootstrap = broker.bootstrap,
         slot = slot(db, "engine"),
     );
+    run_until(bin, &manifest, |_, status| {
+        let decoded = status["counters"]["transactions"].as_u64().unwrap_or(0);
+        let in_flight = status["inFlight"]["records"].as_u64().unwrap_or(u64::MAX);
+        decoded >= transactions && in_flight == 0
+    })
+    .await
+}
+
+/// Runs the engine on `manifest` until `done` holds for it and its
+/// `/status`; returns seconds and the engine's peak RSS in KiB.
+async fn run_until(
+    bin: &std::path::Path,
+    manifest: &str,
+    done: impl Fn(&Engine, &serde_json::Value) -> bool,
+) -> (f64, u64) {
     let started = Instant::now();
-    let mut engine = Engine::start(&bin.to_string_lossy(), &manifest);
+    let mut engine = Engine::start(&bin.to_string_lossy(), manifest);
     let mut peak_kib = 0;
     loop {
         peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
@@ -409,9 +405,7 @@ spec:
             .http_get("/status")
             .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
             .unwrap_or_default();
-        let decoded = status["counters"]["transactions"].as_u64().unwrap_or(0);
-        let in_flight = status["inFlight"]["records"].as_u64().unwrap_or(u64::MAX);
-        if decoded >= transactions && in_flight == 0 {
+        if done(&engine, &status) {
             break;
         }
         assert!(

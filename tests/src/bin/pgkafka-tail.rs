@@ -71,16 +71,7 @@ fn wait_for_topic(consumer: &BaseConsumer, topic: &str) -> i32 {
     let started = Instant::now();
     let mut said = false;
     loop {
-        let partitions = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(2))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().len())
-            })
-            .filter(|&n| n > 0);
+        let partitions = pgkafka_tests::partition_count(consumer, topic, Duration::from_secs(2));
         if let Some(n) = partitions {
             return i32::try_from(n).unwrap_or(i32::MAX);
         }
