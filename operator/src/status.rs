@@ -269,12 +269,69 @@ pub fn worth_writing(
     };
     old.conditions != new.conditions
         || old.observed_generation != new.observed_generation
-        || (old.replication != new.replication && numbers_due)
+        || snapshot_states(old) != snapshot_states(new)
+        || ((old.replication != new.replication || old.snapshot != new.snapshot) && numbers_due)
+}
+
+/// The requested annotation value and (table, state) pairs.
+type SnapshotStates<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>);
+
+/// What of `status.snapshot` is written at once: the annotation value handed
+/// over (else the next reconcile would hand it over again) and each table's
+/// state; row counts are progress numbers.
+fn snapshot_states(s: &PgKafkaConnectorStatus) -> Option<SnapshotStates<'_>> {
+    s.snapshot.as_ref().map(|snap| {
+        let states = snap
+            .tables
+            .iter()
+            .map(|t| (t.table.as_str(), t.state.as_str()))
+            .collect();
+        (snap.requested.as_deref(), states)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handed_over_snapshot_request_is_written_at_once_rows_when_due() {
+        let table = |state: &str, rows| TableSnapshotStatus {
+            table: "public.orders".into(),
+            state: state.into(),
+            rows,
+            ..Default::default()
+        };
+        let with = |requested: Option<&str>, t| PgKafkaConnectorStatus {
+            snapshot: Some(SnapshotStatus {
+                summary: "0/1".into(),
+                requested: requested.map(str::to_owned),
+                tables: vec![t],
+            }),
+            ..Default::default()
+        };
+        let old = with(None, table("running", 10));
+        assert!(worth_writing(
+            Some(&old),
+            &with(Some("public.orders"), table("running", 10)),
+            false
+        ));
+        assert!(worth_writing(
+            Some(&old),
+            &with(None, table("done", 10)),
+            false
+        ));
+        assert!(!worth_writing(
+            Some(&old),
+            &with(None, table("running", 20)),
+            false
+        ));
+        assert!(worth_writing(
+            Some(&old),
+            &with(None, table("running", 20)),
+            true
+        ));
+    }
 
     fn slot(wal_status: &str) -> Option<Option<SlotState>> {
         Some(Some(SlotState {
