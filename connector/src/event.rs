@@ -18,6 +18,10 @@ pub(crate) struct Column {
     pub name: String,
     /// Type OID.
     pub type_oid: u32,
+    /// The built-in type whose rules its values follow: `type_oid` for a
+    /// built-in, the base type for a domain, an array of the resolved
+    /// element for an array, text for other types (`decode::types`).
+    pub value_oid: u32,
     /// Type modifier (atttypmod).
     pub type_modifier: i32,
 }
@@ -118,16 +122,20 @@ pub(crate) struct TxInfo {
     pub commit_lsn: Lsn,
     /// Commit time, microseconds since 2000-01-01 UTC.
     pub commit_time_us: i64,
+    /// Commit LSN of the transaction before it (Debezium's
+    /// `lastCommitLsn`, the first half of `source.sequence`), if known.
+    pub last_commit_lsn: Option<Lsn>,
 }
 
 impl TxInfo {
     /// What snapshot rows read at `unix_ms` and placed at `lsn` carry: no
     /// transaction (xid 0), the read time as their time.
-    pub fn read_at(lsn: Lsn, unix_ms: i64) -> TxInfo {
+    pub fn read_at(lsn: Lsn, unix_ms: i64, last_commit_lsn: Option<Lsn>) -> TxInfo {
         TxInfo {
             xid: 0,
             commit_lsn: lsn,
             commit_time_us: unix_ms * 1000 - PG_EPOCH_OFFSET_US,
+            last_commit_lsn,
         }
     }
 
@@ -174,8 +182,8 @@ pub(crate) struct Record {
     pub topic_index: usize,
     /// Message key (JSON of the key columns), if the table has one.
     pub key: Option<Bytes>,
-    /// Message value (the envelope).
-    pub payload: Bytes,
+    /// Message value (the envelope); `None` is a tombstone (a null value).
+    pub payload: Option<Bytes>,
     /// Header values of the source transaction, shared by its records.
     pub tx: Arc<TxHeaders>,
     /// Part `i` of `n` of a whole-transaction message.
@@ -185,7 +193,7 @@ pub(crate) struct Record {
 impl Record {
     /// Bytes this record holds while in flight.
     pub fn size(&self) -> usize {
-        self.payload.len() + self.key.as_ref().map_or(0, |k| k.len())
+        self.payload.as_ref().map_or(0, |p| p.len()) + self.key.as_ref().map_or(0, |k| k.len())
     }
 }
 

@@ -268,6 +268,33 @@ pub struct KafkaSpec {
     /// already committed; consumers must read with `isolation.level=read_committed`).
     #[serde(default)]
     pub delivery_guarantee: DeliveryGuarantee,
+    /// After each delete, a record with the same key and a null value, so a
+    /// compacted topic forgets the key and sink connectors delete the row
+    /// (Debezium's `tombstones.on.delete`). Targets may override it.
+    #[serde(default = "default_true")]
+    pub tombstones_on_delete: bool,
+    /// Write keys and values as Kafka Connect's JsonConverter does with
+    /// `schemas.enable=true`: `{"schema": {...}, "payload": {...}}`, the
+    /// schema naming Debezium's logical types. For consumers that need it
+    /// (the Debezium JDBC sink, ClickHouse's Debezium mode).
+    #[serde(default)]
+    pub schemas: bool,
+    /// `numeric` values: `string` (exact, the default), `precise` or `double`.
+    #[serde(default)]
+    pub decimal_handling_mode: crate::DecimalHandlingMode,
+    /// `date`, `time` and `timestamp` values: `isostring` (the default),
+    /// `adaptive`, `adaptive_time_microseconds` or `connect`.
+    #[serde(default)]
+    pub time_precision_mode: crate::TimePrecisionMode,
+    /// `bytea` values: `base64` (the default), `base64-url-safe` or `hex`.
+    #[serde(default)]
+    pub binary_handling_mode: crate::BinaryHandlingMode,
+    /// A topic that receives the new columns of a captured table each time
+    /// its shape is first seen in a session and whenever it changes (a column
+    /// added, dropped, renamed or retyped), keyed by the table; none when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    pub schema_change_topic: Option<String>,
 }
 
 /// What a restart may do to records already in Kafka.
@@ -359,6 +386,10 @@ pub struct TargetSpec {
     /// target that only wants changes.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub snapshot: bool,
+    /// Tombstones after deletes for this target; `spec.kafka.tombstonesOnDelete`
+    /// when omitted. Whole-transaction targets never get them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones_on_delete: Option<bool>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -375,6 +406,7 @@ impl Default for TargetSpec {
             send_as_transaction: false,
             group: None,
             snapshot: true,
+            tombstones_on_delete: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - `connector.rs`: spec and status types (their doc comments are the user
 //!   documentation, rendered into the CRD and the README's reference);
 //!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
-//!   SQL reads them.
+//!   SQL reads them; `encoding.rs`: how values are written (Debezium's
+//!   handling modes).
 //! - `validate.rs`: `spec.validate()`, every problem at once, each naming its
 //!   field; the CRD's CEL rules (`#[x_kube(validation)]`) say the same to the
 //!   API server.
@@ -14,6 +15,7 @@
 //!   checks a manifest as the API server and the engine would.
 
 mod connector;
+mod encoding;
 mod filter;
 mod generate;
 mod schema;
@@ -21,6 +23,7 @@ mod table;
 mod validate;
 
 pub use connector::*;
+pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, TimePrecisionMode};
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use table::{QualifiedTable, TableNameError};

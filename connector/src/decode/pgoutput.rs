@@ -340,6 +340,7 @@ fn decode_relation(r: &mut Reader) -> Result<Message, DecodeError> {
             is_key: flags & 1 == 1,
             name,
             type_oid,
+            value_oid: type_oid,
             type_modifier,
         });
     }

@@ -150,6 +150,7 @@ mod tests {
             is_key,
             name: name.into(),
             type_oid: 23,
+            value_oid: 23,
             type_modifier: -1,
         };
         RelationBody {

@@ -6,8 +6,10 @@
 //! the text forms handled here are the only ones PostgreSQL sends.
 
 use base64::Engine as _;
+use pgkafka_crds::{BinaryHandlingMode, DecimalHandlingMode, TimePrecisionMode};
 
-use super::types::{pg_type, Base, PgType};
+use super::types::{array_delimiter, pg_type, Base, PgType};
+use crate::event::Column;
 
 /// Session settings that fix the text format of every value the decoder reads.
 pub const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 \
@@ -17,45 +19,47 @@ pub const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalS
 /// PostgreSQL does not send; consumers already recognise it.
 pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
 
-/// How one value's text form maps to JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scalar {
-    Bool,
-    Integer,
-    Float,
-    /// Exact decimal: a JSON string, never a lossy float.
-    Numeric,
-    Json,
-    Bytea,
-    Timestamp,
-    TimestampTz,
-    Text,
+/// How values are written: Debezium's handling modes, and whether json is
+/// nested (the default) or a string holding it (the schema form's
+/// `io.debezium.data.Json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ValueModes {
+    /// `decimal.handling.mode`.
+    pub decimal: DecimalHandlingMode,
+    /// `time.precision.mode`.
+    pub time: TimePrecisionMode,
+    /// `binary.handling.mode`.
+    pub binary: BinaryHandlingMode,
+    /// json and jsonb as strings.
+    pub json_as_text: bool,
 }
 
-impl From<Base> for Scalar {
-    fn from(base: Base) -> Self {
-        match base {
-            Base::Bool => Scalar::Bool,
-            Base::Integer => Scalar::Integer,
-            Base::Float => Scalar::Float,
-            Base::Numeric => Scalar::Numeric,
-            Base::Json => Scalar::Json,
-            Base::Bytea => Scalar::Bytea,
-            Base::Timestamp => Scalar::Timestamp,
-            Base::TimestampTz => Scalar::TimestampTz,
-            Base::Date | Base::Unordered | Base::Text => Scalar::Text,
-        }
-    }
+/// What a scalar's rendering needs: its type, its column's modifier, modes.
+#[derive(Clone, Copy)]
+struct Scalar<'a> {
+    base: Base,
+    type_modifier: i32,
+    modes: &'a ValueModes,
 }
 
-/// Appends the JSON rendering of one text-format value of type `type_oid`.
-pub fn write_text_value(out: &mut Vec<u8>, type_oid: u32, text: &[u8]) {
-    match pg_type(type_oid) {
-        PgType::Scalar(base) => write_scalar(out, base.into(), text),
-        PgType::OtherArray => write_scalar(out, Scalar::Text, text),
+/// Appends the JSON rendering of one text-format value of `column`.
+pub(crate) fn write_text_value(
+    out: &mut Vec<u8>,
+    column: &Column,
+    text: &[u8],
+    modes: &ValueModes,
+) {
+    let scalar = |base| Scalar {
+        base,
+        type_modifier: column.type_modifier,
+        modes,
+    };
+    match pg_type(column.value_oid) {
+        PgType::Scalar(base) => write_scalar(out, scalar(base), text),
         PgType::Array(element) => {
             let mark = out.len();
-            if write_array(out, element.into(), text).is_err() {
+            let delimiter = array_delimiter(column.value_oid);
+            if write_array(out, scalar(element), delimiter, text).is_err() {
                 // Not an array literal we understand: keep the exact text.
                 out.truncate(mark);
                 write_string(out, text);
@@ -70,27 +74,57 @@ pub fn write_binary_value(out: &mut Vec<u8>, raw: &[u8]) {
     write_str(out, &base64::engine::general_purpose::STANDARD.encode(raw));
 }
 
-fn write_scalar(out: &mut Vec<u8>, kind: Scalar, text: &[u8]) {
-    match kind {
-        Scalar::Bool => match text {
+fn write_scalar(out: &mut Vec<u8>, scalar: Scalar<'_>, text: &[u8]) {
+    let modes = scalar.modes;
+    match scalar.base {
+        Base::Bool => match text {
             b"t" => out.extend_from_slice(b"true"),
             b"f" => out.extend_from_slice(b"false"),
             other => write_string(out, other),
         },
-        Scalar::Integer if is_json_integer(text) => out.extend_from_slice(text),
-        Scalar::Float if is_json_number(text) => out.extend_from_slice(text),
+        Base::Integer if is_json_integer(text) => out.extend_from_slice(text),
+        Base::Float if is_json_number(text) => out.extend_from_slice(text),
+        Base::Numeric => match modes.decimal {
+            DecimalHandlingMode::String => write_string(out, text),
+            DecimalHandlingMode::Precise => {
+                super::decimal::write_precise(out, scalar.type_modifier, text)
+            }
+            DecimalHandlingMode::Double => super::decimal::write_double(out, text),
+        },
         // Trusted: json and jsonb only ever hold valid JSON, and their text
         // form is that JSON.
-        Scalar::Json if !text.is_empty() => out.extend_from_slice(text),
-        Scalar::Bytea => match text.strip_prefix(b"\\x").and_then(decode_hex) {
-            Some(raw) => write_str(out, &base64::engine::general_purpose::STANDARD.encode(raw)),
+        Base::Json if !text.is_empty() && !modes.json_as_text => out.extend_from_slice(text),
+        Base::Bytea => match text.strip_prefix(b"\\x").and_then(decode_hex) {
+            Some(raw) => write_bytes(out, &raw, text, modes.binary),
             None => write_string(out, text),
         },
-        Scalar::Timestamp | Scalar::TimestampTz => match iso_timestamp(text) {
-            Some(iso) => write_str(out, &iso),
-            None => write_string(out, text),
-        },
+        Base::Timestamp | Base::TimestampTz | Base::Date | Base::Time | Base::TimeTz => {
+            let mark = out.len();
+            if !super::temporal::write_temporal(
+                out,
+                scalar.base,
+                scalar.type_modifier,
+                text,
+                modes.time,
+            ) {
+                out.truncate(mark);
+                write_string(out, text);
+            }
+        }
         _ => write_string(out, text),
+    }
+}
+
+fn write_bytes(out: &mut Vec<u8>, raw: &[u8], hex: &[u8], mode: BinaryHandlingMode) {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    match mode {
+        BinaryHandlingMode::Base64 => write_str(out, &STANDARD.encode(raw)),
+        BinaryHandlingMode::Base64UrlSafe => write_str(out, &URL_SAFE.encode(raw)),
+        // PostgreSQL's own hex output, without its `\x`, lower-cased.
+        BinaryHandlingMode::Hex => write_str(
+            out,
+            &String::from_utf8_lossy(&hex[2..]).to_ascii_lowercase(),
+        ),
     }
 }
 
@@ -149,40 +183,9 @@ fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `2024-01-02 03:04:05.5+00` -> `2024-01-02T03:04:05.5Z`;
-/// `2024-01-02 03:04:05` -> `2024-01-02T03:04:05`. `None` for infinity and
-/// BC dates, which have no ISO-8601 form and stay as PostgreSQL wrote them.
-fn iso_timestamp(text: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(text).ok()?;
-    if s.ends_with(" BC") || !s.as_bytes().first()?.is_ascii_digit() {
-        return None;
-    }
-    let (date, time) = s.split_once(' ')?;
-    let mut iso = String::with_capacity(s.len() + 4);
-    iso.push_str(date);
-    iso.push('T');
-    // The offset starts at the last '+' or '-' after the seconds.
-    match time.rfind(['+', '-']) {
-        Some(at) => {
-            let (clock, offset) = time.split_at(at);
-            iso.push_str(clock);
-            match offset {
-                "+00" | "-00" | "+00:00" => iso.push('Z'),
-                o if o.len() == 3 => {
-                    iso.push_str(o);
-                    iso.push_str(":00");
-                }
-                o => iso.push_str(o),
-            }
-        }
-        None => iso.push_str(time),
-    }
-    Some(iso)
-}
-
 /// Writes `text` as a JSON string. PostgreSQL text is UTF-8 in a UTF-8
 /// database; other bytes are replaced rather than producing invalid JSON.
-fn write_string(out: &mut Vec<u8>, text: &[u8]) {
+pub(crate) fn write_string(out: &mut Vec<u8>, text: &[u8]) {
     match std::str::from_utf8(text) {
         Ok(s) => write_str(out, s),
         Err(_) => write_str(out, &String::from_utf8_lossy(text)),
@@ -198,8 +201,14 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 struct NotAnArray;
 
 /// Parses PostgreSQL's array literal (`{1,2,NULL}`, `{{a,b},{c,"d e"}}`,
-/// `[0:1]={1,2}`) and writes nested JSON arrays.
-fn write_array(out: &mut Vec<u8>, element: Scalar, text: &[u8]) -> Result<(), NotAnArray> {
+/// `[0:1]={1,2}`) and writes nested JSON arrays; `delimiter` separates
+/// elements (`;` for `box[]`).
+fn write_array(
+    out: &mut Vec<u8>,
+    element: Scalar<'_>,
+    delimiter: u8,
+    text: &[u8],
+) -> Result<(), NotAnArray> {
     let body = match text.first() {
         // Explicit bounds: `[lo:hi]={...}`; the bounds carry no values.
         Some(b'[') => {
@@ -209,7 +218,7 @@ fn write_array(out: &mut Vec<u8>, element: Scalar, text: &[u8]) -> Result<(), No
         _ => text,
     };
     let mut i = 0;
-    parse_level(out, element, body, &mut i)?;
+    parse_level(out, (element, delimiter), body, &mut i)?;
     if i == body.len() {
         Ok(())
     } else {
@@ -219,7 +228,7 @@ fn write_array(out: &mut Vec<u8>, element: Scalar, text: &[u8]) -> Result<(), No
 
 fn parse_level(
     out: &mut Vec<u8>,
-    element: Scalar,
+    (element, delimiter): (Scalar<'_>, u8),
     t: &[u8],
     i: &mut usize,
 ) -> Result<(), NotAnArray> {
@@ -236,7 +245,7 @@ fn parse_level(
     let mut item = Vec::new();
     loop {
         match t.get(*i) {
-            Some(b'{') => parse_level(out, element, t, i)?,
+            Some(b'{') => parse_level(out, (element, delimiter), t, i)?,
             Some(b'"') => {
                 *i += 1;
                 item.clear();
@@ -261,7 +270,10 @@ fn parse_level(
             }
             Some(_) => {
                 let start = *i;
-                while !matches!(t.get(*i), Some(b',' | b'}') | None) {
+                while !matches!(t.get(*i), Some(&c) if c == delimiter || c == b'}') {
+                    if *i >= t.len() {
+                        return Err(NotAnArray);
+                    }
                     *i += 1;
                 }
                 let raw = &t[start..*i];
@@ -274,7 +286,7 @@ fn parse_level(
             None => return Err(NotAnArray),
         }
         match t.get(*i) {
-            Some(b',') => {
+            Some(&c) if c == delimiter => {
                 *i += 1;
                 out.push(b',');
             }
@@ -294,8 +306,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn render(oid: u32, text: &str) -> String {
+        render_in(oid, -1, text, &ValueModes::default())
+    }
+
+    fn render_in(oid: u32, type_modifier: i32, text: &str, modes: &ValueModes) -> String {
+        let column = Column {
+            is_key: false,
+            name: "c".into(),
+            type_oid: oid,
+            value_oid: oid,
+            type_modifier,
+        };
         let mut out = Vec::new();
-        write_text_value(&mut out, oid, text.as_bytes());
+        write_text_value(&mut out, &column, text.as_bytes(), modes);
         String::from_utf8(out).expect("utf8")
     }
 
@@ -369,6 +392,58 @@ mod tests {
             json!([{"a": 1}, [2]])
         );
         assert_eq!(value(1007, "{1,2"), json!("{1,2"));
+    }
+
+    #[test]
+    fn modes_apply_to_scalars_and_array_elements() {
+        use pgkafka_crds::TimePrecisionMode as T;
+        use pgkafka_crds::{BinaryHandlingMode as B, DecimalHandlingMode as D};
+        let modes = |decimal, time, binary, json_as_text| ValueModes {
+            decimal,
+            time,
+            binary,
+            json_as_text,
+        };
+        let adaptive = modes(D::Double, T::Adaptive, B::Hex, true);
+        assert_eq!(
+            render_in(1182, -1, "{1970-01-02,NULL}", &adaptive),
+            "[1,null]"
+        );
+        assert_eq!(
+            render_in(1231, -1, "{1.5,NaN}", &adaptive),
+            r#"[1.5,"NaN"]"#
+        );
+        assert_eq!(render_in(17, -1, "\\x00FF", &adaptive), r#""00ff""#);
+        assert_eq!(
+            render_in(3802, -1, r#"{"a": 1}"#, &adaptive),
+            r#""{\"a\": 1}""#
+        );
+        let url = modes(D::Precise, T::Connect, B::Base64UrlSafe, false);
+        assert_eq!(render_in(17, -1, "\\xfbff", &url), r#""-_8=""#);
+        // numeric(5,2)[] in precise mode: each element at the column's scale.
+        assert_eq!(
+            render_in(1231, (5 << 16 | 2) + 4, "{1.00}", &url),
+            r#"["ZA=="]"#
+        );
+        assert_eq!(render_in(1083, 6, "00:00:01.5", &url), "1500");
+    }
+
+    #[test]
+    fn arrays_of_any_built_in_are_arrays() {
+        use serde_json::json;
+        // box[] separates elements with ';' (a box holds commas).
+        assert_eq!(
+            value(1020, "{(1,1),(0,0);(3,3),(2,2)}"),
+            json!(["(1,1),(0,0)", "(3,3),(2,2)"])
+        );
+        assert_eq!(
+            value(1017, r#"{"(1,2)","(3,4)"}"#),
+            json!(["(1,2)", "(3,4)"])
+        );
+        assert_eq!(
+            value(1009, "{{a,NULL},{\"\",c}}"),
+            json!([["a", null], ["", "c"]])
+        );
     }
 
     proptest! {

@@ -23,6 +23,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::source::catalog::snapshot_key;
 use crate::source::connection::connect_verified;
+use crate::source::lookup::TypeRows;
 use crate::source::provision;
 use crate::source::tls::VerifiedName;
 use crate::transform::pipeline::Pipeline;
@@ -140,7 +141,11 @@ async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Erro
         &verified,
     )
     .await?;
-    let tables = provision::inspect(&client, &cfg.spec).await?;
+    let mut tables = provision::inspect(&client, &cfg.spec).await?;
+    let mut types = TypeRows::default();
+    for info in tables.values_mut() {
+        types.resolve(&client, &mut info.shape.columns).await?;
+    }
     Pipeline::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
         .check_tables(tables.values().map(|info| &info.shape))?;
     if cfg.spec.snapshot.mode == SnapshotMode::Initial {

@@ -14,12 +14,13 @@ use super::guarantee::Guarantee;
 use super::snapshots::{Board, Snapshots};
 use super::{lsn_gauge, now_ms, Limits};
 use crate::config::EngineConfig;
-use crate::decode::pgoutput::Message;
+use crate::decode::pgoutput::{Message, RelationBody};
 use crate::error::{Error, ErrorKind};
 use crate::event::Record;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::sink::transactions::COMMIT_EVERY;
+use crate::source::lookup::Lookups;
 use crate::source::snapshot::{Chunk, ReaderEvent, Watermark};
 use crate::source::stream::{ReplicationStream, StreamEvent, StreamSettings};
 use crate::transform::pipeline::{Boundary, Pipeline};
@@ -62,14 +63,24 @@ pub(super) struct Session<'a> {
     /// Chunks emitted in the current source transaction, with their rows
     /// kept: their progress waits for its commit.
     chunks_in_transaction: Vec<(Chunk, u64)>,
+    /// What Relation messages need from the catalog.
+    lookups: Lookups<'a>,
 }
 
 impl<'a> Session<'a> {
     /// A session resuming after `flushed`.
     pub fn new(ctx: SessionContext<'a>, flushed: Lsn) -> Result<Self, Error> {
         let cfg = ctx.cfg;
-        let pipeline = Pipeline::new(&cfg.name, &cfg.spec, ctx.primary_keys.clone(), ctx.metrics)?;
+        let mut pipeline =
+            Pipeline::new(&cfg.name, &cfg.spec, ctx.primary_keys.clone(), ctx.metrics)?;
+        pipeline.resume_after(flushed);
+        let lookups = Lookups::new(
+            format!("pgkafka-{}-catalog", cfg.name),
+            &cfg.spec.postgres,
+            &cfg.postgres,
+        );
         Ok(Session {
+            lookups,
             acks: Acks::new(flushed, ctx.metrics),
             guarantee: Guarantee::new(&cfg.spec, flushed),
             ctx,
@@ -203,10 +214,13 @@ impl<'a> Session<'a> {
 
     async fn on_message(
         &mut self,
-        message: Message,
+        mut message: Message,
         lsn: Lsn,
         out: &mut Output,
     ) -> Result<(), Error> {
+        if let Message::Relation(body) = &mut message {
+            self.prepare_relation(body).await?;
+        }
         if let Message::Logical {
             prefix, content, ..
         } = &message
@@ -247,6 +261,29 @@ impl<'a> Session<'a> {
                 .source_committed(end_lsn, out, &mut self.acks)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// What the pipeline needs beyond pgoutput's description of a relation:
+    /// a partition not captured itself is named as its captured root (the
+    /// publication sends leaves unless `publish_via_partition_root`), and
+    /// types outside the engine's table are resolved through the catalog.
+    async fn prepare_relation(&mut self, body: &mut RelationBody) -> Result<(), Error> {
+        let table = QualifiedTable {
+            schema: body.schema.clone(),
+            name: body.name.clone(),
+        };
+        if !self.pipeline.captures(&table) {
+            match self.lookups.root_of(body.id).await? {
+                Some(root) if self.pipeline.captures(&root) => {
+                    tracing::debug!(partition = %table, root = %root, "routing a partition to its root's listener");
+                    body.schema = root.schema;
+                    body.name = root.name;
+                }
+                _ => return Ok(()),
+            }
+        }
+        self.lookups.resolve_types(&mut body.columns).await?;
         Ok(())
     }
 

@@ -163,7 +163,8 @@ pub(crate) enum SendError {
 struct Outgoing<'a> {
     topic: &'a str,
     key: Option<&'a [u8]>,
-    payload: &'a [u8],
+    /// `None`: a tombstone.
+    payload: Option<&'a [u8]>,
     tx: &'a TxHeaders,
     part: Option<&'a str>,
 }
@@ -331,7 +332,7 @@ impl KafkaSink {
         let message = Outgoing {
             topic: &record.topic,
             key: record.key.as_deref(),
-            payload: &record.payload,
+            payload: record.payload.as_deref(),
             tx: &record.tx,
             part: part.as_deref(),
         };
@@ -350,7 +351,7 @@ impl KafkaSink {
         let message = Outgoing {
             topic,
             key: Some(key),
-            payload,
+            payload: Some(payload),
             tx,
             part: None,
         };
@@ -373,9 +374,10 @@ impl KafkaSink {
                 value: Some(part.as_bytes()),
             });
         }
-        let mut msg = BaseRecord::with_opaque_to(m.topic, tag.pack())
-            .payload(m.payload)
-            .headers(headers);
+        let mut msg = BaseRecord::with_opaque_to(m.topic, tag.pack()).headers(headers);
+        if let Some(payload) = m.payload {
+            msg = msg.payload(payload);
+        }
         if let Some(key) = m.key {
             msg = msg.key(key);
         }

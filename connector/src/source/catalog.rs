@@ -25,7 +25,7 @@ pub(crate) async fn table_info(
         .query(
             "SELECT c.relreplident::text, a.attname::text, a.atttypid,
                     array_position(pk.indkey::int2[], a.attnum),
-                    coalesce(a.attnum = ANY(ri.indkey::int2[]), false)
+                    coalesce(a.attnum = ANY(ri.indkey::int2[]), false), a.atttypmod
                FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
                LEFT JOIN pg_attribute a
@@ -63,7 +63,8 @@ pub(crate) async fn table_info(
             is_key,
             name,
             type_oid: row.get(2),
-            type_modifier: -1,
+            value_oid: row.get(2),
+            type_modifier: row.get(5),
         });
     }
     pk.sort();

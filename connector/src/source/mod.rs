@@ -5,6 +5,8 @@
 pub(crate) mod catalog;
 pub(crate) mod connection;
 pub(crate) mod error;
+#[cfg(feature = "engine")]
+pub(crate) mod lookup;
 pub(crate) mod provision;
 pub(crate) mod slot;
 #[cfg(feature = "engine")]

@@ -24,12 +24,22 @@ fn table_list(tables: &[QualifiedTable]) -> String {
         .join(", ")
 }
 
-/// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ...`
+/// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ... WITH (publish_via_partition_root = true)`:
+/// a partitioned table's changes then arrive as the table the listener names,
+/// whichever partition holds the row (and partitions attached later too).
 pub(crate) fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
     format!(
-        "CREATE PUBLICATION {} FOR TABLE {}",
+        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
         quote_ident(name),
         table_list(tables)
+    )
+}
+
+/// `ALTER PUBLICATION "p" SET (publish_via_partition_root = true)`
+fn via_root_sql(name: &str) -> String {
+    format!(
+        "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+        quote_ident(name)
     )
 }
 
@@ -118,7 +128,7 @@ async fn ensure_publication(
     let name = &spec.publication.name;
     let row = client
         .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1",
             &[name],
         )
         .await
@@ -145,8 +155,30 @@ async fn ensure_publication(
     if row.get::<_, bool>(0) {
         return Ok(());
     }
+    if spec.publication.create && !row.get::<_, bool>(1) {
+        tracing::info!(publication = %name, "publishing partitions as their root table");
+        client
+            .batch_execute(&via_root_sql(name))
+            .await
+            .map_err(PgError::during(format!(
+                "altering publication {}",
+                quote_ident(name)
+            )))?;
+    }
+    // Without publish_via_partition_root the publication lists a partitioned
+    // table's leaves: the root counts as published too.
     let published: Vec<QualifiedTable> = client
-        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[name])
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1
+             UNION
+             SELECT rn.nspname::text, rc.relname::text
+               FROM pg_publication_tables pt
+               JOIN pg_class rc
+                 ON rc.oid = pg_partition_root(format('%I.%I', pt.schemaname, pt.tablename)::regclass)
+               JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+              WHERE pt.pubname = $1",
+            &[name],
+        )
         .await
         .map_err(PgError::during("listing the publication's tables"))?
         .iter()
@@ -302,7 +334,11 @@ mod tests {
         ];
         assert_eq!(
             create_publication_sql("Pub\"lic", &tables),
-            r#"CREATE PUBLICATION "Pub""lic" FOR TABLE "public"."orders", "My.Schema"."x""; DROP TABLE y; --""#
+            r#"CREATE PUBLICATION "Pub""lic" FOR TABLE "public"."orders", "My.Schema"."x""; DROP TABLE y; --" WITH (publish_via_partition_root = true)"#
+        );
+        assert_eq!(
+            via_root_sql("a\"b"),
+            r#"ALTER PUBLICATION "a""b" SET (publish_via_partition_root = true)"#
         );
         assert_eq!(
             set_tables_sql("p", &tables[..1]),

@@ -30,6 +30,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::catalog::{snapshot_key, table_info};
 use super::connection::connect_verified;
 use super::error::PgError;
+use super::lookup::TypeRows;
 use super::provision::quote_ident;
 use super::tls::VerifiedName;
 use crate::credentials::PgCredentials;
@@ -366,7 +367,7 @@ async fn snapshot_one(
         .batch_execute(&settings_sql)
         .await
         .map_err(|e| fail(PgError::query("setting the session's value formats", e)))?;
-    let info = table_info(&client, &table)
+    let mut info = table_info(&client, &table)
         .await
         .map_err(fail)?
         .ok_or_else(|| {
@@ -375,6 +376,10 @@ async fn snapshot_one(
                 message: format!("table {table} does not exist"),
             })
         })?;
+    TypeRows::default()
+        .resolve(&client, &mut info.shape.columns)
+        .await
+        .map_err(fail)?;
     let (key, key_types) = snapshot_key(
         &client,
         &info.shape,
@@ -403,6 +408,7 @@ mod tests {
             is_key: false,
             name: name.into(),
             type_oid: 23,
+            value_oid: 23,
             type_modifier: -1,
         };
         TablePlan {

@@ -6,7 +6,9 @@ use std::io::Write as _;
 
 use pgkafka_crds::Envelope;
 
-use crate::decode::values::{write_binary_value, write_str, write_text_value, UNAVAILABLE_VALUE};
+use crate::decode::values::{
+    write_binary_value, write_str, write_text_value, ValueModes, UNAVAILABLE_VALUE,
+};
 use crate::event::{Change, Datum, Op, Relation, Row};
 
 /// How one target renders changes.
@@ -25,6 +27,8 @@ pub struct EnvelopeContext {
     pub name: String,
     /// `source.db`.
     pub database: String,
+    /// How values are written (the connector's handling modes).
+    pub modes: ValueModes,
 }
 
 /// Writes the Debezium envelope of `change`; `now_ms` is the processing time.
@@ -36,12 +40,13 @@ pub fn write_envelope(
     encoding: Encoding<'_>,
 ) {
     if encoding.envelope == Envelope::Flat {
-        return write_flat(out, change, encoding.columns);
+        return write_flat(out, change, encoding.columns, &ctx.modes);
     }
     out.extend_from_slice(b"{\"before\":");
-    write_row(out, change.relation, change.before, encoding.columns);
+    let modes = &ctx.modes;
+    write_row(out, change.relation, change.before, encoding.columns, modes);
     out.extend_from_slice(b",\"after\":");
-    write_row(out, change.relation, change.after, encoding.columns);
+    write_row(out, change.relation, change.after, encoding.columns, modes);
     out.extend_from_slice(b",\"source\":{\"version\":\"");
     out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     out.extend_from_slice(b"\",\"connector\":\"postgresql\",\"name\":");
@@ -66,6 +71,16 @@ pub fn write_envelope(
     write_int(out, change.lsn.0);
     out.extend_from_slice(b",\"commitLsn\":");
     let _ = write!(out, "\"{}\"", change.tx.commit_lsn);
+    // Debezium's ordering pair: a JSON string holding
+    // `["<last commit LSN>","<LSN>"]`, both decimal.
+    out.extend_from_slice(b",\"sequence\":\"[");
+    match change.tx.last_commit_lsn {
+        Some(lsn) => {
+            let _ = write!(out, "\\\"{}\\\"", lsn.0);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    let _ = write!(out, ",\\\"{}\\\"]\",\"xmin\":null", change.lsn.0);
     out.extend_from_slice(b"},\"op\":\"");
     out.extend_from_slice(change.op.code().as_bytes());
     out.extend_from_slice(b"\",\"ts_ms\":");
@@ -76,7 +91,12 @@ pub fn write_envelope(
 /// The row itself with `__` metadata fields, as Debezium's
 /// ExtractNewRecordState writes it (`delete.handling.mode=rewrite`): the new
 /// row, or the old one for a delete; a truncate has only the metadata.
-fn write_flat(out: &mut Vec<u8>, change: &Change<'_>, columns: Option<&[bool]>) {
+fn write_flat(
+    out: &mut Vec<u8>,
+    change: &Change<'_>,
+    columns: Option<&[bool]>,
+    modes: &ValueModes,
+) {
     let row = match change.op {
         Op::Delete => change.before,
         _ => change.after,
@@ -87,7 +107,7 @@ fn write_flat(out: &mut Vec<u8>, change: &Change<'_>, columns: Option<&[bool]>) 
         Row::Full(d) => (d, false),
         Row::KeyOnly(d) => (d, true),
     };
-    if write_fields(out, change.relation, datums, key_only, columns) {
+    if write_fields(out, change.relation, datums, key_only, columns, modes) {
         out.push(b',');
     }
     out.extend_from_slice(b"\"__op\":\"");
@@ -122,7 +142,12 @@ fn write_int(out: &mut Vec<u8>, n: impl std::fmt::Display) {
 /// Writes the record key, `{"id":1}`, from the key columns of `row`. `false`
 /// when the table has no key or the row lacks a key value: such records are
 /// produced without a key.
-pub fn write_key(out: &mut Vec<u8>, relation: &Relation, row: &[Datum]) -> bool {
+pub fn write_key(
+    out: &mut Vec<u8>,
+    relation: &Relation,
+    row: &[Datum],
+    modes: &ValueModes,
+) -> bool {
     if relation.key.is_empty() {
         return false;
     }
@@ -135,13 +160,19 @@ pub fn write_key(out: &mut Vec<u8>, relation: &Relation, row: &[Datum]) -> bool 
             out.push(b',');
         }
         out.extend_from_slice(&relation.json_names[i]);
-        write_datum(out, relation, i, datum);
+        write_datum(out, relation, i, datum, modes);
     }
     out.push(b'}');
     true
 }
 
-fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>, columns: Option<&[bool]>) {
+fn write_row(
+    out: &mut Vec<u8>,
+    relation: &Relation,
+    row: Row<'_>,
+    columns: Option<&[bool]>,
+    modes: &ValueModes,
+) {
     let (datums, key_only) = match row {
         Row::Absent => {
             out.extend_from_slice(b"null");
@@ -151,7 +182,7 @@ fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>, columns: Opti
         Row::KeyOnly(d) => (d, true),
     };
     out.push(b'{');
-    write_fields(out, relation, datums, key_only, columns);
+    write_fields(out, relation, datums, key_only, columns, modes);
     out.push(b'}');
 }
 
@@ -162,6 +193,7 @@ fn write_fields(
     datums: &[Datum],
     key_only: bool,
     columns: Option<&[bool]>,
+    modes: &ValueModes,
 ) -> bool {
     let mut first = true;
     for (i, datum) in datums.iter().enumerate().take(relation.shape.columns.len()) {
@@ -176,16 +208,22 @@ fn write_fields(
         }
         first = false;
         out.extend_from_slice(&relation.json_names[i]);
-        write_datum(out, relation, i, datum);
+        write_datum(out, relation, i, datum, modes);
     }
     !first
 }
 
-fn write_datum(out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) {
+fn write_datum(
+    out: &mut Vec<u8>,
+    relation: &Relation,
+    i: usize,
+    datum: &Datum,
+    modes: &ValueModes,
+) {
     match datum {
         Datum::Null => out.extend_from_slice(b"null"),
         Datum::UnchangedToast => write_str(out, UNAVAILABLE_VALUE),
-        Datum::Text(t) => write_text_value(out, relation.shape.columns[i].type_oid, t),
+        Datum::Text(t) => write_text_value(out, &relation.shape.columns[i], t, modes),
         Datum::Binary(b) => write_binary_value(out, b),
     }
 }
@@ -206,6 +244,7 @@ mod tests {
             is_key,
             name: name.into(),
             type_oid,
+            value_oid: type_oid,
             type_modifier: -1,
         };
         let body = RelationBody {
@@ -237,6 +276,7 @@ mod tests {
             xid: 745,
             commit_lsn: Lsn(0x1_0000_00A0),
             commit_time_us: 1_000,
+            last_commit_lsn: Some(Lsn(0x1_0000_0010)),
         };
         let change = Change {
             relation: &rel,
@@ -249,6 +289,7 @@ mod tests {
         let ctx = EnvelopeContext {
             name: "orders".into(),
             database: "shop".into(),
+            modes: ValueModes::default(),
         };
         let mut out = Vec::new();
         write_envelope(&mut out, &ctx, &change, 5, Encoding::default());
@@ -260,13 +301,14 @@ mod tests {
                 "after": {"id": 7, "doc": UNAVAILABLE_VALUE, "paid": true},
                 "source": {"version": env!("CARGO_PKG_VERSION"), "connector": "postgresql", "name": "orders",
                            "ts_ms": 946_684_800_001i64, "snapshot": "false", "db": "shop", "schema": "shop",
-                           "table": "orders", "txId": 745, "lsn": 4096, "commitLsn": "1/A0"},
+                           "table": "orders", "txId": 745, "lsn": 4096, "commitLsn": "1/A0",
+                           "sequence": "[\"4294967312\",\"4096\"]", "xmin": null},
                 "op": "u",
                 "ts_ms": 5
             })
         );
         let mut key = Vec::new();
-        assert!(write_key(&mut key, &rel, &new));
+        assert!(write_key(&mut key, &rel, &new, &ValueModes::default()));
         assert_eq!(key, br#"{"id":7}"#);
     }
 
@@ -278,10 +320,12 @@ mod tests {
             xid: 9,
             commit_lsn: Lsn(1),
             commit_time_us: 0,
+            last_commit_lsn: None,
         };
         let ctx = EnvelopeContext {
             name: "n".into(),
             database: "d".into(),
+            modes: ValueModes::default(),
         };
         let keep = [true, false, true];
         let delete = Change {
@@ -347,6 +391,11 @@ mod tests {
         let mut rel = Arc::try_unwrap(relation()).expect("sole owner");
         rel.key.clear();
         let mut key = Vec::new();
-        assert!(!write_key(&mut key, &rel, &[text("1")]));
+        assert!(!write_key(
+            &mut key,
+            &rel,
+            &[text("1")],
+            &ValueModes::default()
+        ));
     }
 }

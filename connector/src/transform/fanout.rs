@@ -14,6 +14,7 @@ use super::filter::RowView;
 use super::group::GroupBuffers;
 use super::route::{CompiledRoute, Listener};
 use super::TransformError;
+use crate::decode::values::ValueModes;
 use crate::event::{Change, Datum, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo};
 use crate::lsn::Lsn;
 
@@ -28,7 +29,7 @@ pub(crate) struct ChangedKeys {
 }
 
 impl ChangedKeys {
-    pub(super) fn note(&mut self, relation: &Relation, row: &RowView<'_>) {
+    pub(super) fn note(&mut self, relation: &Relation, row: &RowView<'_>, modes: &ValueModes) {
         if row.action == Action::Truncate {
             self.truncated = true;
         }
@@ -36,7 +37,7 @@ impl ChangedKeys {
             .into_iter()
             .flatten()
         {
-            if let Some(key) = record_key(relation, Some(image)) {
+            if let Some(key) = record_key(relation, Some(image), modes) {
                 self.keys.insert(key);
             }
         }
@@ -110,14 +111,26 @@ pub(super) fn fan_out(
         target.bytes.inc_by(payload.len() as u64);
         match (target.group, groups.as_deref_mut()) {
             (Some(g), Some(groups)) => groups.push(g, payload, one.change.tx.xid)?,
-            _ => out.push(Record {
-                topic: Arc::clone(&target.topic),
-                topic_index: target.topic_index,
-                key: one.key.clone(),
-                payload,
-                tx: Arc::clone(one.headers),
-                part: None,
-            }),
+            _ => {
+                let record = Record {
+                    topic: Arc::clone(&target.topic),
+                    topic_index: target.topic_index,
+                    key: one.key.clone(),
+                    payload: Some(payload),
+                    tx: Arc::clone(one.headers),
+                    part: None,
+                };
+                // After a delete, the same key with a null value: compaction
+                // then forgets the key (Debezium's tombstones.on.delete).
+                let tombstone =
+                    (one.change.op == Op::Delete && target.tombstones && record.key.is_some())
+                        .then(|| Record {
+                            payload: None,
+                            ..record.clone()
+                        });
+                out.push(record);
+                out.extend(tombstone);
+            }
         }
     }
     Ok(())
@@ -154,8 +167,12 @@ fn old_row(old: Option<&OldTuple>) -> Row<'_> {
     }
 }
 
-pub(super) fn record_key(relation: &Relation, row: Option<&[Datum]>) -> Option<Bytes> {
+pub(super) fn record_key(
+    relation: &Relation,
+    row: Option<&[Datum]>,
+    modes: &ValueModes,
+) -> Option<Bytes> {
     let row = row?;
     let mut key = Vec::with_capacity(32);
-    write_key(&mut key, relation, row).then(|| Bytes::from(key))
+    write_key(&mut key, relation, row, modes).then(|| Bytes::from(key))
 }

@@ -169,7 +169,7 @@ fn compile_leaf(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Lea
         );
         return Err(error_at(path, ".field", message));
     }
-    let class = TypeClass::of(col.type_oid);
+    let class = TypeClass::of(col.value_oid);
     let operand = Operand {
         path,
         op,

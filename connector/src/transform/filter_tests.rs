@@ -9,6 +9,7 @@ fn col(name: &str, type_oid: u32, is_key: bool) -> Column {
         is_key,
         name: name.into(),
         type_oid,
+        value_oid: type_oid,
         type_modifier: -1,
     }
 }

@@ -95,7 +95,7 @@ impl GroupBuffers {
                     topic: Arc::clone(&group.topic),
                     topic_index: group.topic_index,
                     key: Some(key.clone()),
-                    payload,
+                    payload: Some(payload),
                     tx: Arc::clone(headers),
                     part: Some((i + 1, n)),
                 });
@@ -167,6 +167,7 @@ mod tests {
             xid: 77,
             commit_lsn: Lsn(0x10),
             commit_time_us: 1_500,
+            last_commit_lsn: None,
         }
     }
 
@@ -189,7 +190,8 @@ mod tests {
         let mut out = Vec::new();
         buffers.flush(&tx(), &headers, &mut out);
         assert_eq!(out.len(), 1, "the idle group sends nothing");
-        let v: serde_json::Value = serde_json::from_slice(&out[0].payload).expect("JSON");
+        let v: serde_json::Value =
+            serde_json::from_slice(out[0].payload.as_deref().expect("value")).expect("JSON");
         assert_eq!(
             v,
             serde_json::json!({"txId": 77, "commitLsn": "0/10", "commitTime": "2000-01-01T00:00:00.001Z",
@@ -216,8 +218,9 @@ mod tests {
             buffers.flush(&tx(), &Arc::new(TxHeaders::new(Lsn(0x10), 77)), &mut out);
             let mut joined = Vec::new();
             for (i, r) in out.iter().enumerate() {
-                prop_assert!(r.payload.len() <= limit, "part of {} bytes over {limit}", r.payload.len());
-                let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON");
+                let payload = r.payload.as_deref().expect("value");
+                prop_assert!(payload.len() <= limit, "part of {} bytes over {limit}", payload.len());
+                let v: serde_json::Value = serde_json::from_slice(payload).expect("JSON");
                 prop_assert_eq!(v["part"].as_u64(), Some(i as u64 + 1));
                 prop_assert_eq!(v["parts"].as_u64(), Some(out.len() as u64));
                 joined.extend(v["changes"].as_array().expect("array").iter().cloned());

@@ -16,6 +16,7 @@ use super::route::{action_index, CompiledRoute, Routes};
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
+use crate::decode::values::ValueModes;
 use crate::event::{Change, Datum, OldTuple, Op, Record, Row, TableShape, TxHeaders, TxInfo};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub(crate) struct Pipeline {
     /// watermark (two chunks of one table may be open at once).
     watched: HashMap<u64, (QualifiedTable, ChangedKeys)>,
     tx: Option<(TxInfo, Arc<TxHeaders>)>,
+    /// Commit LSN of the last transaction begun (`source.sequence`).
+    last_commit: Option<Lsn>,
     groups: GroupBuffers,
 }
 
@@ -95,12 +98,24 @@ impl Pipeline {
                 context: EnvelopeContext {
                     name: name.to_owned(),
                     database: spec.postgres.database.clone(),
+                    modes: ValueModes {
+                        decimal: spec.kafka.decimal_handling_mode,
+                        time: spec.kafka.time_precision_mode,
+                        binary: spec.kafka.binary_handling_mode,
+                        json_as_text: spec.kafka.schemas,
+                    },
                 },
                 payload_hint: Cell::new(256),
             },
             watched: HashMap::new(),
             tx: None,
+            last_commit: None,
         })
+    }
+
+    /// Whether a listener captures `table`.
+    pub fn captures(&self, table: &QualifiedTable) -> bool {
+        self.routes.listener_of(table).is_some()
     }
 
     /// Every topic the pipeline may write to; records carry their index here.
@@ -177,11 +192,17 @@ impl Pipeline {
         Ok(Boundary::None)
     }
 
+    /// The stream resumes after the transaction that committed at `lsn`.
+    pub fn resume_after(&mut self, lsn: Lsn) {
+        self.last_commit = Some(lsn);
+    }
+
     fn begin(&mut self, final_lsn: Lsn, commit_time_us: i64, xid: u32) -> Boundary {
         let tx = TxInfo {
             xid,
             commit_lsn: final_lsn,
             commit_time_us,
+            last_commit_lsn: self.last_commit.replace(final_lsn),
         };
         self.tx = Some((tx, Arc::new(TxHeaders::new(final_lsn, xid))));
         self.groups.clear();
@@ -232,11 +253,12 @@ impl Pipeline {
         // not capture would never reach the consumer: the chunk keeps it.
         for (table, changed) in self.watched.values_mut() {
             if *table == relation.shape.table {
-                changed.note(relation, &row);
+                changed.note(relation, &row, &self.encoder.context.modes);
             }
         }
         let change = change_of(relation, &row, lsn, *tx);
-        let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)));
+        let modes = &self.encoder.context.modes;
+        let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)), modes);
         let one = One {
             change,
             row,
@@ -292,11 +314,11 @@ impl Pipeline {
         let relation = RelationCache::describe(0, shape.clone(), &self.policy)?;
         let listener = &self.routes.listeners[l];
         let route = CompiledRoute::compile(listener, shape)?;
-        let tx = TxInfo::read_at(lsn, now_ms);
+        let tx = TxInfo::read_at(lsn, now_ms, self.last_commit);
         let headers = Arc::new(TxHeaders::new(lsn, 0));
         let mut kept = 0;
         for row in rows {
-            let key = record_key(&relation, Some(row));
+            let key = record_key(&relation, Some(row), &self.encoder.context.modes);
             if key.as_ref().is_some_and(|k| changed.keys.contains(k)) {
                 continue;
             }

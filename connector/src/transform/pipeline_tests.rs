@@ -14,7 +14,7 @@ kafka: {bootstrapServers: ["k:9092"], topicPrefix: cdc}
 listeners:
   - table: public.orders
     actions: [insert, delete]
-    targets: [{}, {topic: audit}]
+    targets: [{}, {topic: audit}, {topic: quiet, tombstonesOnDelete: false}]
 "#,
     )
     .expect("spec parses")
@@ -30,6 +30,7 @@ fn relation(id: u32, name: &str) -> Message {
             is_key: true,
             name: "id".into(),
             type_oid: 23,
+            value_oid: 23,
             type_modifier: -1,
         }],
     })
@@ -44,7 +45,11 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
     let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
     assert_eq!(
         p.topics(),
-        [Arc::<str>::from("cdc.public.orders"), Arc::from("audit")]
+        [
+            Arc::<str>::from("cdc.public.orders"),
+            Arc::from("audit"),
+            Arc::from("quiet")
+        ]
     );
     let mut out = Vec::new();
     let begin = Message::Begin {
@@ -109,17 +114,27 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         p.handle(commit, Lsn(7), 0, &mut out).expect("commit"),
         Boundary::Commit { end_lsn: Lsn(120) }
     );
-    let seen: Vec<(&str, &[u8])> = out
+    let seen: Vec<(&str, &[u8], bool)> = out
         .iter()
-        .map(|r| (&*r.topic, r.key.as_deref().unwrap_or_default()))
+        .map(|r| {
+            let key = r.key.as_deref().unwrap_or_default();
+            (&*r.topic, key, r.payload.is_none())
+        })
         .collect();
+    // Each delete is followed by a tombstone (a null value under the same
+    // key), except where the target turned them off.
+    let key = &br#"{"id":1}"#[..];
     assert_eq!(
         seen,
         vec![
-            ("cdc.public.orders", &br#"{"id":1}"#[..]),
-            ("audit", br#"{"id":1}"#),
-            ("cdc.public.orders", br#"{"id":1}"#),
-            ("audit", br#"{"id":1}"#),
+            ("cdc.public.orders", key, false),
+            ("audit", key, false),
+            ("quiet", key, false),
+            ("cdc.public.orders", key, false),
+            ("cdc.public.orders", key, true),
+            ("audit", key, false),
+            ("audit", key, true),
+            ("quiet", key, false),
         ]
     );
     assert!(out.iter().all(|r| *r.tx == TxHeaders::new(Lsn(100), 5)));
@@ -183,6 +198,7 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
             is_key: true,
             name: "id".into(),
             type_oid: 23,
+            value_oid: 23,
             type_modifier: -1,
         }],
         replica_identity: b'd',
@@ -199,17 +215,11 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
         .expect("rows");
     assert_eq!(kept, 2, "the row the stream changed is dropped");
     let keys: Vec<&[u8]> = out.iter().filter_map(|r| r.key.as_deref()).collect();
-    // Two targets, each gets rows 1 and 3.
-    assert_eq!(
-        keys,
-        [
-            &br#"{"id":1}"#[..],
-            br#"{"id":1}"#,
-            br#"{"id":3}"#,
-            br#"{"id":3}"#
-        ]
-    );
-    let value: serde_json::Value = serde_json::from_slice(&out[0].payload).expect("json");
+    // Three targets, each gets rows 1 and 3.
+    let (one, three) = (&br#"{"id":1}"#[..], &br#"{"id":3}"#[..]);
+    assert_eq!(keys, [one, one, one, three, three, three]);
+    let value: serde_json::Value =
+        serde_json::from_slice(out[0].payload.as_deref().expect("value")).expect("json");
     assert_eq!(value["op"], "r");
     assert_eq!(value["source"]["snapshot"], "incremental");
     assert_eq!(value["after"]["id"], 1);

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pgkafka_crds::{
-    Action, ColumnsSpec, Envelope, FilterSpec, PgKafkaConnectorSpec, QualifiedTable, TargetSpec,
+    Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, PgKafkaConnectorSpec, QualifiedTable,
+    TargetSpec,
 };
 use prometheus::IntCounter;
 
@@ -43,6 +44,8 @@ pub(crate) struct Target {
     pub group: Option<usize>,
     /// It receives snapshot rows.
     pub snapshot: bool,
+    /// A tombstone follows each delete it receives.
+    pub tombstones: bool,
     /// Changes it received.
     pub records: IntCounter,
     /// Changes its filter rejected.
@@ -120,7 +123,7 @@ impl Routes {
                         .topic
                         .clone()
                         .unwrap_or_else(|| table.default_topic(&spec.kafka.topic_prefix));
-                    routes.target(path, name, t, spec.kafka.envelope, &table_label, metrics)
+                    routes.target(path, name, t, &spec.kafka, &table_label, metrics)
                 })
                 .collect();
             routes.by_table.insert(table.clone(), i);
@@ -142,7 +145,7 @@ impl Routes {
         path: String,
         name: String,
         t: &TargetSpec,
-        default_envelope: Envelope,
+        kafka: &KafkaSpec,
         table_label: &str,
         metrics: &Metrics,
     ) -> Target {
@@ -165,11 +168,14 @@ impl Routes {
         Target {
             path,
             topic_index,
-            envelope: t.envelope.unwrap_or(default_envelope),
+            envelope: t.envelope.unwrap_or(kafka.envelope),
             columns: t.columns.clone(),
             filter: t.filter.clone(),
             group,
             snapshot: t.snapshot,
+            // A whole-transaction message has no one key to delete.
+            tombstones: group.is_none()
+                && t.tombstones_on_delete.unwrap_or(kafka.tombstones_on_delete),
             records: metrics.target_records.with_label_values(&labels),
             filtered: metrics.target_filtered.with_label_values(&labels),
             bytes: metrics.target_bytes.with_label_values(&labels),
@@ -320,6 +326,7 @@ listeners:
             is_key: false,
             name: name.into(),
             type_oid: 25,
+            value_oid: 25,
             type_modifier: -1,
         };
         let mut shape = TableShape {

@@ -45,10 +45,11 @@ impl TypeClass {
             PgType::Scalar(Base::TimestampTz) => TypeClass::TimestampTz,
             PgType::Scalar(Base::Timestamp) => TypeClass::Timestamp,
             PgType::Scalar(Base::Date) => TypeClass::Date,
-            PgType::Scalar(Base::Json | Base::Bytea | Base::Unordered)
-            | PgType::Array(_)
-            | PgType::OtherArray => TypeClass::Opaque,
-            PgType::Scalar(Base::Text) => TypeClass::Text,
+            PgType::Scalar(Base::Json | Base::Bytea | Base::Unordered) | PgType::Array(_) => {
+                TypeClass::Opaque
+            }
+            // Times compare as text: `HH:MM:SS[.f]` sorts in time order.
+            PgType::Scalar(Base::Text | Base::Time | Base::TimeTz) => TypeClass::Text,
         }
     }
 

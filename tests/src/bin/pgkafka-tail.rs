@@ -96,6 +96,16 @@ fn value_of(message: &BorrowedMessage<'_>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The envelope, without the schema form's `{"schema", "payload"}` wrapper.
+fn envelope_of(message: &BorrowedMessage<'_>) -> Value {
+    match value_of(message) {
+        Value::Object(mut o) if o.contains_key("schema") && o.contains_key("payload") => {
+            o.remove("payload").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
 fn as_json(message: &BorrowedMessage<'_>) -> Value {
     let headers: serde_json::Map<String, Value> = message
         .headers()
@@ -117,8 +127,11 @@ fn as_json(message: &BorrowedMessage<'_>) -> Value {
 /// `u public.orders {"id":1}  status: "new" -> "paid"`: op, table, key, and
 /// the columns that changed (all of them for an insert or a snapshot row).
 fn readable(message: &BorrowedMessage<'_>) -> String {
-    let value = value_of(message);
     let key = text(message.key()).unwrap_or_else(|| "-".into());
+    if message.payload().is_none() {
+        return format!("tombstone {key}");
+    }
+    let value = envelope_of(message);
     let op = value["op"].as_str().unwrap_or("?");
     let table = format!(
         "{}.{}",
