@@ -16,7 +16,7 @@ use crate::engine::snapshots::Board;
 use crate::engine::{self, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
-use crate::status::StatusHandle;
+use crate::status::{Halted, StatusHandle};
 
 /// A configured engine, ready to [`run`](Engine::run).
 pub struct Engine {
@@ -24,6 +24,7 @@ pub struct Engine {
     metrics: Metrics,
     limits: Limits,
     board: Board,
+    halted: Halted,
 }
 
 impl Engine {
@@ -55,6 +56,7 @@ impl Engine {
             metrics,
             limits,
             board: Board::default(),
+            halted: Halted::default(),
         }
     }
 
@@ -81,6 +83,7 @@ impl Engine {
             slot: self.cfg.spec.slot.name.clone(),
             metrics: self.metrics.clone(),
             board: self.board.clone(),
+            halted: self.halted.clone(),
             listened: self
                 .cfg
                 .spec
@@ -100,10 +103,16 @@ impl Engine {
             return Ok(());
         }
         let (stop, stopped) = watch::channel(false);
+        let halted = self.halted.clone();
         let engine = engine::run(self.cfg, self.metrics, self.limits, self.board, stopped);
         tokio::pin!(engine, shutdown);
         tokio::select! {
-            result = &mut engine => return result,
+            result = &mut engine => {
+                if let Err(e) = &result {
+                    halted.set(e);
+                }
+                return result;
+            }
             () = &mut shutdown => {}
         }
         // The receiver lives inside `engine`, which is still running.

@@ -143,12 +143,26 @@ async fn run(
     )
     .await?;
     tracing::info!(connector = %engine.name(), http = %bound, "starting");
-    engine
+    let status = engine.status();
+    let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = signalled.send(());
+    });
+    let result = engine
         .run(async {
-            wait_for_signal().await;
+            let _ = signal.await;
             tracing::info!("signal received; stopping");
         })
-        .await
+        .await;
+    if let Some(e) = result.as_ref().err().filter(|e| !e.is_retryable()) {
+        // Exiting would only restart into the same fault (a crash loop under
+        // Kubernetes). Stay up, not ready, with the reason in /status, until
+        // a new configuration replaces this process.
+        tracing::error!(halted = ?status.status().halted, "{e}; the slot holds every change not yet confirmed: waiting for a new configuration");
+        let _ = watcher.await;
+    }
+    result
 }
 
 async fn wait_for_signal() {

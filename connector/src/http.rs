@@ -161,6 +161,7 @@ mod tests {
                 slot: "s".into(),
                 metrics: metrics.clone(),
                 board: Default::default(),
+                halted: Default::default(),
                 listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
             },
         };
@@ -187,6 +188,7 @@ mod tests {
                 slot: "s".into(),
                 metrics,
                 board: Default::default(),
+                halted: Default::default(),
                 listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
             },
         };

@@ -41,6 +41,39 @@ pub struct Status {
     pub in_flight: InFlight,
     /// Snapshot progress per table.
     pub snapshot: SnapshotReport,
+    /// Why the engine stopped streaming for good (a fault retrying cannot
+    /// fix, such as a filter naming a column that was dropped): nothing
+    /// after the confirmed position is lost, and it waits for a new
+    /// configuration. Absent while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+}
+
+/// Where a stopped engine leaves its reason for `/status`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Halted(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Halted {
+    /// Records why the engine stopped: its error and each source's words.
+    pub(crate) fn set(&self, error: &crate::error::Error) {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(s) = source {
+            let part = s.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = s.source();
+        }
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(text);
+        }
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|h| h.clone())
+    }
 }
 
 /// Snapshot progress per table.
@@ -85,6 +118,7 @@ pub struct StatusHandle {
     pub(crate) slot: String,
     pub(crate) metrics: Metrics,
     pub(crate) board: Board,
+    pub(crate) halted: Halted,
     pub(crate) listened: Vec<QualifiedTable>,
 }
 
@@ -118,6 +152,7 @@ impl StatusHandle {
             snapshot: SnapshotReport {
                 tables: self.board.tables(),
             },
+            halted: self.halted.get(),
         }
     }
 

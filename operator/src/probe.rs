@@ -128,6 +128,7 @@ pub fn parse_report(body: &[u8]) -> Option<EngineReport> {
         streaming: v["streaming"].as_bool()?,
         last_event_ms: v["lastEventUnixMs"].as_i64().filter(|ms| *ms > 0),
         snapshots,
+        halted: v["halted"].as_str().map(str::to_owned),
     })
 }
 
@@ -161,6 +162,7 @@ mod tests {
                 streaming: true,
                 last_event_ms: Some(1_700_000_000_000),
                 snapshots: Vec::new(),
+                halted: None,
             })
         );
         assert_eq!(

@@ -18,6 +18,7 @@ fn streaming() -> Option<EngineReport> {
         streaming: true,
         last_event_ms: None,
         snapshots: Vec::new(),
+        halted: None,
     })
 }
 
@@ -380,6 +381,7 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
             rows: 10,
             ..Default::default()
         }],
+        halted: None,
     });
     let annotated = stored(
         SPEC,

@@ -20,6 +20,8 @@ pub struct EngineReport {
     pub last_event_ms: Option<i64>,
     /// Snapshot progress per table.
     pub snapshots: Vec<TableSnapshotStatus>,
+    /// Why it stopped streaming for good and waits for a new configuration.
+    pub halted: Option<String>,
 }
 
 /// Everything a status is computed from.
@@ -170,7 +172,7 @@ fn slot_healthy(observed: &Observed, slot_name: &str) -> Condition {
 /// `Ready`: the engine is streaming, and nothing stands in the way.
 fn ready(observed: &Observed) -> Condition {
     let streaming = observed.engine.as_ref().is_some_and(|e| e.streaming);
-    match (&observed.problem, observed.state) {
+    match (&problem(observed), observed.state) {
         (Some((reason, message)), _) => condition("Ready", false, reason, message.clone()),
         (None, ConnectorState::Paused) => condition(
             "Ready",
@@ -197,9 +199,18 @@ fn ready(observed: &Observed) -> Condition {
     }
 }
 
+/// A problem of the reconcile, else an engine that halted (reason
+/// `EngineHalted`, its own words as the message).
+fn problem(observed: &Observed) -> Option<(String, String)> {
+    observed.problem.clone().or_else(|| {
+        let halted = observed.engine.as_ref()?.halted.clone()?;
+        Some(("EngineHalted".into(), halted))
+    })
+}
+
 /// `Degraded`: a problem of the reconcile or of the slot.
 fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
-    match (&observed.problem, slot_healthy.status.as_str()) {
+    match (&problem(observed), slot_healthy.status.as_str()) {
         (Some((reason, message)), _) => condition("Degraded", true, reason, message.clone()),
         (None, "False") => condition(
             "Degraded",
@@ -374,6 +385,7 @@ mod tests {
             streaming: false,
             last_event_ms: None,
             snapshots: Vec::new(),
+            halted: None,
         });
         assert_eq!(
             ready(&compute(&o, "s", None, "t0")),
@@ -383,9 +395,26 @@ mod tests {
             streaming: true,
             last_event_ms: Some(1_700_000_000_000),
             snapshots: Vec::new(),
+            halted: None,
         });
         let s = compute(&o, "s", None, "t0");
         assert_eq!(ready(&s), ("True", "Streaming"));
+        // An engine that halted says why, in Ready and Degraded.
+        let mut halted = o.clone();
+        halted.engine = Some(EngineReport {
+            streaming: false,
+            last_event_ms: None,
+            snapshots: Vec::new(),
+            halted: Some("spec.listeners[0].targets[0].filter: column \"x\" was dropped".into()),
+        });
+        let h = compute(&halted, "s", None, "t0");
+        assert_eq!(ready(&h), ("False", "EngineHalted"));
+        let degraded = h
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .expect("Degraded");
+        assert!(degraded.message.contains("column \"x\""), "{degraded:?}");
         assert_eq!(s.observed_generation, Some(3));
         let r = s.replication.expect("replication");
         assert_eq!(
@@ -407,6 +436,7 @@ mod tests {
                 streaming: true,
                 last_event_ms: None,
                 snapshots: Vec::new(),
+                halted: None,
             }),
             ..Default::default()
         };
@@ -453,6 +483,7 @@ mod tests {
                 streaming: true,
                 last_event_ms: None,
                 snapshots: Vec::new(),
+                halted: None,
             }),
             ..Default::default()
         };

@@ -36,8 +36,10 @@ pub fn distinct_ids(records: &[Consumed]) -> Vec<i64> {
 pub struct Consumed {
     /// Key as text.
     pub key: Option<String>,
-    /// Value parsed as JSON.
+    /// Value parsed as JSON (`Null` for a tombstone).
     pub value: serde_json::Value,
+    /// Value as the text it is; `None` for a tombstone.
+    pub raw: Option<String>,
     /// Headers as (name, text).
     pub headers: Vec<(String, String)>,
     /// Partition.
@@ -152,6 +154,7 @@ fn consumed(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Consumed {
         key: m.key().map(text),
+        raw: m.payload().map(text),
         value: m
             .payload()
             .and_then(|p| serde_json::from_slice(p).ok())

@@ -437,9 +437,17 @@ impl Engine {
         }
     }
 
-    /// Waits for the process to exit by itself; its exit code and log.
+    /// Waits until the engine gives up: it exits by itself, or it halts
+    /// (a fault retrying cannot fix: `/status` says `halted` and the process
+    /// stays up for a new configuration), and is then stopped with SIGTERM.
+    /// Its exit code and log.
     pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
+        self.wait_child(limit, true)
+    }
+
+    fn wait_child(&mut self, limit: Duration, or_halted: bool) -> (Option<i32>, String) {
         let deadline = Instant::now() + limit;
+        let mut polls = 0u32;
         loop {
             if let Some(status) = self
                 .child
@@ -449,6 +457,11 @@ impl Engine {
                 self.child = None;
                 return (status.code(), self.log_text());
             }
+            polls += 1;
+            if or_halted && polls % 10 == 0 && self.halted().is_some() {
+                let code = self.stop();
+                return (code, self.log_text());
+            }
             assert!(
                 Instant::now() < deadline,
                 "engine still running after {limit:?}:\n{}",
@@ -456,6 +469,13 @@ impl Engine {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Why the engine halted, from its `/status`; `None` while it runs.
+    pub fn halted(&self) -> Option<String> {
+        let (_, body) = self.http_get("/status")?;
+        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+        status["halted"].as_str().map(str::to_owned)
     }
 
     /// SIGKILL: no drain, no final status update.
@@ -473,7 +493,7 @@ impl Engine {
             .arg("-TERM")
             .arg(pid.to_string())
             .status();
-        self.wait_exit(Duration::from_secs(40)).0
+        self.wait_child(Duration::from_secs(40), false).0
     }
 
     /// The process's peak resident set size (VmHWM), in KiB.

@@ -13,7 +13,6 @@ pub(crate) fn numeric_scale(type_modifier: i32) -> Option<i32> {
 }
 
 /// The declared precision of a `numeric(p, s)` column.
-#[allow(dead_code)] // the schema form's next
 pub(crate) fn numeric_precision(type_modifier: i32) -> Option<i32> {
     (type_modifier >= 4).then(|| ((type_modifier - 4) >> 16) & 0xffff)
 }

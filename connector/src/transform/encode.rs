@@ -18,6 +18,8 @@ pub struct Encoding<'a> {
     pub envelope: Envelope,
     /// Columns kept, by position; every column when `None`.
     pub columns: Option<&'a [bool]>,
+    /// The schema form's value schema: the envelope is then its payload.
+    pub schema: Option<&'a [u8]>,
 }
 
 /// Constant parts of every envelope this connector writes.
@@ -345,6 +347,7 @@ mod tests {
             Encoding {
                 envelope: Envelope::Flat,
                 columns: Some(&keep),
+                schema: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -367,6 +370,7 @@ mod tests {
             Encoding {
                 envelope: Envelope::Flat,
                 columns: None,
+                schema: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -380,6 +384,7 @@ mod tests {
             Encoding {
                 envelope: Envelope::Debezium,
                 columns: Some(&keep),
+                schema: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");

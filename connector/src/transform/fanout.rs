@@ -13,6 +13,7 @@ use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
 use super::group::GroupBuffers;
 use super::route::{CompiledRoute, Listener};
+use super::schema::wrap;
 use super::TransformError;
 use crate::decode::values::ValueModes;
 use crate::event::{Change, Datum, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo};
@@ -54,6 +55,9 @@ impl Encoder {
     fn encode(&self, change: &Change<'_>, now_ms: i64, encoding: Encoding<'_>) -> Bytes {
         let mut buf = Vec::with_capacity(self.payload_hint.get());
         write_envelope(&mut buf, &self.context, change, now_ms, encoding);
+        if let Some(schema) = encoding.schema {
+            buf = wrap(schema, &buf);
+        }
         self.payload_hint.set(buf.len() + 64);
         Bytes::from(buf)
     }
@@ -80,6 +84,10 @@ pub(super) fn fan_out(
     out: &mut Vec<Record>,
 ) -> Result<(), TransformError> {
     let snapshot = one.change.op == Op::Read;
+    let key = match (&route.key_schema, &one.key) {
+        (Some(schema), Some(key)) => Some(Bytes::from(wrap(schema, key))),
+        _ => one.key.clone(),
+    };
     let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
     for (j, target) in listener.targets.iter().enumerate() {
         if snapshot && (!target.snapshot || target.group.is_some()) {
@@ -95,6 +103,7 @@ pub(super) fn fan_out(
         let encoding = Encoding {
             envelope: target.envelope,
             columns: route.masks[j].as_deref(),
+            schema: route.value_schemas.get(j).map(|s| &s[..]),
         };
         let payload = match encoded
             .iter()
@@ -115,7 +124,7 @@ pub(super) fn fan_out(
                 let record = Record {
                     topic: Arc::clone(&target.topic),
                     topic_index: target.topic_index,
-                    key: one.key.clone(),
+                    key: key.clone(),
                     payload: Some(payload),
                     tx: Arc::clone(one.headers),
                     part: None,

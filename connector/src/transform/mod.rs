@@ -7,6 +7,7 @@ pub(crate) mod filter;
 pub(crate) mod group;
 pub(crate) mod pipeline;
 pub(crate) mod route;
+pub(crate) mod schema;
 pub(crate) mod typed;
 
 use crate::decode::relations::UnknownKeyColumn;

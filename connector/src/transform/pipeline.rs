@@ -13,13 +13,17 @@ use super::fanout::{change_of, fan_out, record_key, ChangedKeys, Encoder, One};
 use super::filter::RowView;
 use super::group::GroupBuffers;
 use super::route::{action_index, CompiledRoute, Routes};
+use super::schema::SchemaNamer;
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
 use crate::decode::values::ValueModes;
-use crate::event::{Change, Datum, OldTuple, Op, Record, Row, TableShape, TxHeaders, TxInfo};
+use crate::event::{
+    Change, Column, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TxHeaders, TxInfo,
+};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
+use bytes::Bytes;
 
 /// What a message meant for the transaction bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,12 @@ pub(crate) struct Pipeline {
     tx: Option<(TxInfo, Arc<TxHeaders>)>,
     /// Commit LSN of the last transaction begun (`source.sequence`).
     last_commit: Option<Lsn>,
+    /// Names the schema form's schemas, when `spec.kafka.schemas`.
+    schemas: Option<SchemaNamer>,
+    /// `spec.kafka.schemaChangeTopic` and its index in the topic list.
+    schema_changes: Option<(usize, Arc<str>)>,
+    /// The columns of each captured table last announced there.
+    announced: HashMap<QualifiedTable, Vec<Column>>,
     groups: GroupBuffers,
 }
 
@@ -66,7 +76,12 @@ impl Pipeline {
         primary_keys: HashMap<QualifiedTable, Vec<String>>,
         metrics: &Metrics,
     ) -> Result<Self, TransformError> {
-        let routes = Routes::new(spec, metrics)?;
+        let mut routes = Routes::new(spec, metrics)?;
+        let schema_changes = spec
+            .kafka
+            .schema_change_topic
+            .as_deref()
+            .map(|t| routes.topic_index(t));
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
@@ -110,6 +125,11 @@ impl Pipeline {
             watched: HashMap::new(),
             tx: None,
             last_commit: None,
+            schema_changes,
+            announced: HashMap::new(),
+            schemas: spec.kafka.schemas.then(|| SchemaNamer {
+                prefix: spec.kafka.topic_prefix.clone(),
+            }),
         })
     }
 
@@ -158,7 +178,7 @@ impl Pipeline {
                 return Ok(Boundary::Commit { end_lsn });
             }
             Message::Relation(body) => {
-                self.relation(body)?;
+                self.relation(body, lsn, now_ms, out)?;
                 return Ok(Boundary::None);
             }
             Message::Insert { relation_id, new } => (Action::Insert, relation_id, None, Some(new)),
@@ -211,11 +231,18 @@ impl Pipeline {
 
     /// A table described (again): its key, and its route when a listener
     /// captures it.
-    fn relation(&mut self, body: RelationBody) -> Result<(), TransformError> {
+    fn relation(
+        &mut self,
+        body: RelationBody,
+        lsn: Lsn,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), TransformError> {
         let relation = self.relations.insert(body, &self.policy)?;
         match self.routes.listener_of(&relation.shape.table) {
             Some(l) => {
-                let route = CompiledRoute::compile(&self.routes.listeners[l], &relation.shape)?;
+                self.announce(&relation, lsn, now_ms, out);
+                let route = self.compile(l, &relation)?;
                 self.compiled.insert(relation.id, (l, route));
             }
             None => {
@@ -223,6 +250,73 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// On the schema-change topic, keyed by the table: the columns of a
+    /// captured table the first time this session sees it and whenever they
+    /// change (pgoutput repeats a Relation after any catalog change).
+    fn announce(&mut self, relation: &Relation, lsn: Lsn, now_ms: i64, out: &mut Vec<Record>) {
+        let (Some((topic_index, topic)), Some((tx, headers))) = (&self.schema_changes, &self.tx)
+        else {
+            return;
+        };
+        let shape = &relation.shape;
+        let previous = self.announced.get(&shape.table);
+        if previous == Some(&shape.columns) {
+            return;
+        }
+        let table = format!("{}.{}", shape.table.schema, shape.table.name);
+        let columns: Vec<serde_json::Value> = shape
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                serde_json::json!({"name": c.name, "position": i + 1, "typeOid": c.type_oid,
+                                   "typeModifier": c.type_modifier, "valueTypeOid": c.value_oid,
+                                   "key": relation.key.contains(&i)})
+            })
+            .collect();
+        let value = serde_json::json!({
+            "type": if previous.is_some() { "ALTER" } else { "CURRENT" },
+            "table": table,
+            "columns": columns,
+            "source": {"name": self.encoder.context.name, "db": self.encoder.context.database,
+                       "schema": shape.table.schema, "table": shape.table.name,
+                       "txId": tx.xid, "lsn": lsn.0, "ts_ms": tx.commit_ms()},
+            "ts_ms": now_ms,
+        });
+        out.push(Record {
+            topic: Arc::clone(topic),
+            topic_index: *topic_index,
+            key: Some(Bytes::from(
+                serde_json::json!({ "table": table }).to_string(),
+            )),
+            payload: Some(Bytes::from(value.to_string())),
+            tx: Arc::clone(headers),
+            part: None,
+        });
+        self.announced
+            .insert(shape.table.clone(), shape.columns.clone());
+    }
+
+    /// Listener `l`'s targets compiled for `relation`, with the schema
+    /// form's schemas when it is on.
+    fn compile(&self, l: usize, relation: &Relation) -> Result<CompiledRoute, TransformError> {
+        let listener = &self.routes.listeners[l];
+        let mut route = CompiledRoute::compile(listener, &relation.shape)?;
+        if let Some(namer) = &self.schemas {
+            let modes = &self.encoder.context.modes;
+            route.key_schema = Some(Bytes::from(namer.key(relation, modes)));
+            route.value_schemas = listener
+                .targets
+                .iter()
+                .zip(&route.masks)
+                .map(|(t, mask)| {
+                    Bytes::from(namer.value(relation, t.envelope, mask.as_deref(), modes))
+                })
+                .collect();
+        }
+        Ok(route)
     }
 
     fn row_change(
@@ -312,8 +406,8 @@ impl Pipeline {
             return Ok(0);
         }
         let relation = RelationCache::describe(0, shape.clone(), &self.policy)?;
+        let route = self.compile(l, &relation)?;
         let listener = &self.routes.listeners[l];
-        let route = CompiledRoute::compile(listener, shape)?;
         let tx = TxInfo::read_at(lsn, now_ms, self.last_commit);
         let headers = Arc::new(TxHeaders::new(lsn, 0));
         let mut kept = 0;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use pgkafka_crds::{
     Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, PgKafkaConnectorSpec, QualifiedTable,
     TargetSpec,
@@ -184,7 +185,7 @@ impl Routes {
     }
 
     /// The index of `topic` in [`Routes::topics`], added when new.
-    fn topic_index(&mut self, topic: &str) -> (usize, Arc<str>) {
+    pub(super) fn topic_index(&mut self, topic: &str) -> (usize, Arc<str>) {
         match self.topics.iter().position(|t| &**t == topic) {
             Some(i) => (i, Arc::clone(&self.topics[i])),
             None => {
@@ -210,6 +211,10 @@ pub(crate) struct CompiledRoute {
     pub filters: Vec<Option<CompiledFilter>>,
     /// Per target: the columns kept, by position, if it selects columns.
     pub masks: Vec<Option<Vec<bool>>>,
+    /// The schema form's key schema (`spec.kafka.schemas`).
+    pub key_schema: Option<Bytes>,
+    /// Per target: the schema form's value schema; empty without it.
+    pub value_schemas: Vec<Bytes>,
 }
 
 impl CompiledRoute {
