@@ -210,3 +210,169 @@ async fn every_value_reads_back_as_postgres_holds_it() {
     assert_eq!(after["arng"], serde_json::json!(["[1,2)", "empty"]));
     assert_eq!(engine.stop(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debezium_modes_schema_form_tombstones_and_sequence() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec(
+        "CREATE TABLE m (id int PRIMARY KEY, price numeric(10,2), free numeric, d date,
+                         t time(3), ts timestamp, bin bytea, doc jsonb)",
+    )
+    .await;
+    let (name, prefix) = (unique("modes"), unique("modes"));
+    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: m").replace(
+        "topicPrefix:",
+        "schemas: true\n    decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
+         binaryHandlingMode: hex\n    schemaChangeTopic: SCHEMAS\n    topicPrefix:",
+    );
+    let changes = format!("{prefix}-schemas");
+    let m = m.replace("SCHEMAS", &changes);
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    db.exec(
+        "INSERT INTO m VALUES (1, 1234.50, -0.5, '1970-01-02', '00:00:01.5',
+                               '1970-01-01 00:00:01.000001', '\\x00ff', '{\"a\": 1}');
+         DELETE FROM m WHERE id = 1;
+         ALTER TABLE m ADD COLUMN note text;
+         INSERT INTO m (id, note) VALUES (2, 'after the change');",
+    )
+    .await;
+    wait_confirmed(&db, &format!("{name}_slot")).await;
+    let all = read_to_end(&broker.bootstrap, &format!("{prefix}.public.m"));
+    // Keys choose partitions: order by key, then offset.
+    let of_id = |id: i64| -> Vec<Consumed> {
+        all.iter()
+            .filter(|r| {
+                r.key
+                    .as_deref()
+                    .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok())
+                    .is_some_and(|k| k["payload"]["id"] == id)
+            })
+            .cloned()
+            .collect()
+    };
+    let records: Vec<Consumed> = of_id(1).into_iter().chain(of_id(2)).collect();
+    let ops: Vec<String> = records
+        .iter()
+        .map(|r| match r.raw {
+            None => "tombstone".to_owned(),
+            Some(_) => r.value["payload"]["op"].as_str().unwrap_or("?").to_owned(),
+        })
+        .collect();
+    assert_eq!(ops, ["c", "d", "tombstone", "c"], "{}", engine.log_text());
+    let insert = &records[0].value;
+    // Every mapping, exactly as Debezium documents it.
+    assert_eq!(
+        insert["payload"]["after"],
+        serde_json::json!({"id": 1, "price": "AeI6", "free": {"scale": 1, "value": "+w=="},
+                           "d": 1, "t": 1500, "ts": 1_000_001, "bin": "00ff", "doc": "{\"a\": 1}"})
+    );
+    let key: serde_json::Value =
+        serde_json::from_str(records[0].key.as_deref().expect("key")).expect("key JSON");
+    assert_eq!(key["payload"], serde_json::json!({"id": 1}));
+    assert_eq!(key["schema"]["name"], format!("{prefix}.public.m.Key"));
+    let fields = &insert["schema"]["fields"][1]["fields"];
+    let named: Vec<(&str, &str)> = fields
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap_or("?"),
+                f["name"]
+                    .as_str()
+                    .unwrap_or(f["type"].as_str().unwrap_or("?")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("id", "int32"),
+            ("price", "org.apache.kafka.connect.data.Decimal"),
+            ("free", "io.debezium.data.VariableScaleDecimal"),
+            ("d", "io.debezium.time.Date"),
+            ("t", "io.debezium.time.Time"),
+            ("ts", "io.debezium.time.MicroTimestamp"),
+            ("bin", "string"),
+            ("doc", "io.debezium.data.Json"),
+        ]
+    );
+    // The tombstone carries the delete's key; the sequence orders records.
+    assert_eq!(records[2].key, records[1].key);
+    let sequence = |r: &Consumed| -> Vec<u64> {
+        let text = r.value["payload"]["source"]["sequence"]
+            .as_str()
+            .expect("sequence");
+        let pair: Vec<Option<String>> =
+            serde_json::from_str(text).expect("a JSON array in a string");
+        pair.into_iter()
+            .map(|s| s.and_then(|s| s.parse().ok()).unwrap_or(0))
+            .collect()
+    };
+    assert!(sequence(&records[0]) < sequence(&records[1]));
+    assert!(sequence(&records[1]) < sequence(&records[3]));
+    assert_eq!(
+        records[0].value["payload"]["source"]["xmin"],
+        serde_json::Value::Null
+    );
+    // The new column is in the schema from the next change on, and the
+    // schema-change topic says what changed.
+    let after_change = &records[3].value;
+    assert_eq!(after_change["payload"]["after"]["note"], "after the change");
+    let last = after_change["schema"]["fields"][1]["fields"]
+        .as_array()
+        .expect("fields");
+    assert_eq!(last.last().expect("a field")["field"], "note");
+    let announced = read_to_end(&broker.bootstrap, &changes);
+    let kinds: Vec<&str> = announced
+        .iter()
+        .filter_map(|r| r.value["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["CURRENT", "ALTER"]);
+    let columns = announced[1].value["columns"].as_array().expect("columns");
+    assert_eq!(columns.last().expect("a column")["name"], "note");
+    assert_eq!(engine.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_on_a_dropped_column_halts_naming_it_and_loses_nothing() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE f (id int PRIMARY KEY, status text)")
+        .await;
+    let (name, prefix) = (unique("drop"), unique("drop"));
+    let listeners = "    - table: f\n      targets:\n        - {filter: {conditions: [{field: new.status, operator: '==', value: x}]}}";
+    let m = manifest(&name, &db, &broker.bootstrap, &prefix, listeners);
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    let slot = format!("{name}_slot");
+    db.exec("INSERT INTO f VALUES (1, 'x')").await;
+    wait_confirmed(&db, &slot).await;
+    let before = db.confirmed_flush(&slot).await;
+    db.exec("ALTER TABLE f DROP COLUMN status; INSERT INTO f VALUES (2)")
+        .await;
+    wait_for(LONG, "the engine to halt", || async {
+        engine.halted().is_some()
+    })
+    .await;
+    let halted = engine.halted().unwrap_or_default();
+    assert!(
+        halted.contains("spec.listeners[0].targets[0].filter") && halted.contains("status"),
+        "{halted}"
+    );
+    // It stays up (no crash loop), not ready, and the slot did not move
+    // past the change it could not handle.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        engine.http_get("/healthz").is_some(),
+        "the process stays up"
+    );
+    assert_eq!(engine.http_get("/readyz").map(|r| r.0), Some(503));
+    let end = db.confirmed_flush(&slot).await;
+    assert!(end <= db.current_wal().await && end >= before);
+    let records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.f"));
+    assert_eq!(records.len(), 1, "only the change before the drop");
+    assert_eq!(engine.stop(), Some(1));
+}
