@@ -33,6 +33,8 @@
 //! PostgreSQL walsender
 //!   -> source::stream   replication connection, keepalives, flush reports
 //!   -> decode           pgoutput bytes -> Message (pure, total); relation cache; values -> JSON
+//!                       (types outside the OID table resolved once through the catalog:
+//!                       source::lookup, also partition roots)
 //!   -> transform        listener per table -> targets -> filter -> columns -> envelope -> groups
 //!   -> sink             Kafka producer (acks=all, idempotent, murmur2), delivery reports
 //!   -> engine::acks     LSN tracker: highest commit LSN whose records are all acknowledged
@@ -62,10 +64,12 @@
 //! | public face: builder, run, status | `builder.rs`, `status.rs`, this file |
 //! | configuration from a manifest and a secrets directory | `config.rs`, `credentials.rs` |
 //! | SQL session, TLS, provisioning, catalog, slot state | `source/{connection,tls,provision,catalog,slot,error}.rs` |
+//! | catalog lookups for Relation messages (domains, enums, arrays of them; partition roots) | `source/lookup.rs` |
 //! | replication stream | `source/stream.rs` |
 //! | snapshot reader (watermarks, chunks), progress and requests | `source/snapshot.rs`, `engine/snapshots.rs`, `sink/progress.rs` |
-//! | pgoutput, relations, PostgreSQL types, values | `decode/{pgoutput,relations,types,values}.rs` |
-//! | routes, filters, typed comparison, envelope, fan-out to targets, groups | `transform/{route,filter,typed,encode,fanout,group,pipeline}.rs` |
+//! | pgoutput, relations, PostgreSQL types, values, Debezium's handling modes | `decode/{pgoutput,relations,types,values,decimal,temporal}.rs` |
+//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups | `transform/{route,filter,typed,encode,fanout,group,pipeline}.rs` |
+//! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/pipeline.rs` |
 //! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
 //! | sessions, delivery reports, delivery guarantee | `engine/{mod,session,acks,guarantee}.rs` |
@@ -85,7 +89,10 @@
 //! - Decoding is pure and total: any bytes give a message or an error, never
 //!   a panic (property-tested).
 //! - Faults end a session; the next one resumes from the last safe position
-//!   with a new producer and capped, jittered backoff.
+//!   with a new producer and capped, jittered backoff. A fault retrying
+//!   cannot fix ends [`Engine::run`] with its error, which `/status` then
+//!   reports as `halted`; the command line stays up, not ready, rather than
+//!   exit into a crash loop.
 //!
 //! # Without the engine
 //!

@@ -458,7 +458,7 @@ impl Engine {
                 return (status.code(), self.log_text());
             }
             polls += 1;
-            if or_halted && polls % 10 == 0 && self.halted().is_some() {
+            if or_halted && polls.is_multiple_of(10) && self.halted().is_some() {
                 let code = self.stop();
                 return (code, self.log_text());
             }

@@ -376,3 +376,81 @@ async fn a_filter_on_a_dropped_column_halts_naming_it_and_loses_nothing() {
     assert_eq!(records.len(), 1, "only the change before the drop");
     assert_eq!(engine.stop(), Some(1));
 }
+
+/// The columns the handling modes change, read back by PostgreSQL from
+/// their `precise` / `adaptive` / `hex` forms: (column, check).
+const MODE_CHECKS: &[(&str, &str)] = &[
+    ("n", "c.n = precise(v->'n', NULL)"),
+    ("n40", "c.n40 = precise(v->'n40', NULL)"),
+    ("nnan", "v->'nnan' = 'null'::jsonb"),
+    ("n2", "c.n2 = precise(v->'n2', 2)"),
+    ("dnum", "c.dnum = precise(v->'dnum', 2)"),
+    ("anum", "ARRAY(SELECT precise(el, NULL) FROM jsonb_array_elements(v->'anum') el) IS NOT DISTINCT FROM ARRAY(SELECT NULLIF(x, 'NaN') FROM unnest(c.anum) x)"),
+    ("by", "c.by = decode(v->>'by', 'hex')"),
+    ("d", "c.d = '1970-01-01'::date + (v->>'d')::int"),
+    ("dinf", "(v->>'dinf')::bigint = 2147483647"),
+    ("adate", "c.adate = ARRAY(SELECT CASE WHEN el::bigint = 2147483647 THEN 'infinity'::date ELSE '1970-01-01'::date + el::int END FROM jsonb_array_elements_text(v->'adate') el)"),
+    ("tm", "(v->>'tm')::numeric = extract(epoch FROM c.tm) * 1000000"),
+    ("tm24", "(v->>'tm24')::numeric = extract(epoch FROM c.tm24) * 1000000"),
+    ("ttz", "(v->>'ttz')::timetz = c.ttz AT TIME ZONE 'UTC' AND v->>'ttz' LIKE '%Z'"),
+    ("ts", "(v->>'ts')::numeric = extract(epoch FROM c.ts) * 1000000"),
+    ("tsinf", "(v->>'tsinf')::numeric = -9223372036832400000"),
+    ("tsz", "(v->>'tsz')::timestamptz = c.tsz"),
+];
+
+/// `precise` back to numeric: the two's-complement bytes at `scale` (the
+/// column's), or `{"scale", "value"}` when `scale` is null.
+const PRECISE_SQL: &str = "
+CREATE FUNCTION twos(b bytea) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN get_byte(b, 0) >= 128 THEN x - 256::numeric ^ length(b) ELSE x END
+    FROM (SELECT sum(get_byte(b, i)::numeric * 256::numeric ^ (length(b) - 1 - i)) AS x
+            FROM generate_series(0, length(b) - 1) i) s $$;
+CREATE FUNCTION precise(j jsonb, scale int) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN j IS NULL OR j = 'null' THEN NULL
+              WHEN scale IS NULL THEN twos(decode(j->>'value', 'base64')) / 10::numeric ^ (j->>'scale')::int
+              ELSE twos(decode(j #>> '{}', 'base64')) / 10::numeric ^ scale END $$;";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_value_reads_back_in_the_precise_adaptive_and_hex_modes() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    create_wide(&db).await;
+    db.exec(PRECISE_SQL).await;
+    let (name, prefix) = (unique("widem"), unique("widem"));
+    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: wide").replace(
+        "topicPrefix:",
+        "decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
+         binaryHandlingMode: hex\n    topicPrefix:",
+    );
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    insert_wide(&db).await;
+    wait_confirmed(&db, &format!("{name}_slot")).await;
+    let records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.wide"));
+    assert_eq!(records.len(), 1, "{}", engine.log_text());
+    let raw = records[0].raw.as_deref().expect("a value");
+    let mut wrong = Vec::new();
+    for (column, check) in MODE_CHECKS {
+        let sql = format!(
+            "SELECT {check} FROM wide c, (SELECT ($1::text::jsonb)->'after' AS v) x WHERE c.id = 1"
+        );
+        let same = db
+            .client
+            .query_one(&sql, &[&raw])
+            .await
+            .map(|r| r.get::<_, Option<bool>>(0));
+        if !matches!(same, Ok(Some(true))) {
+            wrong.push(format!(
+                "{column}: captured {} ({same:?})",
+                records[0].value["after"][column]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(engine.stop(), Some(0));
+}

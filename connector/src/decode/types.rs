@@ -175,6 +175,8 @@ pub(crate) struct TypeRow {
     pub base: u32,
     /// `typelem` of an array type (`typcategory = 'A'`), else 0.
     pub element: u32,
+    /// `typtypmod`: a domain's modifier (`numeric(12,2)`), else -1.
+    pub modifier: i32,
 }
 
 impl TypeRow {
@@ -191,6 +193,23 @@ impl TypeRow {
 /// Whether the type needs a catalog row before [`value_oid`] can place it.
 pub(crate) fn needs_catalog(type_oid: u32) -> bool {
     known(type_oid).is_none()
+}
+
+/// The modifier a domain column's values have: the attribute carries none
+/// (-1), the domain (or one it is over) does.
+pub(crate) fn domain_modifier(
+    type_oid: u32,
+    rows: &std::collections::HashMap<u32, TypeRow>,
+) -> Option<i32> {
+    let mut current = type_oid;
+    for _ in 0..32 {
+        let row = rows.get(&current).filter(|r| r.kind == b'd')?;
+        if row.modifier != -1 {
+            return Some(row.modifier);
+        }
+        current = row.base;
+    }
+    None
 }
 
 /// The built-in type whose rules values of `type_oid` follow, given the
@@ -269,6 +288,7 @@ mod tests {
             kind,
             base,
             element,
+            modifier: -1,
         };
         let rows = HashMap::from([
             (16_384, row(b'd', oid::INT4, 0)),       // domain over int4
@@ -289,5 +309,26 @@ mod tests {
         assert_eq!(value_oid(3905, &rows), oid::TEXT_ARRAY);
         assert_eq!(value_oid(99_999, &rows), oid::TEXT, "unknown: text");
         assert_eq!(rows[&16_385].refers_to(), Some(16_384));
+        let mut rows = rows;
+        rows.insert(
+            16_390,
+            TypeRow {
+                kind: b'd',
+                base: oid::NUMERIC,
+                element: 0,
+                modifier: (12 << 16 | 2) + 4,
+            },
+        );
+        rows.insert(
+            16_391,
+            TypeRow {
+                kind: b'd',
+                base: 16_390,
+                element: 0,
+                modifier: -1,
+            },
+        );
+        assert_eq!(domain_modifier(16_391, &rows), Some((12 << 16 | 2) + 4));
+        assert_eq!(domain_modifier(16_384, &rows), None);
     }
 }

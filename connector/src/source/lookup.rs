@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::connection::connect;
 use super::error::PgError;
 use crate::credentials::PgCredentials;
-use crate::decode::types::{needs_catalog, value_oid, TypeRow};
+use crate::decode::types::{domain_modifier, needs_catalog, value_oid, TypeRow};
 use crate::event::Column;
 
 /// Catalog rows of the types met so far, by OID.
@@ -39,7 +39,7 @@ impl TypeRows {
             let rows = client
                 .query(
                     "SELECT oid, typtype::text, typbasetype,
-                            CASE WHEN typcategory = 'A' THEN typelem ELSE 0::oid END
+                            CASE WHEN typcategory = 'A' THEN typelem ELSE 0::oid END, typtypmod
                        FROM pg_type WHERE oid = ANY($1)",
                     &[&wanted],
                 )
@@ -52,15 +52,14 @@ impl TypeRows {
                     kind: kind.bytes().next().unwrap_or(b'b'),
                     base: row.get(2),
                     element: row.get(3),
+                    modifier: row.get(4),
                 };
                 next.extend(type_row.refers_to());
                 self.0.insert(row.get(0), type_row);
             }
             wanted = next;
         }
-        for column in columns {
-            column.value_oid = value_oid(column.type_oid, &self.0);
-        }
+        self.apply(columns);
         Ok(())
     }
 
@@ -71,10 +70,16 @@ impl TypeRows {
             .any(|c| needs_catalog(c.type_oid) && !self.0.contains_key(&c.type_oid))
     }
 
-    /// Sets `value_oid` from what is known, without asking (every type known).
+    /// Sets `value_oid` (and a domain's modifier) from what is known,
+    /// without asking.
     pub fn apply(&self, columns: &mut [Column]) {
         for column in columns {
             column.value_oid = value_oid(column.type_oid, &self.0);
+            if column.type_modifier == -1 {
+                if let Some(modifier) = domain_modifier(column.type_oid, &self.0) {
+                    column.type_modifier = modifier;
+                }
+            }
         }
     }
 }
