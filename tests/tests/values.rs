@@ -146,25 +146,41 @@ fn check(name: &str, ty: &str, back: Back) -> String {
 }
 
 /// The columns whose captured value PostgreSQL does not read back as the
-/// stored one, with what was captured.
-async fn mismatches(db: &TestDb, record: &Consumed) -> Vec<String> {
+/// stored one by their `(column, check)`, with what was captured.
+async fn mismatches(db: &TestDb, record: &Consumed, checks: &[(String, String)]) -> Vec<String> {
     let raw = record.raw.as_deref().expect("a value");
     let mut wrong = Vec::new();
-    for (name, ty, _, back) in COLUMNS {
+    for (name, check) in checks {
         let sql = format!(
-            "SELECT {} FROM wide c, (SELECT ($1::text::jsonb)->'after' AS v) x WHERE c.id = 1",
-            check(name, ty, *back)
+            "SELECT {check} FROM wide c, (SELECT ($1::text::jsonb)->'after' AS v) x WHERE c.id = 1"
         );
         let row = db.client.query_one(&sql, &[&raw]).await;
         let same = row.as_ref().map(|r| r.get::<_, Option<bool>>(0));
         if !matches!(same, Ok(Some(true))) {
             wrong.push(format!(
-                "{name} {ty}: captured {} ({same:?})",
+                "{name}: captured {} ({same:?})",
                 record.value["after"][name]
             ));
         }
     }
     wrong
+}
+
+/// Starts an engine on the wide table with `kafka` options, inserts the
+/// row and returns its one record.
+async fn capture_wide(db: &TestDb, kafka: &str) -> Consumed {
+    let broker = Broker::start();
+    let (name, prefix) = (unique("wide"), unique("wide"));
+    let m = manifest(&name, db, &broker.bootstrap, &prefix, "    - table: wide")
+        .replace("topicPrefix:", &format!("{kafka}topicPrefix:"));
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    insert_wide(db).await;
+    wait_confirmed(db, &format!("{name}_slot")).await;
+    let mut records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.wide"));
+    assert_eq!(records.len(), 1, "{}", engine.log_text());
+    assert_eq!(engine.stop(), Some(0));
+    records.remove(0)
 }
 
 async fn wait_confirmed(db: &TestDb, slot: &str) {
@@ -178,18 +194,14 @@ async fn wait_confirmed(db: &TestDb, slot: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_reads_back_as_postgres_holds_it() {
     let db = Postgres::shared().fresh_database().await;
-    let broker = Broker::start();
     create_wide(&db).await;
-    let (name, prefix) = (unique("wide"), unique("wide"));
-    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: wide");
-    let mut engine = Engine::start(ENGINE, &m);
-    engine.wait_streaming();
-    insert_wide(&db).await;
-    wait_confirmed(&db, &format!("{name}_slot")).await;
-    let records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.wide"));
-    assert_eq!(records.len(), 1, "{}", engine.log_text());
-    let after = &records[0].value["after"];
-    let wrong = mismatches(&db, &records[0]).await;
+    let record = capture_wide(&db, "").await;
+    let after = &record.value["after"];
+    let checks: Vec<(String, String)> = COLUMNS
+        .iter()
+        .map(|(name, ty, _, back)| (format!("{name} {ty}"), check(name, ty, *back)))
+        .collect();
+    let wrong = mismatches(&db, &record, &checks).await;
     assert!(
         wrong.is_empty(),
         "{} of {} differ:\n{}",
@@ -208,7 +220,6 @@ async fn every_value_reads_back_as_postgres_holds_it() {
         serde_json::json!(["(1,1),(0,0)", "(3,3),(2,2)"])
     );
     assert_eq!(after["arng"], serde_json::json!(["[1,2)", "empty"]));
-    assert_eq!(engine.stop(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,44 +424,20 @@ CREATE FUNCTION precise(j jsonb, scale int) RETURNS numeric LANGUAGE sql IMMUTAB
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_reads_back_in_the_precise_adaptive_and_hex_modes() {
     let db = Postgres::shared().fresh_database().await;
-    let broker = Broker::start();
     create_wide(&db).await;
     db.exec(PRECISE_SQL).await;
-    let (name, prefix) = (unique("widem"), unique("widem"));
-    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: wide").replace(
-        "topicPrefix:",
-        "decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
-         binaryHandlingMode: hex\n    topicPrefix:",
-    );
-    let mut engine = Engine::start(ENGINE, &m);
-    engine.wait_streaming();
-    insert_wide(&db).await;
-    wait_confirmed(&db, &format!("{name}_slot")).await;
-    let records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.wide"));
-    assert_eq!(records.len(), 1, "{}", engine.log_text());
-    let raw = records[0].raw.as_deref().expect("a value");
-    let mut wrong = Vec::new();
-    for (column, check) in MODE_CHECKS {
-        let sql = format!(
-            "SELECT {check} FROM wide c, (SELECT ($1::text::jsonb)->'after' AS v) x WHERE c.id = 1"
-        );
-        let same = db
-            .client
-            .query_one(&sql, &[&raw])
-            .await
-            .map(|r| r.get::<_, Option<bool>>(0));
-        if !matches!(same, Ok(Some(true))) {
-            wrong.push(format!(
-                "{column}: captured {} ({same:?})",
-                records[0].value["after"][column]
-            ));
-        }
-    }
+    let modes = "decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
+                 binaryHandlingMode: hex\n    ";
+    let record = capture_wide(&db, modes).await;
+    let checks: Vec<(String, String)> = MODE_CHECKS
+        .iter()
+        .map(|(c, sql)| (c.to_string(), sql.to_string()))
+        .collect();
+    let wrong = mismatches(&db, &record, &checks).await;
     assert!(
         wrong.is_empty(),
         "{} differ:\n{}",
         wrong.len(),
         wrong.join("\n")
     );
-    assert_eq!(engine.stop(), Some(0));
 }

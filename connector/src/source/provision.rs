@@ -120,6 +120,44 @@ async fn check_tables(
     Ok(found)
 }
 
+/// The tables `name` publishes. Without publish_via_partition_root a
+/// publication lists a partitioned table's leaves: the root counts as
+/// published too.
+async fn published_tables(client: &Client, name: &str) -> Result<Vec<QualifiedTable>, PgError> {
+    Ok(client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1
+             UNION
+             SELECT rn.nspname::text, rc.relname::text
+               FROM pg_publication_tables pt
+               JOIN pg_class rc
+                 ON rc.oid = pg_partition_root(format('%I.%I', pt.schemaname, pt.tablename)::regclass)
+               JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+              WHERE pt.pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(PgError::during("listing the publication's tables"))?
+        .iter()
+        .map(|r| QualifiedTable {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// A managed publication sends a partition's rows as its root table's.
+async fn publish_via_root(client: &Client, name: &str) -> Result<(), PgError> {
+    tracing::info!(publication = %name, "publishing partitions as their root table");
+    client
+        .batch_execute(&via_root_sql(name))
+        .await
+        .map_err(PgError::during(format!(
+            "altering publication {}",
+            quote_ident(name)
+        )))
+}
+
 async fn ensure_publication(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
@@ -156,37 +194,9 @@ async fn ensure_publication(
         return Ok(());
     }
     if spec.publication.create && !row.get::<_, bool>(1) {
-        tracing::info!(publication = %name, "publishing partitions as their root table");
-        client
-            .batch_execute(&via_root_sql(name))
-            .await
-            .map_err(PgError::during(format!(
-                "altering publication {}",
-                quote_ident(name)
-            )))?;
+        publish_via_root(client, name).await?;
     }
-    // Without publish_via_partition_root the publication lists a partitioned
-    // table's leaves: the root counts as published too.
-    let published: Vec<QualifiedTable> = client
-        .query(
-            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1
-             UNION
-             SELECT rn.nspname::text, rc.relname::text
-               FROM pg_publication_tables pt
-               JOIN pg_class rc
-                 ON rc.oid = pg_partition_root(format('%I.%I', pt.schemaname, pt.tablename)::regclass)
-               JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-              WHERE pt.pubname = $1",
-            &[name],
-        )
-        .await
-        .map_err(PgError::during("listing the publication's tables"))?
-        .iter()
-        .map(|r| QualifiedTable {
-            schema: r.get(0),
-            name: r.get(1),
-        })
-        .collect();
+    let published = published_tables(client, name).await?;
     let missing: Vec<QualifiedTable> = tables
         .iter()
         .filter(|t| !published.contains(t))
