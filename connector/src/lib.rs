@@ -82,8 +82,9 @@
 //!   and fully filtered streams still advance through keepalives.
 //! - Memory is bounded: in-flight records and bytes are capped
 //!   ([`Limits`]); at the cap the engine stops reading and PostgreSQL keeps
-//!   the WAL. Whole-transaction groups are the exception, capped at 512 MiB
-//!   per group and transaction. A snapshot holds at most two chunks per table
+//!   the WAL. Whole-transaction groups keep at most 8 MiB of a transaction
+//!   in memory and spill the rest to an unlinked temp file; their parts are
+//!   built one at a time at the commit. A snapshot holds at most two chunks per table
 //!   being read (`spec.snapshot.chunkSize` rows each): the reader waits for
 //!   the engine to take one before reading a third.
 //! - Decoding is pure and total: any bytes give a message or an error, never

@@ -78,6 +78,8 @@ pub(crate) struct Metrics {
     pub in_flight_records: IntGauge,
     /// See [`IN_FLIGHT_BYTES`].
     pub in_flight_bytes: IntGauge,
+    /// Bytes of whole-transaction groups written to spill files since start.
+    pub group_spilled_bytes: IntCounter,
     /// See [`IN_FLIGHT_RECORDS_LIMIT`].
     pub in_flight_limit: IntGauge,
     /// See [`STREAMING`].
@@ -212,6 +214,10 @@ impl Metrics {
             ),
             in_flight_records: r.gauge(IN_FLIGHT_RECORDS, "Records sent and not yet acknowledged."),
             in_flight_bytes: r.gauge(IN_FLIGHT_BYTES, "Bytes of records not yet acknowledged."),
+            group_spilled_bytes: r.counter(
+                "pgkafka_group_spilled_bytes_total",
+                "Bytes of whole-transaction groups spilled to disk since start (transactions over the memory budget).",
+            ),
             in_flight_limit: r.gauge(IN_FLIGHT_RECORDS_LIMIT, "In-flight record cap."),
             streaming: r.gauge(STREAMING, "1 while the replication stream is streaming."),
             last_event_ms: r.gauge(

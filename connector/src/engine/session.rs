@@ -246,6 +246,7 @@ impl<'a> Session<'a> {
             self.send_records(out).await?;
         }
         if let Boundary::Commit { end_lsn } = boundary {
+            self.send_group_parts(out).await?;
             let seq = self
                 .current
                 .take()
@@ -354,6 +355,34 @@ impl<'a> Session<'a> {
         }
         if let Some(snaps) = self.snapshots.as_mut() {
             snaps.emitted(chunk, kept, lsn);
+        }
+        Ok(())
+    }
+
+    /// The committed transaction's whole-transaction messages, built and
+    /// sent one part at a time, each once the in-flight caps leave room:
+    /// memory stays bounded whatever the transaction's size.
+    async fn send_group_parts(&mut self, out: &mut Output) -> Result<(), Error> {
+        let seq = self
+            .current
+            .ok_or(ErrorKind::Internal("group parts outside a transaction"))?;
+        let mut sent = false;
+        while let Some(record) = self.pipeline.next_group_part()? {
+            if !sent {
+                self.guarantee.before_send(out)?;
+                sent = true;
+            }
+            while self.acks.full(&self.ctx.limits) {
+                let event = out.events.recv().await;
+                self.acks.on_event(event)?;
+                self.acks.take_ready(out)?;
+            }
+            out.send(&mut self.acks, &record, seq).await?;
+        }
+        if sent {
+            self.ctx.metrics.last_event_ms.set(self.current_commit_ms);
+            let spilled = self.pipeline.take_spilled_bytes();
+            self.ctx.metrics.group_spilled_bytes.inc_by(spilled);
         }
         Ok(())
     }

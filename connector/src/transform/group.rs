@@ -7,6 +7,11 @@
 //!
 //! Every part carries the same `txId` and the part count, so a consumer
 //! reassembles a transaction by concatenating `changes` of parts 1..=parts.
+//!
+//! Memory is bounded whatever the transaction's size: all groups keep at
+//! most [`GROUP_MEMORY_BUDGET`] bytes in memory, the group that crosses it
+//! goes on in a spill file (`spill.rs`), and at the commit the parts are
+//! built one at a time as the session can send them.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -14,116 +19,195 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::route::Group;
+use super::spill::{SpillError, SpillFile};
 use crate::event::{Record, TxHeaders, TxInfo};
 
 /// Room left in a message for the wrapper, key and headers.
 const WRAPPER_BYTES: usize = 1024;
 
-/// A group holding more than this for one transaction fails the engine
-/// rather than the machine: such a transaction needs a bigger limit or no
-/// grouping.
-pub const GROUP_BUFFER_LIMIT: usize = 512 * 1024 * 1024;
+/// Bytes of changes all groups keep in memory for one transaction; beyond
+/// it, the group that crosses it goes on in a spill file.
+pub(crate) const GROUP_MEMORY_BUDGET: usize = 8 * 1024 * 1024;
 
-/// A group's buffer outgrew [`GROUP_BUFFER_LIMIT`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("transaction {xid} holds more than {limit} bytes of changes for group {group:?}; whole-transaction messages are built in memory, so send this table's changes per change (drop sendAsTransaction/group) or split the transaction")]
-pub struct GroupTooLarge {
-    /// The group.
-    pub group: String,
-    /// The transaction.
-    pub xid: u32,
-    /// The limit.
-    pub limit: usize,
+/// One group's changes of the current transaction, cut into parts (each
+/// under the message size) as they arrive, so the part count is known at
+/// the commit however the changes are stored.
+#[derive(Debug, Default)]
+struct Buffer {
+    /// Per part: how many changes and how many bytes (with separators).
+    parts: Vec<(usize, usize)>,
+    /// In memory until the budget is crossed.
+    memory: Vec<Bytes>,
+    /// Then in a spill file (everything that was in memory too).
+    file: Option<SpillFile>,
+}
+
+impl Buffer {
+    fn count(&mut self, len: usize, budget: usize) {
+        let add = len + 1;
+        match self.parts.last_mut() {
+            Some((n, size)) if *size + add <= budget || *n == 0 => {
+                *n += 1;
+                *size += add;
+            }
+            _ => self.parts.push((1, add)),
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.memory.iter().map(Bytes::len).sum()
+    }
+}
+
+/// The commit being written out, part by part.
+#[derive(Debug)]
+struct Flushing {
+    tx: TxInfo,
+    headers: Arc<TxHeaders>,
+    key: Bytes,
+    group: usize,
+    part: usize,
+    /// Changes of the group's memory already written.
+    taken: usize,
 }
 
 /// Changes of the current transaction, per group.
 #[derive(Debug)]
 pub struct GroupBuffers {
     groups: Vec<Group>,
-    changes: Vec<Vec<Bytes>>,
-    bytes: Vec<usize>,
+    buffers: Vec<Buffer>,
     max_message_bytes: usize,
+    memory_budget: usize,
+    in_memory: usize,
+    /// Bytes spilled since last asked (a metric).
+    spilled: u64,
+    flushing: Option<Flushing>,
 }
 
 impl GroupBuffers {
-    /// Buffers for `groups`; messages stay under `max_message_bytes`.
-    pub fn new(groups: Vec<Group>, max_message_bytes: usize) -> Self {
+    /// Buffers for `groups`; messages stay under `max_message_bytes`, and
+    /// all groups together hold at most `memory_budget` bytes in memory.
+    pub fn new(groups: Vec<Group>, max_message_bytes: usize, memory_budget: usize) -> Self {
         let n = groups.len();
         GroupBuffers {
             groups,
-            changes: vec![Vec::new(); n],
-            bytes: vec![0; n],
+            buffers: (0..n).map(|_| Buffer::default()).collect(),
             max_message_bytes,
+            memory_budget,
+            in_memory: 0,
+            spilled: 0,
+            flushing: None,
         }
     }
 
-    /// Adds one change envelope to group `g`.
-    pub fn push(&mut self, g: usize, change: Bytes, xid: u32) -> Result<(), GroupTooLarge> {
-        self.bytes[g] += change.len();
-        self.changes[g].push(change);
-        if self.bytes[g] > GROUP_BUFFER_LIMIT {
-            return Err(GroupTooLarge {
-                group: self.groups[g].name.clone(),
-                xid,
-                limit: GROUP_BUFFER_LIMIT,
-            });
+    fn part_budget(&self) -> usize {
+        self.max_message_bytes.saturating_sub(WRAPPER_BYTES).max(1)
+    }
+
+    /// Adds one change envelope to group `g`; past the memory budget the
+    /// group's changes move to a spill file.
+    pub fn push(&mut self, g: usize, change: Bytes, xid: u32) -> Result<(), SpillError> {
+        let budget = self.part_budget();
+        let buffer = &mut self.buffers[g];
+        buffer.count(change.len(), budget);
+        if let Some(file) = buffer.file.as_mut() {
+            self.spilled += change.len() as u64;
+            return file.append(&change);
+        }
+        self.in_memory += change.len();
+        buffer.memory.push(change);
+        if self.in_memory > self.memory_budget {
+            let mut file = SpillFile::create()?;
+            for c in &buffer.memory {
+                file.append(c)?;
+            }
+            let moved = buffer.memory_bytes();
+            tracing::info!(xid, group = %self.groups[g].name, bytes = moved, "transaction over the memory budget: spilling its group to disk");
+            self.spilled += moved as u64;
+            self.in_memory -= moved;
+            buffer.memory = Vec::new();
+            buffer.file = Some(file);
         }
         Ok(())
     }
 
+    /// Bytes written to spill files since last asked.
+    pub fn take_spilled_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.spilled)
+    }
+
     /// Drops what was buffered (a transaction that did not complete).
     pub fn clear(&mut self) {
-        self.changes.iter_mut().for_each(Vec::clear);
-        self.bytes.iter_mut().for_each(|b| *b = 0);
+        self.buffers.iter_mut().for_each(|b| *b = Buffer::default());
+        self.in_memory = 0;
+        self.flushing = None;
     }
 
-    /// At commit: one message (or parts) per group that received changes.
-    pub fn flush(&mut self, tx: &TxInfo, headers: &Arc<TxHeaders>, out: &mut Vec<Record>) {
-        let budget = self.max_message_bytes.saturating_sub(WRAPPER_BYTES).max(1);
-        let key = Bytes::from(tx.xid.to_string());
-        for (g, group) in self.groups.iter().enumerate() {
-            let changes = std::mem::take(&mut self.changes[g]);
-            self.bytes[g] = 0;
-            if changes.is_empty() {
+    /// At commit: from now on [`GroupBuffers::next_part`] gives one message
+    /// (or numbered parts) per group that received changes.
+    pub fn commit(&mut self, tx: &TxInfo, headers: &Arc<TxHeaders>) -> Result<(), SpillError> {
+        for buffer in &mut self.buffers {
+            if let Some(file) = buffer.file.as_mut() {
+                file.rewind()?;
+            }
+        }
+        self.flushing = Some(Flushing {
+            tx: *tx,
+            headers: Arc::clone(headers),
+            key: Bytes::from(tx.xid.to_string()),
+            group: 0,
+            part: 0,
+            taken: 0,
+        });
+        Ok(())
+    }
+
+    /// The next part of the committed transaction's messages; `None` when
+    /// all are out (the buffers are then empty).
+    pub fn next_part(&mut self) -> Result<Option<Record>, SpillError> {
+        loop {
+            let Some(f) = self.flushing.as_mut() else {
+                return Ok(None);
+            };
+            let Some(buffer) = self.buffers.get_mut(f.group) else {
+                self.clear();
+                return Ok(None);
+            };
+            let Some(&(count, bytes)) = buffer.parts.get(f.part) else {
+                *buffer = Buffer::default();
+                (f.group, f.part, f.taken) = (f.group + 1, 0, 0);
                 continue;
+            };
+            let parts = buffer.parts.len();
+            let mut out = Vec::with_capacity(bytes + 160);
+            wrap_head(&mut out, &f.tx, f.part + 1, parts);
+            for i in 0..count {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match buffer.file.as_mut() {
+                    Some(file) => file.read_into(&mut out)?,
+                    None => out.extend_from_slice(&buffer.memory[f.taken + i]),
+                }
             }
-            let parts = split(&changes, budget);
-            let n = parts.len();
-            for (i, range) in parts.into_iter().enumerate() {
-                let payload = wrap(tx, i + 1, n, &changes[range]);
-                out.push(Record {
-                    topic: Arc::clone(&group.topic),
-                    topic_index: group.topic_index,
-                    key: Some(key.clone()),
-                    payload: Some(payload),
-                    tx: Arc::clone(headers),
-                    part: Some((i + 1, n)),
-                });
-            }
+            out.extend_from_slice(b"]}");
+            f.taken += count;
+            f.part += 1;
+            let group = &self.groups[f.group];
+            return Ok(Some(Record {
+                topic: Arc::clone(&group.topic),
+                topic_index: group.topic_index,
+                key: Some(f.key.clone()),
+                payload: Some(Bytes::from(out)),
+                tx: Arc::clone(&f.headers),
+                part: Some((f.part, parts)),
+            }));
         }
     }
 }
 
-/// Consecutive ranges of `changes` whose sizes (plus separators) stay within
-/// `budget`; a change larger than the budget gets a part of its own.
-fn split(changes: &[Bytes], budget: usize) -> Vec<std::ops::Range<usize>> {
-    let mut parts = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, c) in changes.iter().enumerate() {
-        let add = c.len() + 1;
-        if i > start && size + add > budget {
-            parts.push(start..i);
-            (start, size) = (i, 0);
-        }
-        size += add;
-    }
-    parts.push(start..changes.len());
-    parts
-}
-
-fn wrap(tx: &TxInfo, part: usize, parts: usize, changes: &[Bytes]) -> Bytes {
-    let size: usize = changes.iter().map(|c| c.len() + 1).sum();
-    let mut out = Vec::with_capacity(size + 160);
+/// `{"txId":…,"commitLsn":…,"commitTime":…,"part":…,"parts":…,"changes":[`
+fn wrap_head(out: &mut Vec<u8>, tx: &TxInfo, part: usize, parts: usize) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
@@ -132,14 +216,6 @@ fn wrap(tx: &TxInfo, part: usize, parts: usize, changes: &[Bytes]) -> Bytes {
         tx.commit_lsn,
         commit_time(tx)
     );
-    for (i, c) in changes.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(c);
-    }
-    out.extend_from_slice(b"]}");
-    Bytes::from(out)
 }
 
 fn commit_time(tx: &TxInfo) -> String {
@@ -171,6 +247,14 @@ mod tests {
         }
     }
 
+    /// Every part of the committed transaction.
+    fn drain(buffers: &mut GroupBuffers) -> Vec<Record> {
+        buffers
+            .commit(&tx(), &Arc::new(TxHeaders::new(Lsn(0x10), 77)))
+            .expect("commit");
+        std::iter::from_fn(|| buffers.next_part().expect("part")).collect()
+    }
+
     #[test]
     fn one_message_per_group_with_changes_in_order() {
         let mut buffers = GroupBuffers::new(
@@ -182,13 +266,12 @@ mod tests {
                 },
             ],
             1_000_000,
+            GROUP_MEMORY_BUDGET,
         );
         for c in [r#"{"n":1}"#, r#"{"n":2}"#] {
             buffers.push(0, Bytes::from(c), 77).expect("room");
         }
-        let headers = Arc::new(TxHeaders::new(Lsn(0x10), 77));
-        let mut out = Vec::new();
-        buffers.flush(&tx(), &headers, &mut out);
+        let out = drain(&mut buffers);
         assert_eq!(out.len(), 1, "the idle group sends nothing");
         let v: serde_json::Value =
             serde_json::from_slice(out[0].payload.as_deref().expect("value")).expect("JSON");
@@ -201,21 +284,31 @@ mod tests {
             (out[0].key.as_deref(), out[0].topic_index),
             (Some(&b"77"[..]), 3)
         );
-        out.clear();
-        buffers.flush(&tx(), &headers, &mut out);
-        assert!(out.is_empty(), "flush empties the buffers");
+        assert!(
+            drain(&mut buffers).is_empty(),
+            "a commit empties the buffers"
+        );
+        assert_eq!(buffers.take_spilled_bytes(), 0, "nothing spilled");
     }
 
     proptest! {
         #[test]
-        fn parts_stay_under_the_limit_and_reassemble(sizes in proptest::collection::vec(1usize..300, 1..60), limit in 1100usize..3000) {
-            let mut buffers = GroupBuffers::new(vec![group()], limit);
+        fn parts_stay_under_the_limit_and_reassemble(
+            sizes in proptest::collection::vec(1usize..300, 1..60),
+            limit in 1100usize..3000,
+            memory in prop::sample::select(vec![0usize, 500, GROUP_MEMORY_BUDGET]),
+        ) {
+            // memory 0 spills from the first change, 500 part-way through.
+            let mut buffers = GroupBuffers::new(vec![group()], limit, memory);
             let changes: Vec<String> = sizes.iter().enumerate().map(|(i, n)| format!("{{\"i\":{i},\"p\":\"{}\"}}", "x".repeat(*n))).collect();
             for c in &changes {
                 buffers.push(0, Bytes::from(c.clone()), 77).expect("room");
             }
-            let mut out = Vec::new();
-            buffers.flush(&tx(), &Arc::new(TxHeaders::new(Lsn(0x10), 77)), &mut out);
+            let total: usize = changes.iter().map(String::len).sum();
+            let spilled = buffers.take_spilled_bytes() as usize;
+            let expect_spill = total > memory;
+            prop_assert_eq!(spilled > 0, expect_spill, "{} of {} bytes spilled", spilled, total);
+            let out = drain(&mut buffers);
             let mut joined = Vec::new();
             for (i, r) in out.iter().enumerate() {
                 let payload = r.payload.as_deref().expect("value");
@@ -223,6 +316,7 @@ mod tests {
                 let v: serde_json::Value = serde_json::from_slice(payload).expect("JSON");
                 prop_assert_eq!(v["part"].as_u64(), Some(i as u64 + 1));
                 prop_assert_eq!(v["parts"].as_u64(), Some(out.len() as u64));
+                prop_assert_eq!(r.part, Some((i + 1, out.len())));
                 joined.extend(v["changes"].as_array().expect("array").iter().cloned());
             }
             let expected: Vec<serde_json::Value> = changes.iter().map(|c| serde_json::from_str(c).expect("JSON")).collect();

@@ -8,6 +8,7 @@ pub(crate) mod group;
 pub(crate) mod pipeline;
 pub(crate) mod route;
 pub(crate) mod schema;
+mod spill;
 pub(crate) mod typed;
 
 use crate::decode::relations::UnknownKeyColumn;
@@ -35,7 +36,7 @@ pub(crate) enum TransformError {
     /// A filter or column selection that does not fit the table.
     #[error(transparent)]
     Filter(#[from] filter::FilterError),
-    /// A transaction too large to group in memory.
+    /// A whole-transaction group could not be spilled to disk.
     #[error(transparent)]
-    Group(#[from] group::GroupTooLarge),
+    Spill(#[from] spill::SpillError),
 }

@@ -11,7 +11,7 @@ use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable};
 use super::encode::EnvelopeContext;
 use super::fanout::{change_of, fan_out, record_key, ChangedKeys, Encoder, One};
 use super::filter::RowView;
-use super::group::GroupBuffers;
+use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
 use super::TransformError;
@@ -104,7 +104,11 @@ impl Pipeline {
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         Ok(Pipeline {
-            groups: GroupBuffers::new(routes.groups.clone(), max_message_bytes),
+            groups: GroupBuffers::new(
+                routes.groups.clone(),
+                max_message_bytes,
+                GROUP_MEMORY_BUDGET,
+            ),
             routes,
             policy,
             relations: RelationCache::default(),
@@ -131,6 +135,17 @@ impl Pipeline {
                 prefix: spec.kafka.topic_prefix.clone(),
             }),
         })
+    }
+
+    /// After a commit: the next part of its whole-transaction messages, one
+    /// at a time so a transaction of any size is never whole in memory.
+    pub fn next_group_part(&mut self) -> Result<Option<Record>, TransformError> {
+        Ok(self.groups.next_part()?)
+    }
+
+    /// Bytes of whole-transaction groups spilled to disk since last asked.
+    pub fn take_spilled_bytes(&mut self) -> u64 {
+        self.groups.take_spilled_bytes()
     }
 
     /// Whether a listener captures `table`.
@@ -173,7 +188,7 @@ impl Pipeline {
             } => return Ok(self.begin(final_lsn, commit_time_us, xid)),
             Message::Commit { end_lsn, .. } => {
                 if let Some((tx, headers)) = self.tx.take() {
-                    self.groups.flush(&tx, &headers, out);
+                    self.groups.commit(&tx, &headers)?;
                 }
                 return Ok(Boundary::Commit { end_lsn });
             }

@@ -1,15 +1,16 @@
 //! The engine's Deployment: one replica (zero when paused or stopped),
 //! `Recreate` so two engines never hold the slot, non-root with a read-only
-//! root filesystem, the manifest and Secrets mounted as files.
+//! root filesystem, the manifest and Secrets mounted as files, an emptyDir
+//! at /tmp for spill files.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecretProjection, SecurityContext, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection, SecurityContext,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -112,6 +113,13 @@ fn pod_spec(c: &PgKafkaConnector, settings: &Settings) -> PodSpec {
                 }),
                 ..Default::default()
             },
+            // The root file system is read-only: whole-transaction groups
+            // over the memory budget spill here (TMPDIR is /tmp).
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
         ]),
         ..Default::default()
     }
@@ -177,6 +185,11 @@ fn engine_container(c: &PgKafkaConnector, settings: &Settings) -> Container {
                 name: "secrets".into(),
                 mount_path: SECRETS_DIR.into(),
                 read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
                 ..Default::default()
             },
         ]),
