@@ -190,11 +190,25 @@ pub(crate) struct Record {
     pub part: Option<(usize, usize)>,
 }
 
+/// What librdkafka holds per queued message beyond its key and value (the
+/// message struct, its headers, the batch's framing), measured as the
+/// resident set's growth per in-flight record: the in-flight byte cap
+/// counts it, so a cap of small records is a cap on memory too.
+pub(crate) const RECORD_OVERHEAD: usize = 320;
+
 impl Record {
-    /// Bytes this record holds while in flight.
+    /// Bytes this record holds while in flight, librdkafka's share included.
     pub fn size(&self) -> usize {
-        self.payload.as_ref().map_or(0, |p| p.len()) + self.key.as_ref().map_or(0, |k| k.len())
+        record_size(
+            self.payload.as_ref().map_or(0, |p| p.len()),
+            self.key.as_ref().map_or(0, |k| k.len()),
+        )
     }
+}
+
+/// In-flight bytes of a record with a value and key of these lengths.
+pub(crate) fn record_size(payload: usize, key: usize) -> usize {
+    payload + key + RECORD_OVERHEAD
 }
 
 /// The headers every record of one transaction carries, rendered once.

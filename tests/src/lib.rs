@@ -138,6 +138,12 @@ impl Postgres {
     }
 }
 
+/// A transaction whose synchronous commit flushes the WAL of every commit
+/// before it. It must write WAL to be flushed: a logical message, which
+/// the engine ignores (an xid alone commits without a flush).
+pub const FLUSH_COMMITS: &str = "BEGIN; SET LOCAL synchronous_commit = on;
+     SELECT pg_logical_emit_message(true, 'pgkafka-tests', 'flush'); COMMIT;";
+
 /// A database of its own for one test.
 pub struct TestDb {
     /// Database name.
@@ -174,8 +180,14 @@ impl TestDb {
             .unwrap_or(0)
     }
 
-    /// `pg_current_wal_lsn()` as a number.
+    /// The WAL write position, past every commit made so far: a synchronous
+    /// commit first flushes the WAL of all earlier ones (under
+    /// `synchronous_commit = off` the write position may lag a commit).
     pub async fn current_wal(&self) -> u64 {
+        self.client
+            .batch_execute(FLUSH_COMMITS)
+            .await
+            .expect("flush commits");
         let row = self
             .client
             .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text", &[])
@@ -501,6 +513,14 @@ impl Engine {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The process's resident set size now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 

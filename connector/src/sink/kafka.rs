@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::SinkError;
 use crate::credentials::KafkaCredentials;
-use crate::event::{Record, TxHeaders};
+use crate::event::{record_size, Record, TxHeaders};
 
 /// Header carrying the source transaction's commit LSN (`0/16B3748`).
 pub const HEADER_COMMIT_LSN: &str = "pgkafka.commit_lsn";
@@ -98,7 +98,7 @@ impl ProducerContext for DeliveryContext {
             (Ok(m), Tag::Record { seq, topic_index }) => SinkEvent::Delivered {
                 seq,
                 topic_index,
-                bytes: m.payload_len() + m.key().map_or(0, <[u8]>::len),
+                bytes: record_size(m.payload_len(), m.key().map_or(0, <[u8]>::len)),
             },
             (Err((error, m)), _) => SinkEvent::Failed {
                 topic: m.topic().to_owned(),

@@ -1,0 +1,217 @@
+//! `pgkafka-bench`: the engine against PostgreSQL's own `pg_recvlogical`
+//! (and `COPY`) on the same data, in the same run, and its latency and
+//! memory. Sections (`--only throughput,latency,bigtx`):
+//!
+//! - **throughput** (`throughput.rs`): backlogs drained by
+//!   `pg_recvlogical` to /dev/null and by the engine (Debezium JSON into
+//!   the broker, acks=all, until every record is acknowledged) in each
+//!   mode: at-least-once, exactly-once, the flat envelope, a grouped
+//!   target, three filtered targets; a wide row of many types; 100k one-row
+//!   transactions; the 1M-row table snapshotted against `COPY`
+//!   (`snapshot.rs`). Peak RSS of each (the in-flight cap fills when the
+//!   broker is slower than decoding).
+//! - **latency** (`latency.rs`): one-row transactions written open-loop at
+//!   fixed rates; commit-to-consumer p50/p99/max; the engine's resident
+//!   set while streaming steadily.
+//! - **bigtx** (`bigtx.rs`): one 2 GB grouped transaction, RSS sampled.
+//!
+//! Run with `tests/dev-env.sh bench` (release build); `--quick` divides
+//! every size by 10, `--runs N` sets the rounds (medians are printed).
+//! `BENCH_LATENCY_KAFKA=", properties: {linger.ms: '20'}"` adds to the
+//! latency engine's `spec.kafka` (to see the producer's batching at work).
+
+mod bigtx;
+mod latency;
+mod snapshot;
+mod throughput;
+mod util;
+
+use std::path::PathBuf;
+
+use pgkafka_tests::{Broker, Postgres};
+use throughput::{Backlog, Contender, Figures, MODES, PLAIN, PLAIN_BACKLOG, WIDE_BACKLOG};
+
+fn engine_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.with_file_name("pgkafka-connector")
+}
+
+struct Args {
+    quick: bool,
+    runs: usize,
+    only: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| args.iter().skip_while(|a| *a != flag).nth(1).cloned();
+        Args {
+            quick: args.iter().any(|a| a == "--quick"),
+            runs: value("--runs").and_then(|n| n.parse().ok()).unwrap_or(3),
+            only: value("--only")
+                .map(|s| s.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+
+    fn scale(&self) -> u64 {
+        if self.quick {
+            10
+        } else {
+            1
+        }
+    }
+}
+
+fn print_row(label: &str, f: &Figures) {
+    println!(
+        "{label:<44} {:>10.0} r/s {:>10.0} r/s {:>6.2} {:>5.2}-{:<6.2} {:>6} MiB",
+        f.baseline,
+        f.engine,
+        f.ratio,
+        f.ratio_range.0,
+        f.ratio_range.1,
+        f.rss_kib / 1024
+    );
+}
+
+/// One backlog, drained by `pg_recvlogical` and by each contender.
+async fn backlog_section(
+    pg: &Postgres,
+    broker: &Broker,
+    args: &Args,
+    (backlog, rows, txs): (&Backlog, u64, u64),
+    contenders: &[&Contender],
+    with_snapshot: bool,
+) {
+    let bin = engine_binary();
+    let (rows, txs) = (rows / args.scale(), (txs / args.scale()).max(1));
+    let db = pg.fresh_database().await;
+    let end = throughput::load_backlog(&db, backlog, rows, txs).await;
+    println!("{rows} rows of {} in {txs} transactions:", backlog.table);
+    let mut plain_rate = None;
+    for c in contenders {
+        let f =
+            throughput::measure(&db, broker, &bin, backlog, (rows, txs), &end, c, args.runs).await;
+        plain_rate.get_or_insert(f.engine);
+        print_row(&format!("  {}", c.name), &f);
+    }
+    if with_snapshot {
+        let (copy, snap, rss) =
+            snapshot::snapshot_scenario(&db, broker, &bin, rows, args.runs).await;
+        println!(
+            "{:<44} {copy:>10.0} r/s {snap:>10.0} r/s {:>6.2} (COPY in the first column; {:.2} of streaming) {:>6} MiB",
+            "  snapshot of the same table",
+            snap / copy,
+            snap / plain_rate.unwrap_or(f64::NAN),
+            rss / 1024
+        );
+    }
+    util::drop_slot(&db, "tpl").await;
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let pg = Postgres::start("logical");
+    let broker = Broker::start();
+    let bin = engine_binary();
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p pgkafka-connector",
+        bin.display()
+    );
+    println!(
+        "pgkafka benchmark (engine: {}), medians of {} runs",
+        bin.display(),
+        args.runs
+    );
+    if args.wants("throughput") {
+        println!(
+            "{:<44} {:>14} {:>14} {:>6} {:>12} {:>10}",
+            "scenario", "pg_recvlogical", "engine", "ratio", "ratio range", "engine RSS"
+        );
+        let all: Vec<&Contender> = std::iter::once(&PLAIN).chain(MODES.iter()).collect();
+        backlog_section(
+            &pg,
+            &broker,
+            &args,
+            (&PLAIN_BACKLOG, 1_000_000, 100),
+            &all,
+            true,
+        )
+        .await;
+        backlog_section(
+            &pg,
+            &broker,
+            &args,
+            (&WIDE_BACKLOG, 200_000, 20),
+            &[&PLAIN],
+            false,
+        )
+        .await;
+        backlog_section(
+            &pg,
+            &broker,
+            &args,
+            (&PLAIN_BACKLOG, 100_000, 100_000),
+            &[&PLAIN],
+            false,
+        )
+        .await;
+    }
+    if args.wants("latency") {
+        let db = pg.fresh_database().await;
+        let seconds = if args.quick { 3 } else { 10 };
+        println!("one-row transactions, open loop, {seconds} s per rate: commit to consumer");
+        println!(
+            "{:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>19} {:>8}",
+            "rate/s",
+            "achieved",
+            "received",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "to produce p50/p99",
+            "RSS"
+        );
+        let figures =
+            latency::latency(&pg, &db, &broker, &bin, &[1_000, 5_000, 20_000], seconds).await;
+        for l in figures {
+            println!(
+                "{:>8} {:>9.0} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>9.1}/{:<9.1} {:>4} MiB",
+                l.rate,
+                l.achieved,
+                l.received,
+                l.p50_ms,
+                l.p99_ms,
+                l.max_ms,
+                l.produce_p50_ms,
+                l.produce_p99_ms,
+                l.rss_kib / 1024
+            );
+        }
+    }
+    if args.wants("bigtx") {
+        let bytes = (2u64 << 30) / args.scale();
+        for guarantee in ["atLeastOnce", "exactlyOnce"] {
+            let db = pg.fresh_database().await;
+            let b = bigtx::big_transaction(&db, &broker, &bin, bytes, guarantee).await;
+            println!(
+                "one grouped transaction of {} MiB, {guarantee}: {} rows, {} parts in {:.1} s ({:.0} MiB/s), {} MiB spilled, peak RSS {} MiB",
+                bytes >> 20,
+                b.rows,
+                b.parts,
+                b.seconds,
+                (bytes >> 20) as f64 / b.seconds,
+                b.spilled_bytes >> 20,
+                b.peak_rss_kib / 1024
+            );
+        }
+    }
+}
