@@ -29,6 +29,8 @@ pub const IN_FLIGHT_RECORDS: &str = "pgkafka_in_flight_records";
 pub const IN_FLIGHT_BYTES: &str = "pgkafka_in_flight_bytes";
 /// The in-flight record cap.
 pub const IN_FLIGHT_RECORDS_LIMIT: &str = "pgkafka_in_flight_records_limit";
+/// In-flight byte cap (key, value and librdkafka's per-message share).
+pub const IN_FLIGHT_BYTES_LIMIT: &str = "pgkafka_in_flight_bytes_limit";
 /// 1 while the replication stream is open and streaming.
 pub const STREAMING: &str = "pgkafka_streaming";
 /// Commit time (Unix ms) of the last transaction that produced records.
@@ -82,6 +84,8 @@ pub(crate) struct Metrics {
     pub group_spilled_bytes: IntCounter,
     /// See [`IN_FLIGHT_RECORDS_LIMIT`].
     pub in_flight_limit: IntGauge,
+    /// See [`IN_FLIGHT_BYTES_LIMIT`].
+    pub in_flight_bytes_limit: IntGauge,
     /// See [`STREAMING`].
     pub streaming: IntGauge,
     /// See [`LAST_EVENT_TIMESTAMP_MS`].
@@ -219,6 +223,7 @@ impl Metrics {
                 "Bytes of whole-transaction groups spilled to disk since start (transactions over the memory budget).",
             ),
             in_flight_limit: r.gauge(IN_FLIGHT_RECORDS_LIMIT, "In-flight record cap."),
+            in_flight_bytes_limit: r.gauge(IN_FLIGHT_BYTES_LIMIT, "In-flight byte cap."),
             streaming: r.gauge(STREAMING, "1 while the replication stream is streaming."),
             last_event_ms: r.gauge(
                 LAST_EVENT_TIMESTAMP_MS,

@@ -190,7 +190,7 @@ impl ExactlyOnce {
         let ready = self
             .open
             .as_ref()
-            .is_some_and(|open| due(open, acks.in_transaction(), acks.in_flight_records()));
+            .is_some_and(|open| due(open, acks.in_transaction()));
         if ready {
             self.commit(out, acks).await?;
         }

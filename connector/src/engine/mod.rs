@@ -92,6 +92,9 @@ pub(crate) async fn run(
     metrics
         .in_flight_limit
         .set(i64::try_from(limits.records).unwrap_or(i64::MAX));
+    metrics
+        .in_flight_bytes_limit
+        .set(i64::try_from(limits.bytes).unwrap_or(i64::MAX));
     // The first session starts where the slot is; later ones where the last
     // session's safe position reached.
     let mut start = Lsn::ZERO;

@@ -40,6 +40,8 @@ struct Args {
     quick: bool,
     runs: usize,
     only: Vec<String>,
+    /// `--contenders a,b`: only the throughput contenders whose name holds one.
+    contenders: Vec<String>,
 }
 
 impl Args {
@@ -50,6 +52,9 @@ impl Args {
             quick: args.iter().any(|a| a == "--quick"),
             runs: value("--runs").and_then(|n| n.parse().ok()).unwrap_or(3),
             only: value("--only")
+                .map(|s| s.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            contenders: value("--contenders")
                 .map(|s| s.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
         }
@@ -96,6 +101,11 @@ async fn backlog_section(
     println!("{rows} rows of {} in {txs} transactions:", backlog.table);
     let mut plain_rate = None;
     for c in contenders {
+        if !args.contenders.is_empty()
+            && !args.contenders.iter().any(|n| c.name.contains(n.as_str()))
+        {
+            continue;
+        }
         let f =
             throughput::measure(&db, broker, &bin, backlog, (rows, txs), &end, c, args.runs).await;
         plain_rate.get_or_insert(f.engine);
