@@ -43,6 +43,18 @@ impl Output {
         acks.sent(record, seq)
     }
 
+    /// Hands over a record already counted in flight ([`Acks::sent`]): one
+    /// held while a Kafka transaction committed.
+    pub async fn send_counted(
+        &mut self,
+        acks: &mut Acks<'_>,
+        record: &Record,
+        seq: u64,
+    ) -> Result<(), Error> {
+        self.queue(acks, &record.topic, |sink| sink.send(record, seq))
+            .await
+    }
+
     /// Hands an exactly-once checkpoint to the producer.
     pub async fn send_checkpoint(
         &mut self,
@@ -158,7 +170,8 @@ impl<'a> Acks<'a> {
         Ok(())
     }
 
-    fn sent(&mut self, record: &Record, seq: u64) -> Result<(), Error> {
+    /// Counts `record` of source transaction `seq` in flight.
+    pub(super) fn sent(&mut self, record: &Record, seq: u64) -> Result<(), Error> {
         if let Some(g) = self.topic_in_flight.get(record.topic_index) {
             g.inc();
         }

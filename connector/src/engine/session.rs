@@ -129,6 +129,9 @@ impl<'a> Session<'a> {
                 _ = tick.tick(), if self.guarantee.is_open() => {
                     self.guarantee.commit_if_due(&mut out, &mut self.acks).await?;
                 }
+                result = self.guarantee.commit_resolved(), if self.guarantee.is_committing() => {
+                    self.guarantee.after_commit(result, &mut out, &mut self.acks).await?;
+                }
                 Some(event) = snaps.next_event() => self.on_reader_event(event).await?,
                 _ = requested.notified() => self.take_snapshot_requests(),
                 event = stream.recv(), if !full => self.on_stream_event(event?, &mut out).await?,
@@ -180,6 +183,9 @@ impl<'a> Session<'a> {
         while self.acks.in_flight_records() > 0 {
             tokio::select! {
                 event = out.events.recv() => self.acks.on_event(event)?,
+                result = self.guarantee.commit_resolved(), if self.guarantee.is_committing() => {
+                    self.guarantee.after_commit(result, out, &mut self.acks).await?;
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(in_flight = out.sink.in_flight(), "deliveries still pending at stop; they will be replayed");
                     break;
@@ -369,16 +375,19 @@ impl<'a> Session<'a> {
             .ok_or(ErrorKind::Internal("group parts outside a transaction"))?;
         let mut sent = false;
         while let Some(record) = self.pipeline.next_group_part()? {
-            if !sent {
-                self.guarantee.before_send(out)?;
-                sent = true;
-            }
+            sent = true;
             while self.acks.full(&self.ctx.limits) {
-                let event = out.events.recv().await;
-                self.acks.on_event(event)?;
+                tokio::select! {
+                    event = out.events.recv() => self.acks.on_event(event)?,
+                    result = self.guarantee.commit_resolved(), if self.guarantee.is_committing() => {
+                        self.guarantee.after_commit(result, out, &mut self.acks).await?;
+                    }
+                }
                 self.acks.take_ready(out)?;
             }
-            out.send(&mut self.acks, &record, seq).await?;
+            self.guarantee
+                .send(out, &mut self.acks, &record, seq)
+                .await?;
         }
         if sent {
             self.ctx.metrics.last_event_ms.set(self.current_commit_ms);
@@ -393,10 +402,11 @@ impl<'a> Session<'a> {
         let seq = self
             .current
             .ok_or(ErrorKind::Internal("records outside a transaction"))?;
-        self.guarantee.before_send(out)?;
         let records = std::mem::take(&mut self.records);
         for record in &records {
-            out.send(&mut self.acks, record, seq).await?;
+            self.guarantee
+                .send(out, &mut self.acks, record, seq)
+                .await?;
         }
         self.records = records;
         self.records.clear();

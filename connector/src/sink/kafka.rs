@@ -280,10 +280,12 @@ impl KafkaSink {
         self.producer.begin_transaction().map_err(SinkError::Kafka)
     }
 
-    /// Commits the open transaction (waits for every record in it).
-    pub async fn commit_transaction(&self) -> Result<(), SinkError> {
-        self.blocking("commit_transaction", |p| p.commit_transaction(TXN_TIMEOUT))
-            .await
+    /// Commits the open transaction on a blocking thread and returns at once:
+    /// the caller awaits the handle when it is ready to (records of the next
+    /// transaction cannot be produced before it resolves).
+    pub fn commit_transaction_task(&self) -> tokio::task::JoinHandle<Result<(), KafkaError>> {
+        let producer = Arc::clone(&self.producer);
+        tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT))
     }
 
     /// Aborts the open transaction.
