@@ -38,8 +38,7 @@ impl Output {
         record: &Record,
         seq: u64,
     ) -> Result<(), Error> {
-        self.queue(acks, &record.topic, |sink| sink.send(record, seq))
-            .await?;
+        self.send_counted(acks, record, seq).await?;
         acks.sent(record, seq)
     }
 

@@ -125,6 +125,84 @@ async fn backlog_section(
     util::drop_slot(&db, "tpl").await;
 }
 
+async fn throughput_section(pg: &Postgres, broker: &Broker, args: &Args) {
+    println!(
+        "{:<44} {:>14} {:>14} {:>6} {:>12} {:>10}",
+        "scenario", "pg_recvlogical", "engine", "ratio", "ratio range", "engine RSS"
+    );
+    let all: Vec<&Contender> = std::iter::once(&PLAIN).chain(MODES.iter()).collect();
+    backlog_section(
+        pg,
+        broker,
+        args,
+        (&PLAIN_BACKLOG, 1_000_000, 100),
+        &all,
+        true,
+    )
+    .await;
+    backlog_section(
+        pg,
+        broker,
+        args,
+        (&WIDE_BACKLOG, 200_000, 20),
+        &[&PLAIN],
+        false,
+    )
+    .await;
+    backlog_section(
+        pg,
+        broker,
+        args,
+        (&PLAIN_BACKLOG, 100_000, 100_000),
+        &[&PLAIN],
+        false,
+    )
+    .await;
+}
+
+async fn latency_section(pg: &Postgres, broker: &Broker, args: &Args) {
+    let db = pg.fresh_database().await;
+    let seconds = if args.quick { 3 } else { 10 };
+    println!("one-row transactions, open loop, {seconds} s per rate: commit to consumer");
+    println!(
+        "{:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>19} {:>8}",
+        "rate/s", "achieved", "received", "p50 ms", "p99 ms", "max ms", "to produce p50/p99", "RSS"
+    );
+    let rates = [1_000, 5_000, 20_000];
+    for l in latency::latency(pg, &db, broker, &engine_binary(), &rates, seconds).await {
+        println!(
+            "{:>8} {:>9.0} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>9.1}/{:<9.1} {:>4} MiB",
+            l.rate,
+            l.achieved,
+            l.received,
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.produce_p50_ms,
+            l.produce_p99_ms,
+            l.rss_kib / 1024
+        );
+    }
+}
+
+async fn bigtx_section(pg: &Postgres, broker: &Broker, args: &Args) {
+    let bytes = (2u64 << 30) / args.scale();
+    for guarantee in ["atLeastOnce", "exactlyOnce"] {
+        let db = pg.fresh_database().await;
+        let b = bigtx::big_transaction(&db, broker, &engine_binary(), bytes, guarantee).await;
+        println!(
+            "one grouped transaction of {} MiB, {guarantee}: {} rows, {} parts in {:.1} s ({:.0} MiB/s), {} MiB spilled, peak RSS {} MiB",
+            bytes >> 20,
+            b.rows,
+            b.parts,
+            b.seconds,
+            (bytes >> 20) as f64 / b.seconds,
+            b.spilled_bytes >> 20,
+            b.peak_rss_kib / 1024
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -142,86 +220,12 @@ async fn main() {
         args.runs
     );
     if args.wants("throughput") {
-        println!(
-            "{:<44} {:>14} {:>14} {:>6} {:>12} {:>10}",
-            "scenario", "pg_recvlogical", "engine", "ratio", "ratio range", "engine RSS"
-        );
-        let all: Vec<&Contender> = std::iter::once(&PLAIN).chain(MODES.iter()).collect();
-        backlog_section(
-            &pg,
-            &broker,
-            &args,
-            (&PLAIN_BACKLOG, 1_000_000, 100),
-            &all,
-            true,
-        )
-        .await;
-        backlog_section(
-            &pg,
-            &broker,
-            &args,
-            (&WIDE_BACKLOG, 200_000, 20),
-            &[&PLAIN],
-            false,
-        )
-        .await;
-        backlog_section(
-            &pg,
-            &broker,
-            &args,
-            (&PLAIN_BACKLOG, 100_000, 100_000),
-            &[&PLAIN],
-            false,
-        )
-        .await;
+        throughput_section(&pg, &broker, &args).await;
     }
     if args.wants("latency") {
-        let db = pg.fresh_database().await;
-        let seconds = if args.quick { 3 } else { 10 };
-        println!("one-row transactions, open loop, {seconds} s per rate: commit to consumer");
-        println!(
-            "{:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>19} {:>8}",
-            "rate/s",
-            "achieved",
-            "received",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "to produce p50/p99",
-            "RSS"
-        );
-        let figures =
-            latency::latency(&pg, &db, &broker, &bin, &[1_000, 5_000, 20_000], seconds).await;
-        for l in figures {
-            println!(
-                "{:>8} {:>9.0} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>9.1}/{:<9.1} {:>4} MiB",
-                l.rate,
-                l.achieved,
-                l.received,
-                l.p50_ms,
-                l.p99_ms,
-                l.max_ms,
-                l.produce_p50_ms,
-                l.produce_p99_ms,
-                l.rss_kib / 1024
-            );
-        }
+        latency_section(&pg, &broker, &args).await;
     }
     if args.wants("bigtx") {
-        let bytes = (2u64 << 30) / args.scale();
-        for guarantee in ["atLeastOnce", "exactlyOnce"] {
-            let db = pg.fresh_database().await;
-            let b = bigtx::big_transaction(&db, &broker, &bin, bytes, guarantee).await;
-            println!(
-                "one grouped transaction of {} MiB, {guarantee}: {} rows, {} parts in {:.1} s ({:.0} MiB/s), {} MiB spilled, peak RSS {} MiB",
-                bytes >> 20,
-                b.rows,
-                b.parts,
-                b.seconds,
-                (bytes >> 20) as f64 / b.seconds,
-                b.spilled_bytes >> 20,
-                b.peak_rss_kib / 1024
-            );
-        }
+        bigtx_section(&pg, &broker, &args).await;
     }
 }
