@@ -376,15 +376,7 @@ impl<'a> Session<'a> {
         let mut sent = false;
         while let Some(record) = self.pipeline.next_group_part()? {
             sent = true;
-            while self.acks.full(&self.ctx.limits) {
-                tokio::select! {
-                    event = out.events.recv() => self.acks.on_event(event)?,
-                    result = self.guarantee.commit_resolved(), if self.guarantee.is_committing() => {
-                        self.guarantee.after_commit(result, out, &mut self.acks).await?;
-                    }
-                }
-                self.acks.take_ready(out)?;
-            }
+            self.wait_for_room(out).await?;
             self.guarantee
                 .send(out, &mut self.acks, &record, seq)
                 .await?;
@@ -397,6 +389,22 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// At the in-flight caps: handles deliveries (and a background commit)
+    /// until there is room again. Messages that make many records (a
+    /// snapshot chunk, a fan-out) wait here too, so the caps hold.
+    async fn wait_for_room(&mut self, out: &mut Output) -> Result<(), Error> {
+        while self.acks.full(&self.ctx.limits) {
+            tokio::select! {
+                event = out.events.recv() => self.acks.on_event(event)?,
+                result = self.guarantee.commit_resolved(), if self.guarantee.is_committing() => {
+                    self.guarantee.after_commit(result, out, &mut self.acks).await?;
+                }
+            }
+            self.acks.take_ready(out)?;
+        }
+        Ok(())
+    }
+
     /// Sends the records of the current message, keeping the buffer.
     async fn send_records(&mut self, out: &mut Output) -> Result<(), Error> {
         let seq = self
@@ -404,6 +412,7 @@ impl<'a> Session<'a> {
             .ok_or(ErrorKind::Internal("records outside a transaction"))?;
         let records = std::mem::take(&mut self.records);
         for record in &records {
+            self.wait_for_room(out).await?;
             self.guarantee
                 .send(out, &mut self.acks, record, seq)
                 .await?;
