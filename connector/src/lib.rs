@@ -68,11 +68,11 @@
 //! | replication stream | `source/stream.rs` |
 //! | snapshot reader (watermarks, chunks), progress and requests | `source/snapshot.rs`, `engine/snapshots.rs`, `sink/progress.rs` |
 //! | pgoutput, relations, PostgreSQL types, values, Debezium's handling modes | `decode/{pgoutput,relations,types,values,decimal,temporal}.rs` |
-//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups | `transform/{route,filter,typed,encode,fanout,group,pipeline}.rs` |
+//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,pipeline}.rs` |
 //! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/pipeline.rs` |
 //! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
-//! | sessions, delivery reports, delivery guarantee | `engine/{mod,session,acks,guarantee}.rs` |
+//! | sessions, delivery reports, delivery guarantee (exactly-once commits in the background) | `engine/{mod,session,acks,guarantee}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
 //!
 //! # Rules that hold everywhere
