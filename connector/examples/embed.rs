@@ -17,7 +17,6 @@ fn env(name: &str, default: &str) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    pgkafka_connector::postgres::install_default_provider();
     let port: u16 = env("PGPORT", "5432").parse()?;
     let bootstrap = env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
     let engine = Engine::builder("embedded")

@@ -98,6 +98,9 @@ impl Engine {
     /// confirms it, and returns) or a fault retrying cannot fix. Returns at
     /// once when `spec.state` is not `running`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        // The replication client builds its own rustls configuration from
+        // the process default; an embedding program need not know.
+        crate::source::tls::install_default_provider();
         if self.cfg.spec.state != ConnectorState::Running {
             tracing::info!(state = ?self.cfg.spec.state, "spec.state is not running: nothing to stream");
             return Ok(());

@@ -201,6 +201,6 @@ mod tests {
         let tables = state.status.status().snapshot.tables;
         assert_eq!(tables.len(), 1, "only the accepted table is pending");
         assert_eq!(tables[0].table, "public.orders");
-        assert_eq!(tables[0].state, crate::SnapshotPhase::Pending);
+        assert_eq!(tables[0].state, crate::SnapshotState::Pending);
     }
 }

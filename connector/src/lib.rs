@@ -95,67 +95,39 @@
 //!   reports as `halted`; the command line stays up, not ready, rather than
 //!   exit into a crash loop.
 //!
-//! # Without the engine
+//! # The PostgreSQL side, shared
 //!
-//! With `default-features = false` the crate is only its PostgreSQL side
-//! ([`postgres`], [`credentials`], [`lsn`]): what the operator shares with the
-//! engine, without librdkafka or the replication carrier.
+//! Connection and TLS, provisioning, catalog, slot state and credentials are
+//! the crate `pgkafka-postgres` (in `connector/postgres/`), which the
+//! operator links alone: it carries no Kafka client and no replication
+//! stream. The `/status` types are `pgkafka_crds::report`, read by the
+//! operator and the tests.
 
-// Without the engine most of the shared types go unused.
-#![cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub use pgkafka_crds::lsn;
+pub use pgkafka_postgres::credentials;
 
-pub mod credentials;
-pub(crate) mod event;
-pub mod lsn;
-pub(crate) mod source;
-
-#[cfg(feature = "engine")]
 pub(crate) mod ack {
     //! Acknowledgement bookkeeping.
     pub(crate) mod tracker;
 }
-#[cfg(feature = "engine")]
 mod builder;
-#[cfg(feature = "engine")]
 pub mod cli;
-#[cfg(feature = "engine")]
 pub(crate) mod config;
-#[cfg(feature = "engine")]
 pub(crate) mod decode;
-#[cfg(feature = "engine")]
 pub(crate) mod engine;
-#[cfg(feature = "engine")]
 mod error;
-#[cfg(feature = "engine")]
+pub(crate) mod event;
 pub(crate) mod http;
-#[cfg(feature = "engine")]
 pub(crate) mod metrics;
-#[cfg(feature = "engine")]
 pub(crate) mod sink;
-#[cfg(feature = "engine")]
+pub(crate) mod source;
 mod status;
-#[cfg(feature = "engine")]
 pub(crate) mod transform;
 
-#[cfg(feature = "engine")]
 pub use builder::{Engine, EngineBuilder};
-#[cfg(feature = "engine")]
 pub use engine::Limits;
-#[cfg(feature = "engine")]
 pub use error::Error;
-#[cfg(feature = "engine")]
-pub use status::{
-    Counters, InFlight, SnapshotPhase, SnapshotReport, Status, StatusHandle, TableSnapshot,
+pub use pgkafka_crds::report::{
+    Counters, EngineStatus as Status, InFlight, SnapshotReport, SnapshotState, TableSnapshot,
 };
-
-pub mod postgres {
-    //! The PostgreSQL side the engine and the operator share: connect (with
-    //! libpq's `sslmode` meanings), check and provision the publication and
-    //! the slot, read the slot's state, drop both. Identifiers are always
-    //! quoted, values always bound.
-    pub use crate::source::connection::connect;
-    pub use crate::source::error::{postgres_detail, PgError};
-    pub use crate::source::provision::provision;
-    pub use crate::source::slot::{drop_slot_and_publication, read_slot, Dropped, SlotState};
-    pub use crate::source::tls::install_default_provider;
-}
+pub use status::StatusHandle;

@@ -1,53 +1,13 @@
 //! What a running engine reports about itself: the same figures `/status`
-//! serves and an embedding program reads through a [`StatusHandle`].
+//! serves and an embedding program reads through a [`StatusHandle`], as
+//! the one contract type `pgkafka_crds::report::EngineStatus`.
 
-use serde::Serialize;
-
+use pgkafka_crds::report::{Counters, EngineStatus, InFlight, SnapshotReport};
 use pgkafka_crds::QualifiedTable;
 
 use crate::engine::snapshots::{table_name, Board};
-pub use crate::engine::snapshots::{SnapshotPhase, TableSnapshot};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
-
-/// A snapshot of the engine's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    /// The connector's name.
-    pub connector: String,
-    /// The replication slot.
-    pub slot: String,
-    /// The replication stream is open and streaming.
-    pub streaming: bool,
-    /// The flush position last confirmed to PostgreSQL.
-    #[serde(rename = "confirmedFlushLSN")]
-    pub confirmed_flush_lsn: Lsn,
-    /// The highest position received.
-    #[serde(rename = "receivedLSN")]
-    pub received_lsn: Lsn,
-    /// The server's WAL end from its last keepalive.
-    #[serde(rename = "walEndLSN")]
-    pub wal_end_lsn: Lsn,
-    /// WAL end minus the confirmed position.
-    pub lag_bytes: i64,
-    /// Unix time of the last keepalive or data message.
-    pub last_keepalive_unix_seconds: i64,
-    /// Commit time (Unix ms) of the last transaction that produced records.
-    pub last_event_unix_ms: i64,
-    /// Totals since start.
-    pub counters: Counters,
-    /// Work handed to Kafka and not yet acknowledged.
-    pub in_flight: InFlight,
-    /// Snapshot progress per table.
-    pub snapshot: SnapshotReport,
-    /// Why the engine stopped streaming for good (a fault retrying cannot
-    /// fix, such as a filter naming a column that was dropped): nothing
-    /// after the confirmed position is lost, and it waits for a new
-    /// configuration. Absent while it runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
-}
 
 /// Where a stopped engine leaves its reason for `/status`.
 #[derive(Debug, Clone, Default)]
@@ -76,41 +36,6 @@ impl Halted {
     }
 }
 
-/// Snapshot progress per table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotReport {
-    /// Every table snapshotted, being snapshotted or asked for.
-    pub tables: Vec<TableSnapshot>,
-}
-
-/// Totals since the engine started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counters {
-    /// Row changes captured by a listener.
-    pub events: u64,
-    /// Source transactions committed in the stream.
-    pub transactions: u64,
-    /// Records acknowledged by Kafka.
-    pub records_delivered: u64,
-    /// Records Kafka refused after retries (each replayed).
-    pub delivery_errors: u64,
-    /// Sessions restarted after a failure.
-    pub session_restarts: u64,
-}
-
-/// In-flight work against its cap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InFlight {
-    /// Records.
-    pub records: i64,
-    /// Bytes.
-    pub bytes: i64,
-    /// The record cap.
-    pub record_limit: i64,
-}
-
 /// Reads the state of a running engine; cheap to clone.
 #[derive(Clone)]
 pub struct StatusHandle {
@@ -124,10 +49,10 @@ pub struct StatusHandle {
 
 impl StatusHandle {
     /// The engine's state now.
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> EngineStatus {
         let m = &self.metrics;
         let lsn = |g: &prometheus::IntGauge| Lsn(u64::try_from(g.get()).unwrap_or(0));
-        Status {
+        EngineStatus {
             connector: self.name.clone(),
             slot: self.slot.clone(),
             streaming: self.is_streaming(),

@@ -472,29 +472,7 @@ pub struct SnapshotStatus {
     pub requested: Option<String>,
     /// Per table.
     #[serde(default)]
-    pub tables: Vec<TableSnapshotStatus>,
-}
-
-/// One table's snapshot.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TableSnapshotStatus {
-    /// `schema.table`.
-    pub table: String,
-    /// pending, running, done, failed or skipped.
-    pub state: String,
-    /// Rows sent so far.
-    #[schemars(schema_with = "crate::schema::count")]
-    pub rows: u64,
-    /// Unix milliseconds when it started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_ms: Option<i64>,
-    /// Unix milliseconds when it finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_ms: Option<i64>,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub tables: Vec<crate::report::TableSnapshot>,
 }
 
 /// A Kubernetes-style condition.

@@ -7,6 +7,11 @@
 //!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
 //!   SQL reads them; `encoding.rs`: how values are written (Debezium's
 //!   handling modes).
+//! - `conditions.rs`: condition types and reasons as enums (the wire keeps
+//!   Kubernetes' strings).
+//! - `report.rs`: the engine's `/status`, the one contract between the
+//!   engine (which writes it), the operator and the tests (which read it);
+//!   `lsn.rs`: WAL positions as PostgreSQL prints them.
 //! - `validate.rs`: `spec.validate()`, every problem at once, each naming its
 //!   field; the CRD's CEL rules (`#[x_kube(validation)]`) say the same to the
 //!   API server.
@@ -14,10 +19,13 @@
 //!   test fails on drift), the reference table, and `check_manifest`, which
 //!   checks a manifest as the API server and the engine would.
 
+pub mod conditions;
 mod connector;
 mod encoding;
 mod filter;
 mod generate;
+pub mod lsn;
+pub mod report;
 mod schema;
 mod table;
 mod validate;

@@ -60,7 +60,7 @@ pub fn main() -> ExitCode {
         )
         .json()
         .init();
-    pgkafka_connector::postgres::install_default_provider();
+    pgkafka_postgres::tls::install_default_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use pgkafka_connector::credentials::SecretError;
-use pgkafka_connector::postgres::PgError;
+use pgkafka_crds::conditions::Reason;
+use pgkafka_postgres::credentials::SecretError;
+use pgkafka_postgres::PgError;
 
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,21 +40,23 @@ pub enum Error {
 
 impl Error {
     /// CamelCase reason for conditions, Events and the failures metric.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Kube(_) => "KubernetesApiError",
+            Error::Kube(_) => Reason::KubernetesApiError,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => "FinalizerError",
+                _ => Reason::FinalizerError,
             },
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::Secret(_) => "SecretMissing",
-            Error::Database(PgError::Connect { .. }) => "DatabaseUnreachable",
-            Error::Database(PgError::Setup { .. } | PgError::Tls { .. }) => "ProvisioningFailed",
-            Error::Database(PgError::Query { .. }) => "DatabaseError",
-            Error::Serialize { .. } => "InternalError",
-            Error::EngineStillRunning(_) => "WaitingForEngine",
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::Secret(_) => Reason::SecretMissing,
+            Error::Database(PgError::Connect { .. }) => Reason::DatabaseUnreachable,
+            Error::Database(PgError::Setup { .. } | PgError::Tls { .. }) => {
+                Reason::ProvisioningFailed
+            }
+            Error::Database(PgError::Query { .. }) => Reason::DatabaseError,
+            Error::Serialize { .. } => Reason::InternalError,
+            Error::EngineStillRunning(_) => Reason::WaitingForEngine,
         }
     }
 
@@ -86,20 +89,20 @@ mod tests {
                 name: "db".into(),
                 key: "pw".into(),
             },
-            pgkafka_connector::credentials::SecretProblem::Missing("not found".into()),
+            pgkafka_postgres::credentials::SecretProblem::Missing("not found".into()),
         ));
         assert_eq!(
             (e.reason(), e.requeue_after()),
-            ("SecretMissing", Duration::from_secs(30))
+            (Reason::SecretMissing, Duration::from_secs(30))
         );
         let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::CleanupFailed(
             Error::EngineStillRunning("s".into()),
         )));
         assert_eq!(
             (wrapped.reason(), wrapped.requeue_after()),
-            ("WaitingForEngine", Duration::from_secs(5))
+            (Reason::WaitingForEngine, Duration::from_secs(5))
         );
         let invalid = pgkafka_crds::ValidationErrors(Vec::new());
-        assert_eq!(Error::InvalidSpec(invalid).reason(), "InvalidSpec");
+        assert_eq!(Error::InvalidSpec(invalid).reason(), Reason::InvalidSpec);
     }
 }

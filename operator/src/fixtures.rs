@@ -19,7 +19,7 @@ use crate::probe::{EngineProbe, SnapshotAnswer};
 use crate::reconcile::Context;
 use crate::resources::fixtures::{connector, SPEC};
 use crate::resources::Settings;
-use crate::status::EngineReport;
+use pgkafka_crds::report::EngineStatus;
 
 /// One request the operator made.
 #[derive(Debug, Clone)]
@@ -97,14 +97,14 @@ impl FakeDb {
 /// Probe double: reports what it is given, accepts and records snapshot
 /// requests.
 pub struct FakeProbe {
-    report: Option<EngineReport>,
+    report: Option<EngineStatus>,
     /// Snapshot requests received, in order.
     pub snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 #[async_trait]
 impl EngineProbe for FakeProbe {
-    async fn report(&self, _: &PgKafkaConnector) -> Option<EngineReport> {
+    async fn report(&self, _: &PgKafkaConnector) -> Option<EngineStatus> {
         self.report.clone()
     }
 
@@ -113,6 +113,26 @@ impl EngineProbe for FakeProbe {
             requests.push(tables.to_vec());
         }
         SnapshotAnswer::Accepted
+    }
+}
+
+/// An engine's `/status` with nothing to report but whether it streams;
+/// tests change what they need: `EngineStatus { halted: Some(..), ..engine(false) }`.
+pub fn engine(streaming: bool) -> EngineStatus {
+    EngineStatus {
+        connector: "orders".into(),
+        slot: "orders_slot".into(),
+        streaming,
+        confirmed_flush_lsn: Default::default(),
+        received_lsn: Default::default(),
+        wal_end_lsn: Default::default(),
+        lag_bytes: 0,
+        last_keepalive_unix_seconds: 0,
+        last_event_unix_ms: 0,
+        counters: Default::default(),
+        in_flight: Default::default(),
+        snapshot: Default::default(),
+        halted: None,
     }
 }
 
@@ -258,7 +278,7 @@ fn answer(answers: &[Answer], method: &str, uri: &str, body: &Value) -> (u16, Va
 }
 
 /// A context on `client` with the doubles.
-pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> Arc<Context> {
+pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineStatus>) -> Arc<Context> {
     context_recording(client, db, probe, Arc::default())
 }
 
@@ -266,7 +286,7 @@ pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineReport>) -> 
 pub fn context_recording(
     client: Client,
     db: Arc<FakeDb>,
-    probe: Option<EngineReport>,
+    probe: Option<EngineStatus>,
     snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
 ) -> Arc<Context> {
     Arc::new(Context {

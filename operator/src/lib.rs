@@ -17,10 +17,13 @@
 //!                 cleanup: by reclaimPolicy: stop the engine, wait for the slot to
 //!                          be released, drop slot and publication
 //! resources/    the engine's objects as pure functions of the resource (tested as values)
-//! postgres      the `Database` seam; its real implementation is the engine crate's
-//!               PostgreSQL side (`pgkafka_connector::postgres`), linked without
-//!               the engine: no librdkafka, no replication carrier
-//! probe         the `EngineProbe` seam: the engine's `/status` over HTTP
+//! postgres      the `Database` seam; its real implementation is the crate
+//!               `pgkafka-postgres`, the PostgreSQL side the engine uses too: the
+//!               operator does not depend on the engine crate, so no librdkafka
+//!               and no replication carrier is linked (a test checks the binary)
+//! probe         the `EngineProbe` seam: the engine's `/status` over HTTP, read
+//!               as `pgkafka_crds::report::EngineStatus` (the type the engine
+//!               writes)
 //! status        `status::compute`: conditions (Ready, SlotHealthy, Degraded) and
 //!               `status.replication` from observations, pure; `Ready` follows the
 //!               running engine, never the last reconcile

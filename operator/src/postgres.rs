@@ -1,18 +1,21 @@
 //! The operator's side of PostgreSQL: provision the publication and slot,
 //! read the slot's state for the status, and drop both under
-//! `reclaimPolicy: Delete`. The SQL itself is the engine crate's shared
-//! PostgreSQL side (`pgkafka_connector::postgres`), linked without the engine.
+//! `reclaimPolicy: Delete`. The SQL itself is the crate `pgkafka-postgres`,
+//! which the engine uses too (it carries no Kafka client).
 
 use async_trait::async_trait;
 use kube::ResourceExt;
-use pgkafka_connector::postgres::{self, PgError};
 use pgkafka_crds::PgKafkaConnector;
+use pgkafka_postgres::connection::connect;
+use pgkafka_postgres::provision::provision;
+use pgkafka_postgres::slot::{drop_slot_and_publication, read_slot};
+use pgkafka_postgres::PgError;
 use tokio_postgres::Client;
 
 use crate::error::Error;
 
-pub use pgkafka_connector::credentials::PgCredentials as Credentials;
-pub use pgkafka_connector::postgres::{Dropped, SlotState};
+pub use pgkafka_postgres::credentials::PgCredentials as Credentials;
+pub use pgkafka_postgres::slot::{Dropped, SlotState};
 
 /// Everything the reconciler asks of PostgreSQL. The real implementation is
 /// [`Postgres`]; API-contract tests substitute a recording double so they can
@@ -38,7 +41,7 @@ pub struct Postgres;
 impl Postgres {
     async fn connect(&self, c: &PgKafkaConnector, creds: &Credentials) -> Result<Client, PgError> {
         let application_name = format!("pgkafka-operator-{}", c.name_any());
-        postgres::connect(&application_name, &c.spec.postgres, creds).await
+        connect(&application_name, &c.spec.postgres, creds).await
     }
 }
 
@@ -46,7 +49,7 @@ impl Postgres {
 impl Database for Postgres {
     async fn provision(&self, c: &PgKafkaConnector, creds: &Credentials) -> Result<(), Error> {
         let client = self.connect(c, creds).await?;
-        postgres::provision(&client, &c.spec).await?;
+        provision(&client, &c.spec).await?;
         Ok(())
     }
 
@@ -56,15 +59,12 @@ impl Database for Postgres {
         creds: &Credentials,
     ) -> Result<Option<SlotState>, Error> {
         let client = self.connect(c, creds).await?;
-        Ok(postgres::read_slot(&client, &c.spec.slot.name).await?)
+        Ok(read_slot(&client, &c.spec.slot.name).await?)
     }
 
     async fn drop_all(&self, c: &PgKafkaConnector, creds: &Credentials) -> Result<Dropped, Error> {
         let client = self.connect(c, creds).await?;
         let spec = &c.spec;
-        Ok(
-            postgres::drop_slot_and_publication(&client, &spec.slot.name, &spec.publication.name)
-                .await?,
-        )
+        Ok(drop_slot_and_publication(&client, &spec.slot.name, &spec.publication.name).await?)
     }
 }

@@ -11,13 +11,13 @@ use kube::ResourceExt;
 use pgkafka_crds::PgKafkaConnector;
 
 use crate::resources::{engine_name, HTTP_PORT};
-use crate::status::EngineReport;
+use pgkafka_crds::report::EngineStatus;
 
 /// Reads an engine's report; `None` when it does not answer.
 #[async_trait]
 pub trait EngineProbe: Send + Sync {
     /// The engine of connector `c`.
-    async fn report(&self, c: &PgKafkaConnector) -> Option<EngineReport>;
+    async fn report(&self, c: &PgKafkaConnector) -> Option<EngineStatus>;
     /// Asks the engine of `c` to snapshot `tables` (`POST /snapshots`).
     async fn request_snapshot(&self, c: &PgKafkaConnector, tables: &[String]) -> SnapshotAnswer;
 }
@@ -56,7 +56,7 @@ impl HttpProbe {
 
 #[async_trait]
 impl EngineProbe for HttpProbe {
-    async fn report(&self, c: &PgKafkaConnector) -> Option<EngineReport> {
+    async fn report(&self, c: &PgKafkaConnector) -> Option<EngineStatus> {
         let url = format!("http://{}/status", self.address(c)?);
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
         let request = client.get(url.parse().ok()?);
@@ -112,63 +112,52 @@ impl EngineProbe for HttpProbe {
     }
 }
 
-/// The engine's `/status` JSON, read for what the status needs.
-pub fn parse_report(body: &[u8]) -> Option<EngineReport> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let snapshots = v["snapshot"]["tables"]
-        .as_array()
-        .map(|tables| {
-            tables
-                .iter()
-                .filter_map(|t| serde_json::from_value(t.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(EngineReport {
-        streaming: v["streaming"].as_bool()?,
-        last_event_ms: v["lastEventUnixMs"].as_i64().filter(|ms| *ms > 0),
-        snapshots,
-        halted: v["halted"].as_str().map(str::to_owned),
-    })
+/// The engine's `/status` JSON: the contract type the engine writes.
+/// `None` (an engine that does not answer properly) when it is not one.
+pub fn parse_report(body: &[u8]) -> Option<EngineStatus> {
+    match serde_json::from_slice(body) {
+        Ok(status) => Some(status),
+        Err(error) => {
+            tracing::warn!(%error, "the engine's /status is not the status this operator reads");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgkafka_crds::report::SnapshotState;
 
     #[test]
-    fn reads_the_snapshot_tables() {
-        let body = br#"{"streaming": true, "lastEventUnixMs": 0, "snapshot": {"tables": [
-            {"table": "public.orders", "state": "running", "rows": 12, "after": ["12"], "startedMs": 5}]}}"#;
-        let report = parse_report(body).expect("report");
-        assert_eq!(report.snapshots.len(), 1);
+    fn reads_what_the_engine_writes() {
+        let written = EngineStatus {
+            last_event_unix_ms: 1_700_000_000_000,
+            ..crate::fixtures::engine(true)
+        };
+        let body = serde_json::to_vec(&written).expect("serializes");
+        let read = parse_report(&body).expect("report");
+        assert_eq!(read, written);
+        assert_eq!(read.last_event_ms(), Some(1_700_000_000_000));
+        assert_eq!(parse_report(b"not json"), None);
         assert_eq!(
-            (
-                report.snapshots[0].table.as_str(),
-                report.snapshots[0].state.as_str(),
-                report.snapshots[0].rows
-            ),
-            ("public.orders", "running", 12)
+            parse_report(br#"{"streaming": true}"#),
+            None,
+            "not the whole contract"
         );
-        assert_eq!(report.snapshots[0].started_ms, Some(5));
     }
 
     #[test]
-    fn reads_the_engine_status() {
-        let body = br#"{"streaming": true, "lastEventUnixMs": 1700000000000, "slot": "s"}"#;
-        assert_eq!(
-            parse_report(body),
-            Some(EngineReport {
-                streaming: true,
-                last_event_ms: Some(1_700_000_000_000),
-                snapshots: Vec::new(),
-                halted: None,
-            })
-        );
-        assert_eq!(
-            parse_report(br#"{"streaming": false, "lastEventUnixMs": 0}"#),
-            Some(EngineReport::default())
-        );
-        assert_eq!(parse_report(b"not json"), None);
+    fn reads_the_snapshot_tables() {
+        let mut written = crate::fixtures::engine(true);
+        written.snapshot.tables = vec![pgkafka_crds::report::TableSnapshot {
+            state: SnapshotState::Running,
+            rows: 12,
+            started_ms: Some(5),
+            ..pgkafka_crds::report::TableSnapshot::pending("public.orders".into())
+        }];
+        let body = serde_json::to_vec(&written).expect("serializes");
+        let report = parse_report(&body).expect("report");
+        assert_eq!(report.snapshot.tables, written.snapshot.tables);
     }
 }

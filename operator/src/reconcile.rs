@@ -16,10 +16,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, Resource, ResourceExt};
-use pgkafka_connector::credentials::{resolve_postgres, trim_value, SecretError, SecretProblem};
 use pgkafka_crds::{
     ConnectorState, PgKafkaConnector, PgKafkaConnectorStatus, ReclaimPolicy, SecretKeyRef,
 };
+use pgkafka_postgres::credentials::{resolve_postgres, trim_value, SecretError, SecretProblem};
 use serde::Serialize;
 
 use crate::error::Error;
@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::postgres::{Credentials, Database, Dropped};
 use crate::probe::{EngineProbe, SnapshotAnswer};
 use crate::resources::{configmap, deployment, service, Settings, SNAPSHOT_ANNOTATION};
-use crate::status::{self, Observed};
+use crate::status::{self, Observed, SlotSeen};
 
 /// The finalizer that makes deletion wait for cleanup.
 pub const FINALIZER: &str = "pgkafka.io/cleanup";
@@ -76,9 +76,9 @@ pub async fn reconcile(c: Arc<PgKafkaConnector>, ctx: Arc<Context>) -> Result<Ac
 pub fn error_policy(_c: Arc<PgKafkaConnector>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .failures
-        .with_label_values(&[error.reason()])
+        .with_label_values(&[error.reason().as_str()])
         .inc();
-    tracing::warn!(reason = error.reason(), %error, "reconcile failed");
+    tracing::warn!(reason = %error.reason(), %error, "reconcile failed");
     Action::requeue(error.requeue_after())
 }
 
@@ -90,7 +90,7 @@ async fn apply(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
     };
     let outcome = apply_children(c, ctx, &mut observed).await;
     if let Err(e) = &outcome {
-        observed.problem = Some((e.reason().to_owned(), e.to_string()));
+        observed.problem = Some((e.reason(), e.to_string()));
     }
     write_status(c, ctx, &observed).await?;
     match outcome {
@@ -110,7 +110,7 @@ async fn apply_children(
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let (creds, versions) = read_credentials(c, &ctx.client, &ns).await?;
     let provisioned = ctx.db.provision(c, &creds).await;
-    observed.slot = ctx.db.slot_state(c, &creds).await.ok();
+    observed.slot = SlotSeen::from_read(ctx.db.slot_state(c, &creds).await);
     provisioned?;
     let manifest = configmap::engine_manifest(c).map_err(|source| Error::Serialize {
         what: "the engine manifest",
@@ -226,7 +226,7 @@ async fn read_credentials(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut versions = Vec::new();
     let mut values = HashMap::new();
-    for (field, r) in pgkafka_connector::credentials::postgres_refs(&c.spec.postgres) {
+    for (field, r) in pgkafka_postgres::credentials::postgres_refs(&c.spec.postgres) {
         let value = match secrets.get_opt(&r.name).await? {
             Some(secret) => {
                 versions.push(format!(

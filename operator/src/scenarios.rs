@@ -6,20 +6,16 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::fixtures::{
-    context, context_recording, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb,
+    context, context_recording, engine, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb,
 };
 use crate::postgres::Dropped;
 use crate::reconcile::{reconcile, FIELD_MANAGER};
 use crate::resources::fixtures::SPEC;
-use crate::status::EngineReport;
+use pgkafka_crds::conditions::Reason;
+use pgkafka_crds::report::{EngineStatus, SnapshotReport, SnapshotState, TableSnapshot};
 
-fn streaming() -> Option<EngineReport> {
-    Some(EngineReport {
-        streaming: true,
-        last_event_ms: None,
-        snapshots: Vec::new(),
-        halted: None,
-    })
+fn streaming() -> Option<EngineStatus> {
+    Some(engine(true))
 }
 
 #[tokio::test]
@@ -166,7 +162,7 @@ async fn a_missing_secret_is_a_condition_and_a_retry_not_a_crash() {
     )
     .await
     .expect_err("fails");
-    assert_eq!(err.reason(), "SecretMissing");
+    assert_eq!(err.reason(), Reason::SecretMissing);
     assert_eq!(
         api.condition("Ready"),
         ("False".into(), "SecretMissing".into())
@@ -219,7 +215,7 @@ async fn api_errors_surface_with_their_reason() {
         let err = reconcile(Arc::new(finalized()), context(client, db, streaming()))
             .await
             .expect_err("fails");
-        assert_eq!(err.reason(), "KubernetesApiError", "{code}");
+        assert_eq!(err.reason(), Reason::KubernetesApiError, "{code}");
         assert_eq!(
             api.condition("Degraded"),
             ("True".into(), "KubernetesApiError".into()),
@@ -282,7 +278,7 @@ async fn delete_with_delete_stops_the_engine_then_drops() {
     let err = reconcile(Arc::new(deleting("Delete")), context(client, db, None))
         .await
         .expect_err("waits");
-    assert_eq!(err.reason(), "WaitingForEngine");
+    assert_eq!(err.reason(), Reason::WaitingForEngine);
     assert!(
         api.find("PATCH", "/pgkafkaconnectors/orders").is_empty(),
         "finalizer kept"
@@ -372,16 +368,15 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
         ..FakeDb::default()
     });
     let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let running = Some(EngineReport {
-        streaming: true,
-        last_event_ms: None,
-        snapshots: vec![pgkafka_crds::TableSnapshotStatus {
-            table: "public.orders".into(),
-            state: "running".into(),
-            rows: 10,
-            ..Default::default()
-        }],
-        halted: None,
+    let running = Some(EngineStatus {
+        snapshot: SnapshotReport {
+            tables: vec![TableSnapshot {
+                state: SnapshotState::Running,
+                rows: 10,
+                ..TableSnapshot::pending("public.orders".into())
+            }],
+        },
+        ..engine(true)
     });
     let annotated = stored(
         SPEC,

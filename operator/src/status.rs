@@ -4,24 +4,35 @@
 //! engine reports it. `Ready` follows the running engine, never just a
 //! successful reconcile.
 
+use pgkafka_crds::conditions::{ConditionStatus, ConditionType, Reason};
+use pgkafka_crds::report::{EngineStatus, SnapshotState};
 use pgkafka_crds::{
     Condition, ConnectorState, PgKafkaConnectorStatus, ReplicationStatus, SnapshotStatus,
-    TableSnapshotStatus,
 };
 
 use crate::postgres::SlotState;
 
-/// What the engine's `/status` said.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EngineReport {
-    /// It is streaming.
-    pub streaming: bool,
-    /// Unix milliseconds of the last change it delivered, if any.
-    pub last_event_ms: Option<i64>,
-    /// Snapshot progress per table.
-    pub snapshots: Vec<TableSnapshotStatus>,
-    /// Why it stopped streaming for good and waits for a new configuration.
-    pub halted: Option<String>,
+/// What PostgreSQL said of the slot.
+#[derive(Debug, Clone, Default)]
+pub enum SlotSeen {
+    /// PostgreSQL could not be asked.
+    #[default]
+    Unknown,
+    /// The slot does not exist.
+    Missing,
+    /// The slot as `pg_replication_slots` shows it.
+    Found(SlotState),
+}
+
+impl SlotSeen {
+    /// From a read of `pg_replication_slots`: `Err` when it could not be asked.
+    pub fn from_read<E>(read: Result<Option<SlotState>, E>) -> Self {
+        match read {
+            Err(_) => SlotSeen::Unknown,
+            Ok(None) => SlotSeen::Missing,
+            Ok(Some(s)) => SlotSeen::Found(s),
+        }
+    }
 }
 
 /// Everything a status is computed from.
@@ -32,23 +43,21 @@ pub struct Observed {
     /// Desired run state.
     pub state: ConnectorState,
     /// A problem that stopped the reconcile: (reason, message).
-    pub problem: Option<(String, String)>,
+    pub problem: Option<(Reason, String)>,
     /// The slot, when PostgreSQL could be asked; `Some(None)`: it does not exist.
-    pub slot: Option<Option<SlotState>>,
+    pub slot: SlotSeen,
     /// The engine's report, when it answered.
-    pub engine: Option<EngineReport>,
+    pub engine: Option<EngineStatus>,
     /// The `pgkafka.io/snapshot` value the engine accepted in this reconcile.
     pub snapshot_requested: Option<String>,
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if status { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        last_transition_time: String::new(),
-    }
+fn condition(type_: ConditionType, status: bool, reason: Reason, message: String) -> Condition {
+    Condition::new(type_, ConditionStatus::from_bool(status), reason, message)
+}
+
+fn unknown(type_: ConditionType, reason: Reason, message: &str) -> Condition {
+    Condition::new(type_, ConditionStatus::Unknown, reason, message)
 }
 
 /// The status for `observed`. Conditions keep their `lastTransitionTime`
@@ -88,10 +97,13 @@ fn snapshot(
         .clone()
         .or_else(|| before.and_then(|b| b.requested.clone()));
     let tables = match &observed.engine {
-        Some(engine) => engine.snapshots.clone(),
+        Some(engine) => engine.snapshot.tables.clone(),
         None => before.map(|b| b.tables.clone()).unwrap_or_default(),
     };
-    let done = tables.iter().filter(|t| t.state == "done").count();
+    let done = tables
+        .iter()
+        .filter(|t| t.state == SnapshotState::Done)
+        .count();
     let summary = if tables.is_empty() {
         "none".to_owned()
     } else {
@@ -109,35 +121,36 @@ fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condi
     let tables = snapshot.map(|s| s.tables.as_slice()).unwrap_or_default();
     let active: Vec<String> = tables
         .iter()
-        .filter(|t| t.state == "pending" || t.state == "running")
+        .filter(|t| t.state.is_active())
         .map(|t| format!("{} {} ({} rows)", t.table, t.state, t.rows))
         .collect();
     let failed: Vec<&str> = tables
         .iter()
-        .filter(|t| t.state == "failed")
+        .filter(|t| t.state == SnapshotState::Failed)
         .map(|t| t.table.as_str())
         .collect();
     match (&observed.engine, active.is_empty()) {
-        (None, _) => Condition {
-            status: "Unknown".into(),
-            ..condition(
-                "Snapshotting",
-                false,
-                "EngineUnreachable",
-                "the engine did not report".into(),
-            )
-        },
-        (Some(_), false) => condition("Snapshotting", true, "Snapshotting", active.join(", ")),
+        (None, _) => unknown(
+            ConditionType::Snapshotting,
+            Reason::EngineUnreachable,
+            "the engine did not report",
+        ),
+        (Some(_), false) => condition(
+            ConditionType::Snapshotting,
+            true,
+            Reason::Snapshotting,
+            active.join(", "),
+        ),
         (Some(_), true) if !failed.is_empty() => condition(
-            "Snapshotting",
+            ConditionType::Snapshotting,
             false,
-            "SnapshotFailed",
+            Reason::SnapshotFailed,
             format!("failed: {} (see status.snapshot.tables)", failed.join(", ")),
         ),
         (Some(_), true) => condition(
-            "Snapshotting",
+            ConditionType::Snapshotting,
             false,
-            "Idle",
+            Reason::Idle,
             "no snapshot is running".into(),
         ),
     }
@@ -146,25 +159,22 @@ fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condi
 /// `SlotHealthy`: the slot exists and holds its WAL.
 fn slot_healthy(observed: &Observed, slot_name: &str) -> Condition {
     match &observed.slot {
-        None => Condition {
-            status: "Unknown".into(),
-            ..condition("SlotHealthy", false, "SlotUnknown", "PostgreSQL could not be asked".into())
-        },
-        Some(None) => condition("SlotHealthy", false, "SlotMissing", format!("replication slot {slot_name:?} does not exist")),
-        Some(Some(s)) => match s.wal_status.as_deref() {
+        SlotSeen::Unknown => unknown(ConditionType::SlotHealthy, Reason::SlotUnknown, "PostgreSQL could not be asked"),
+        SlotSeen::Missing => condition(ConditionType::SlotHealthy, false, Reason::SlotMissing, format!("replication slot {slot_name:?} does not exist")),
+        SlotSeen::Found(s) => match s.wal_status.as_deref() {
             Some("lost") => condition(
-                "SlotHealthy",
+                ConditionType::SlotHealthy,
                 false,
-                "SlotLost",
+                Reason::SlotLost,
                 format!("slot {slot_name:?} is invalidated: WAL it needed was removed; set spec.slot.recreateIfLost to accept the gap"),
             ),
             Some("unreserved") => condition(
-                "SlotHealthy",
+                ConditionType::SlotHealthy,
                 false,
-                "SlotUnreserved",
+                Reason::SlotUnreserved,
                 format!("slot {slot_name:?} is past max_slot_wal_keep_size and will be invalidated at the next checkpoint"),
             ),
-            _ => condition("SlotHealthy", true, "SlotReserved", format!("slot {slot_name:?} holds its WAL")),
+            _ => condition(ConditionType::SlotHealthy, true, Reason::SlotReserved, format!("slot {slot_name:?} holds its WAL")),
         },
     }
 }
@@ -173,26 +183,34 @@ fn slot_healthy(observed: &Observed, slot_name: &str) -> Condition {
 fn ready(observed: &Observed) -> Condition {
     let streaming = observed.engine.as_ref().is_some_and(|e| e.streaming);
     match (&problem(observed), observed.state) {
-        (Some((reason, message)), _) => condition("Ready", false, reason, message.clone()),
+        (Some((reason, message)), _) => {
+            condition(ConditionType::Ready, false, *reason, message.clone())
+        }
         (None, ConnectorState::Paused) => condition(
-            "Ready",
+            ConditionType::Ready,
             false,
-            "Paused",
+            Reason::Paused,
             "spec.state is paused: the engine is stopped, the slot is kept".into(),
         ),
-        (None, ConnectorState::Stopped) => {
-            condition("Ready", false, "Stopped", "spec.state is stopped".into())
-        }
-        (None, ConnectorState::Running) if streaming => {
-            condition("Ready", true, "Streaming", "the engine is streaming".into())
-        }
+        (None, ConnectorState::Stopped) => condition(
+            ConditionType::Ready,
+            false,
+            Reason::Stopped,
+            "spec.state is stopped".into(),
+        ),
+        (None, ConnectorState::Running) if streaming => condition(
+            ConditionType::Ready,
+            true,
+            Reason::Streaming,
+            "the engine is streaming".into(),
+        ),
         (None, ConnectorState::Running) => condition(
-            "Ready",
+            ConditionType::Ready,
             false,
             if observed.engine.is_some() {
-                "EngineNotStreaming"
+                Reason::EngineNotStreaming
             } else {
-                "EngineUnreachable"
+                Reason::EngineUnreachable
             },
             "the engine is not streaming yet (starting, or reconnecting: see its logs)".into(),
         ),
@@ -201,27 +219,33 @@ fn ready(observed: &Observed) -> Condition {
 
 /// A problem of the reconcile, else an engine that halted (reason
 /// `EngineHalted`, its own words as the message).
-fn problem(observed: &Observed) -> Option<(String, String)> {
+fn problem(observed: &Observed) -> Option<(Reason, String)> {
     observed.problem.clone().or_else(|| {
         let halted = observed.engine.as_ref()?.halted.clone()?;
-        Some(("EngineHalted".into(), halted))
+        Some((Reason::EngineHalted, halted))
     })
 }
 
 /// `Degraded`: a problem of the reconcile or of the slot.
 fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
-    match (&problem(observed), slot_healthy.status.as_str()) {
-        (Some((reason, message)), _) => condition("Degraded", true, reason, message.clone()),
-        (None, "False") => condition(
-            "Degraded",
+    match (
+        &problem(observed),
+        slot_healthy.status(),
+        slot_healthy.reason(),
+    ) {
+        (Some((reason, message)), _, _) => {
+            condition(ConditionType::Degraded, true, *reason, message.clone())
+        }
+        (None, Some(ConditionStatus::False), Some(reason)) => condition(
+            ConditionType::Degraded,
             true,
-            &slot_healthy.reason,
+            reason,
             slot_healthy.message.clone(),
         ),
         _ => condition(
-            "Degraded",
+            ConditionType::Degraded,
             false,
-            "AsExpected",
+            Reason::AsExpected,
             "no problem observed".into(),
         ),
     }
@@ -251,21 +275,22 @@ fn replication(
     slot_name: &str,
     previous: Option<&PgKafkaConnectorStatus>,
 ) -> Option<ReplicationStatus> {
-    observed.slot.as_ref().and_then(|s| s.as_ref()).map(|s| {
-        let mut r = s.to_status(slot_name);
-        r.last_event_time = observed
-            .engine
-            .as_ref()
-            .and_then(|e| e.last_event_ms)
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .or_else(|| {
-                previous
-                    .and_then(|p| p.replication.as_ref())
-                    .and_then(|r| r.last_event_time.clone())
-            });
-        r
-    })
+    let SlotSeen::Found(s) = &observed.slot else {
+        return None;
+    };
+    let mut r = s.to_status(slot_name);
+    r.last_event_time = observed
+        .engine
+        .as_ref()
+        .and_then(EngineStatus::last_event_ms)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .or_else(|| {
+            previous
+                .and_then(|p| p.replication.as_ref())
+                .and_then(|r| r.last_event_time.clone())
+        });
+    Some(r)
 }
 
 /// Whether writing `new` over `old` is worth a request: conditions or the
@@ -285,7 +310,7 @@ pub fn worth_writing(
 }
 
 /// The requested annotation value and (table, state) pairs.
-type SnapshotStates<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>);
+type SnapshotStates<'a> = (Option<&'a str>, Vec<(&'a str, SnapshotState)>);
 
 /// What of `status.snapshot` is written at once: the annotation value handed
 /// over (else the next reconcile would hand it over again) and each table's
@@ -295,7 +320,7 @@ fn snapshot_states(s: &PgKafkaConnectorStatus) -> Option<SnapshotStates<'_>> {
         let states = snap
             .tables
             .iter()
-            .map(|t| (t.table.as_str(), t.state.as_str()))
+            .map(|t| (t.table.as_str(), t.state))
             .collect();
         (snap.requested.as_deref(), states)
     })
@@ -304,14 +329,15 @@ fn snapshot_states(s: &PgKafkaConnectorStatus) -> Option<SnapshotStates<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::engine;
+    use pgkafka_crds::report::TableSnapshot;
 
     #[test]
     fn a_handed_over_snapshot_request_is_written_at_once_rows_when_due() {
-        let table = |state: &str, rows| TableSnapshotStatus {
-            table: "public.orders".into(),
-            state: state.into(),
+        let table = |state, rows| TableSnapshot {
+            state,
             rows,
-            ..Default::default()
+            ..TableSnapshot::pending("public.orders".into())
         };
         let with = |requested: Option<&str>, t| PgKafkaConnectorStatus {
             snapshot: Some(SnapshotStatus {
@@ -321,53 +347,50 @@ mod tests {
             }),
             ..Default::default()
         };
-        let old = with(None, table("running", 10));
+        let old = with(None, table(SnapshotState::Running, 10));
         assert!(worth_writing(
             Some(&old),
-            &with(Some("public.orders"), table("running", 10)),
+            &with(Some("public.orders"), table(SnapshotState::Running, 10)),
             false
         ));
         assert!(worth_writing(
             Some(&old),
-            &with(None, table("done", 10)),
+            &with(None, table(SnapshotState::Done, 10)),
             false
         ));
         assert!(!worth_writing(
             Some(&old),
-            &with(None, table("running", 20)),
+            &with(None, table(SnapshotState::Running, 20)),
             false
         ));
         assert!(worth_writing(
             Some(&old),
-            &with(None, table("running", 20)),
+            &with(None, table(SnapshotState::Running, 20)),
             true
         ));
     }
 
-    fn slot(wal_status: &str) -> Option<Option<SlotState>> {
-        Some(Some(SlotState {
+    fn slot_state(wal_status: &str) -> SlotState {
+        SlotState {
             active: true,
             confirmed_flush_lsn: Some("0/10".into()),
             restart_lsn: Some("0/8".into()),
             wal_status: Some(wal_status.into()),
             lag_bytes: Some(16),
-        }))
+        }
+    }
+
+    fn slot(wal_status: &str) -> SlotSeen {
+        SlotSeen::Found(slot_state(wal_status))
     }
 
     fn ready(s: &PgKafkaConnectorStatus) -> (&str, &str) {
-        let c = s
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .expect("Ready");
+        let c = get(s, ConditionType::Ready);
         (c.status.as_str(), c.reason.as_str())
     }
 
-    fn get<'a>(s: &'a PgKafkaConnectorStatus, t: &str) -> &'a Condition {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .expect("condition")
+    fn get(s: &PgKafkaConnectorStatus, t: ConditionType) -> &Condition {
+        pgkafka_crds::conditions::find(&s.conditions, t).expect("condition")
     }
 
     #[test]
@@ -381,38 +404,29 @@ mod tests {
             ready(&compute(&o, "s", None, "t0")),
             ("False", "EngineUnreachable")
         );
-        o.engine = Some(EngineReport {
-            streaming: false,
-            last_event_ms: None,
-            snapshots: Vec::new(),
-            halted: None,
-        });
+        o.engine = Some(engine(false));
         assert_eq!(
             ready(&compute(&o, "s", None, "t0")),
             ("False", "EngineNotStreaming")
         );
-        o.engine = Some(EngineReport {
-            streaming: true,
-            last_event_ms: Some(1_700_000_000_000),
-            snapshots: Vec::new(),
-            halted: None,
+        o.engine = Some(EngineStatus {
+            last_event_unix_ms: 1_700_000_000_000,
+            ..engine(true)
         });
         let s = compute(&o, "s", None, "t0");
         assert_eq!(ready(&s), ("True", "Streaming"));
         // An engine that halted says why, in Ready and Degraded.
         let mut halted = o.clone();
-        halted.engine = Some(EngineReport {
-            streaming: false,
-            last_event_ms: None,
-            snapshots: Vec::new(),
+        halted.engine = Some(EngineStatus {
             halted: Some("spec.listeners[0].targets[0].filter: column \"x\" was dropped".into()),
+            ..engine(false)
         });
         let h = compute(&halted, "s", None, "t0");
         assert_eq!(ready(&h), ("False", "EngineHalted"));
         let degraded = h
             .conditions
             .iter()
-            .find(|c| c.type_ == "Degraded")
+            .find(|c| c.is(ConditionType::Degraded))
             .expect("Degraded");
         assert!(degraded.message.contains("column \"x\""), "{degraded:?}");
         assert_eq!(s.observed_generation, Some(3));
@@ -423,7 +437,7 @@ mod tests {
         );
         assert_eq!(r.last_event_time.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert_eq!(
-            get(&compute(&o, "s", None, "t0"), "Degraded").status,
+            get(&compute(&o, "s", None, "t0"), ConditionType::Degraded).status,
             "False"
         );
     }
@@ -432,38 +446,37 @@ mod tests {
     fn slot_problems_and_spec_problems_show() {
         let lost = Observed {
             slot: slot("lost"),
-            engine: Some(EngineReport {
-                streaming: true,
-                last_event_ms: None,
-                snapshots: Vec::new(),
-                halted: None,
-            }),
+            engine: Some(engine(true)),
             ..Default::default()
         };
         let s = compute(&lost, "s", None, "t0");
         assert_eq!(
             (
-                get(&s, "SlotHealthy").status.as_str(),
-                get(&s, "SlotHealthy").reason.as_str()
+                get(&s, ConditionType::SlotHealthy).status.as_str(),
+                get(&s, ConditionType::SlotHealthy).reason.as_str()
             ),
             ("False", "SlotLost")
         );
-        assert_eq!(get(&s, "Degraded").reason, "SlotLost");
+        assert_eq!(get(&s, ConditionType::Degraded).reason, "SlotLost");
         let missing = Observed {
-            slot: Some(None),
+            slot: SlotSeen::Missing,
             ..Default::default()
         };
         assert_eq!(
-            get(&compute(&missing, "s", None, "t0"), "SlotHealthy").reason,
+            get(
+                &compute(&missing, "s", None, "t0"),
+                ConditionType::SlotHealthy
+            )
+            .reason,
             "SlotMissing"
         );
         let bad = Observed {
-            problem: Some(("InvalidSpec".into(), "spec.slot.name: bad".into())),
+            problem: Some((Reason::InvalidSpec, "spec.slot.name: bad".into())),
             ..Default::default()
         };
         let s = compute(&bad, "s", None, "t0");
         assert_eq!(ready(&s), ("False", "InvalidSpec"));
-        assert_eq!(get(&s, "SlotHealthy").status, "Unknown");
+        assert_eq!(get(&s, ConditionType::SlotHealthy).status, "Unknown");
         let paused = Observed {
             state: ConnectorState::Paused,
             slot: slot("reserved"),
@@ -479,33 +492,31 @@ mod tests {
     fn transition_times_move_only_on_change_and_writes_are_limited() {
         let o = Observed {
             slot: slot("reserved"),
-            engine: Some(EngineReport {
-                streaming: true,
-                last_event_ms: None,
-                snapshots: Vec::new(),
-                halted: None,
-            }),
+            engine: Some(engine(true)),
             ..Default::default()
         };
         let first = compute(&o, "s", None, "t0");
         let again = compute(&o, "s", Some(&first), "t1");
-        assert_eq!(get(&again, "Ready").last_transition_time, "t0");
+        assert_eq!(get(&again, ConditionType::Ready).last_transition_time, "t0");
         assert!(!worth_writing(Some(&first), &again, true));
         let stopped = Observed {
             engine: None,
             ..o.clone()
         };
         let changed = compute(&stopped, "s", Some(&first), "t2");
-        assert_eq!(get(&changed, "Ready").last_transition_time, "t2");
+        assert_eq!(
+            get(&changed, ConditionType::Ready).last_transition_time,
+            "t2"
+        );
         assert!(
             worth_writing(Some(&first), &changed, false),
             "condition changes are written at once"
         );
         let mut moved = o.clone();
-        moved.slot = Some(Some(SlotState {
+        moved.slot = SlotSeen::Found(SlotState {
             lag_bytes: Some(99),
-            ..slot("reserved").flatten().expect("slot")
-        }));
+            ..slot_state("reserved")
+        });
         let numbers = compute(&moved, "s", Some(&first), "t3");
         assert!(
             !worth_writing(Some(&first), &numbers, false),

@@ -53,11 +53,13 @@ impl ApiServer {
                        (`setup-envtest use 1.36 -p path` prints one) or provide ../shared/envtest";
             assert!(std::env::var("CI").as_deref() != Ok("true"), "{how}");
             eprintln!("\n*** SKIPPING the API-server tests: {how} ***\n");
+            crate::record_tier("real kube-apiserver + etcd", &format!("SKIPPED ({how})"));
             return None;
         }
         let dir = std::env::temp_dir().join(unique("pgkafka-kube"));
         let pid = std::process::id().to_string();
         let up = dev_env(&["kube-up", &dir.to_string_lossy(), &pid]);
+        crate::record_tier("real kube-apiserver + etcd", "ran");
         let (port, token) = up
             .split_once(' ')
             .unwrap_or_else(|| panic!("kube-up printed {up:?}"));
@@ -197,7 +199,7 @@ fn write_kubeconfig(file: &Path, port: u16, token: &str) {
 }
 
 async fn client_from(kubeconfig: &Path) -> Client {
-    pgkafka_connector::postgres::install_default_provider();
+    pgkafka_postgres::tls::install_default_provider();
     let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::from_yaml(&text).expect("kubeconfig parses"),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pgkafka_crds::report::{EngineStatus, SnapshotState};
 use tokio_postgres::{Client, NoTls};
 
 pub mod cluster;
@@ -46,6 +47,26 @@ fn dev_env(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Notes that a test tier ran (or was skipped, and why) for the summary
+/// the test command prints at its end (`tests/dev-env.sh test` names the
+/// file in `PGKAFKA_TIERS_FILE`; without it the note goes to stderr).
+pub fn record_tier(tier: &str, outcome: &str) {
+    use std::io::Write;
+    let line = format!("{tier}: {outcome}\n");
+    match std::env::var_os("PGKAFKA_TIERS_FILE") {
+        Some(path) => {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => eprint!("tier {line}"),
+    }
+}
+
 /// A unique lower-case name for databases, slots and topics.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -76,7 +97,11 @@ impl Postgres {
     /// The cluster shared by this test process (`wal_level=logical`).
     pub fn shared() -> &'static Postgres {
         static PG: OnceLock<Postgres> = OnceLock::new();
-        PG.get_or_init(|| Postgres::start("logical"))
+        PG.get_or_init(|| {
+            let pg = Postgres::start("logical");
+            record_tier("real PostgreSQL 15", "ran");
+            pg
+        })
     }
 
     /// A new cluster with the given `wal_level`.
@@ -160,7 +185,7 @@ impl TestDb {
         self.client.batch_execute(sql).await.unwrap_or_else(|e| {
             panic!(
                 "SQL failed: {}\n{sql}",
-                pgkafka_connector::postgres::postgres_detail(&e)
+                pgkafka_postgres::postgres_detail(&e)
             )
         });
     }
@@ -228,6 +253,7 @@ impl Broker {
             port,
         };
         broker.restart();
+        record_tier("real broker (Tansu)", "ran");
         broker
     }
 
@@ -356,16 +382,21 @@ impl Engine {
         std::fs::write(self.dir.join("connector.yaml"), manifest).expect("manifest");
     }
 
-    /// The snapshot state of `table` from `/status`: (state, rows).
-    pub fn snapshot_of(&self, table: &str) -> Option<(String, u64)> {
+    /// The engine's `/status`, read as the contract type it writes (a body
+    /// that is not one panics: the contract broke).
+    pub fn status(&self) -> Option<EngineStatus> {
         let (_, body) = self.http_get("/status")?;
-        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let entry = status["snapshot"]["tables"]
-            .as_array()?
-            .iter()
-            .find(|t| t["table"] == table)?
-            .clone();
-        Some((entry["state"].as_str()?.to_owned(), entry["rows"].as_u64()?))
+        Some(
+            serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("/status is not an EngineStatus ({e}): {body}")),
+        )
+    }
+
+    /// The snapshot state of `table` from `/status`: (state, rows).
+    pub fn snapshot_of(&self, table: &str) -> Option<(SnapshotState, u64)> {
+        let status = self.status()?;
+        let entry = status.snapshot.tables.iter().find(|t| t.table == table)?;
+        Some((entry.state, entry.rows))
     }
 
     /// Starts the process again with the same manifest (after a kill).
@@ -485,9 +516,7 @@ impl Engine {
 
     /// Why the engine halted, from its `/status`; `None` while it runs.
     pub fn halted(&self) -> Option<String> {
-        let (_, body) = self.http_get("/status")?;
-        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
-        status["halted"].as_str().map(str::to_owned)
+        self.status()?.halted
     }
 
     /// SIGKILL: no drain, no final status update.

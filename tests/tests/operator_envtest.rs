@@ -243,7 +243,9 @@ async fn snapshot_annotation(env: &Env, name: &str, topic: &str) {
             .and_then(|c| c.status?.snapshot)
             .is_some_and(|s| {
                 s.requested.as_deref() == Some("public.orders")
-                    && s.tables.iter().any(|t| t.state == "done" && t.rows == 1)
+                    && s.tables.iter().any(|t| {
+                        t.state == pgkafka_crds::report::SnapshotState::Done && t.rows == 1
+                    })
             })
     })
     .await;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use pgkafka_crds::report::SnapshotState;
 use pgkafka_tests::{
     manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Postgres, TestDb,
 };
@@ -130,7 +131,7 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     wait_for(LONG, "a few chunks", || async {
         engine
             .snapshot_of("public.big")
-            .is_some_and(|(state, rows)| state == "running" && rows >= 30_000)
+            .is_some_and(|(state, rows)| state == SnapshotState::Running && rows >= 30_000)
     })
     .await;
     wait_for(LONG, "the slot to advance during the snapshot", || async {
@@ -140,7 +141,7 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     assert!(
         engine
             .snapshot_of("public.big")
-            .is_some_and(|(s, _)| s == "running"),
+            .is_some_and(|(s, _)| s == SnapshotState::Running),
         "the slot advanced while the snapshot was still running"
     );
     let rows_before_kill = engine.snapshot_of("public.big").map_or(0, |(_, r)| r);
@@ -150,7 +151,7 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     wait_for(LONG, "the snapshot to finish", || async {
         engine
             .snapshot_of("public.big")
-            .is_some_and(|(s, _)| s == "done")
+            .is_some_and(|(s, _)| s == SnapshotState::Done)
     })
     .await;
     let _ = stop.send(());
@@ -226,7 +227,7 @@ async fn a_listener_added_later_is_snapshotted_while_the_others_stream() {
     wait_for(LONG, "b's snapshot", || async {
         engine
             .snapshot_of("public.b")
-            .is_some_and(|(s, rows)| s == "done" && rows == 3000)
+            .is_some_and(|(s, rows)| s == SnapshotState::Done && rows == 3000)
     })
     .await;
     let slot = format!("{name}_slot");
@@ -242,8 +243,8 @@ async fn a_listener_added_later_is_snapshotted_while_the_others_stream() {
         "a kept streaming"
     );
     assert_eq!(
-        engine.snapshot_of("public.a").map(|(s, _)| s).as_deref(),
-        Some("done"),
+        engine.snapshot_of("public.a").map(|(s, _)| s),
+        Some(SnapshotState::Done),
         "a was snapshotted once, when the connector first saw it"
     );
 }
@@ -289,7 +290,7 @@ async fn post_snapshots_resends_filtered_selected_and_opted_out_as_asked() {
     wait_for(LONG, "the requested snapshot", || async {
         engine
             .snapshot_of("public.t")
-            .is_some_and(|(s, rows)| s == "done" && rows == 100)
+            .is_some_and(|(s, rows)| s == SnapshotState::Done && rows == 100)
     })
     .await;
     db.exec("INSERT INTO t VALUES (101, 'after', 101)").await;

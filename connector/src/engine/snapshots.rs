@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use pgkafka_crds::report::{SnapshotState, TableSnapshot};
 use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable, SnapshotMode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
@@ -26,42 +27,17 @@ use crate::source::snapshot::{
     chunk_ids, run_reader, Chunk, ReaderEvent, ReaderSettings, TableRequest,
 };
 
-/// Where a table's snapshot is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotPhase {
-    /// Asked for, not started.
-    Pending,
-    /// Being read.
-    Running,
-    /// Every row sent and safe.
-    Done,
-    /// Stopped on an error (see `error`); a new request starts it again.
-    Failed,
-}
-
-/// One table's snapshot, as kept in Kafka and shown in `/status`.
+/// A table's snapshot as kept in Kafka: what `/status` shows, and the key
+/// to resume after (never shown: it holds row values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TableSnapshot {
-    /// `schema.table`.
-    pub table: String,
-    /// pending, running, done, failed.
-    pub state: SnapshotPhase,
-    /// Rows sent.
-    pub rows: u64,
+pub(crate) struct Progress {
+    /// What `/status` and the resource's status show.
+    #[serde(flatten)]
+    pub shown: TableSnapshot,
     /// The key of the last row safely sent (text per key column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
-    /// Unix ms when it started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_ms: Option<i64>,
-    /// Unix ms when it finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_ms: Option<i64>,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// `schema.table`, as users write it.
@@ -78,7 +54,7 @@ pub(crate) struct Board {
 
 #[derive(Default)]
 struct BoardState {
-    tables: BTreeMap<String, TableSnapshot>,
+    tables: BTreeMap<String, Progress>,
     requests: Vec<QualifiedTable>,
 }
 
@@ -92,7 +68,7 @@ impl Board {
 
     /// Every table's progress, for `/status`.
     pub fn tables(&self) -> Vec<TableSnapshot> {
-        self.with(|s| s.tables.values().cloned().collect())
+        self.with(|s| s.tables.values().map(|p| p.shown.clone()).collect())
     }
 
     /// The Notify a session waits on for requests.
@@ -115,47 +91,28 @@ impl Board {
         self.with(|s| std::mem::take(&mut s.requests))
     }
 
-    fn set(&self, progress: TableSnapshot, metrics: &Metrics) {
+    fn set(&self, progress: Progress, metrics: &Metrics) {
         self.with(|s| {
-            s.tables.insert(progress.table.clone(), progress);
-            for phase in [
-                SnapshotPhase::Pending,
-                SnapshotPhase::Running,
-                SnapshotPhase::Done,
-                SnapshotPhase::Failed,
-            ] {
-                let n = s.tables.values().filter(|p| p.state == phase).count();
+            s.tables.insert(progress.shown.table.clone(), progress);
+            for state in SnapshotState::ALL {
+                let n = s.tables.values().filter(|p| p.shown.state == state).count();
                 metrics
                     .snapshot_tables
-                    .with_label_values(&[phase_label(phase)])
+                    .with_label_values(&[state.as_str()])
                     .set(n as i64);
             }
         });
     }
 
-    fn get(&self, table: &str) -> Option<TableSnapshot> {
+    fn get(&self, table: &str) -> Option<Progress> {
         self.with(|s| s.tables.get(table).cloned())
     }
 }
 
-fn phase_label(phase: SnapshotPhase) -> &'static str {
-    match phase {
-        SnapshotPhase::Pending => "pending",
-        SnapshotPhase::Running => "running",
-        SnapshotPhase::Done => "done",
-        SnapshotPhase::Failed => "failed",
-    }
-}
-
-fn pending(t: &QualifiedTable) -> TableSnapshot {
-    TableSnapshot {
-        table: table_name(t),
-        state: SnapshotPhase::Pending,
-        rows: 0,
+fn pending(t: &QualifiedTable) -> Progress {
+    Progress {
+        shown: TableSnapshot::pending(table_name(t)),
         after: None,
-        started_ms: None,
-        finished_ms: None,
-        error: None,
     }
 }
 
@@ -167,7 +124,7 @@ pub(crate) fn progress_topic(spec: &PgKafkaConnectorSpec) -> String {
 /// A chunk emitted whose progress waits for its position to be safe.
 struct Emitted {
     at: Lsn,
-    progress: TableSnapshot,
+    progress: Progress,
 }
 
 /// One session's snapshots.
@@ -264,9 +221,7 @@ impl<'a> Snapshots<'a> {
             let after = match self.board.get(&table_name(&table)) {
                 _ if requested.contains(&table) => None,
                 None if self.cfg.spec.snapshot.mode == SnapshotMode::Initial => None,
-                Some(p) if matches!(p.state, SnapshotPhase::Running | SnapshotPhase::Pending) => {
-                    p.after
-                }
+                Some(p) if p.shown.state.is_active() => p.after,
                 _ => continue,
             };
             self.read(i, table, after);
@@ -325,9 +280,9 @@ impl<'a> Snapshots<'a> {
                     .board
                     .get(&table_name(table))
                     .unwrap_or_else(|| pending(table));
-                progress.state = SnapshotPhase::Failed;
-                progress.error = Some(e.to_string());
-                progress.finished_ms = Some(super::now_ms());
+                progress.shown.state = SnapshotState::Failed;
+                progress.shown.error = Some(e.to_string());
+                progress.shown.finished_ms = Some(super::now_ms());
                 self.write(&progress).await?;
                 self.board.set(progress, self.metrics);
             }
@@ -364,15 +319,16 @@ impl<'a> Snapshots<'a> {
             .board
             .get(&table_name(table))
             .unwrap_or_else(|| pending(table));
-        progress.state = if chunk.last {
-            SnapshotPhase::Done
+        let shown = &mut progress.shown;
+        shown.state = if chunk.last {
+            SnapshotState::Done
         } else {
-            SnapshotPhase::Running
+            SnapshotState::Running
         };
-        progress.rows += kept;
-        progress.started_ms.get_or_insert(now);
+        shown.rows += kept;
+        shown.started_ms.get_or_insert(now);
         if chunk.last {
-            progress.finished_ms = Some(now);
+            shown.finished_ms = Some(now);
         }
         if chunk.last_key.is_some() {
             progress.after = chunk.last_key.clone();
@@ -385,7 +341,7 @@ impl<'a> Snapshots<'a> {
         self.metrics
             .snapshot_started
             .with_label_values(&[name.as_str()])
-            .set(progress.started_ms.unwrap_or(now) / 1000);
+            .set(progress.shown.started_ms.unwrap_or(now) / 1000);
         self.board.set(progress.clone(), self.metrics);
         self.emitted.push_back(Emitted { at, progress });
         let _ = chunk.taken.send(());
@@ -401,8 +357,8 @@ impl<'a> Snapshots<'a> {
         Ok(())
     }
 
-    async fn write(&self, progress: &TableSnapshot) -> Result<(), Error> {
-        let key = format!("{}{}", self.key_prefix, progress.table);
+    async fn write(&self, progress: &Progress) -> Result<(), Error> {
+        let key = format!("{}{}", self.key_prefix, progress.shown.table);
         let value = serde_json::to_vec(progress).unwrap_or_default();
         Ok(self.writer.write(&key, &value).await?)
     }
@@ -414,7 +370,7 @@ impl<'a> Snapshots<'a> {
 }
 
 /// The latest progress of each table of this connector.
-async fn read_progress(writer: &ProgressWriter, prefix: &str) -> Result<Vec<TableSnapshot>, Error> {
+async fn read_progress(writer: &ProgressWriter, prefix: &str) -> Result<Vec<Progress>, Error> {
     let (config, topic, prefix) = (
         writer.config().clone(),
         writer.topic().to_owned(),
@@ -431,7 +387,7 @@ async fn read_progress(writer: &ProgressWriter, prefix: &str) -> Result<Vec<Tabl
         what: "reading snapshot progress",
         source,
     })??;
-    let mut latest: HashMap<Vec<u8>, TableSnapshot> = HashMap::new();
+    let mut latest: HashMap<Vec<u8>, Progress> = HashMap::new();
     for (key, value) in records {
         if let Ok(progress) = serde_json::from_slice(&value) {
             latest.insert(key, progress);

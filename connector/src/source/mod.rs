@@ -1,16 +1,10 @@
-//! The connections to PostgreSQL: the SQL session with its checks,
-//! provisioning, catalog and slot state (shared with the operator), and the
-//! replication stream (the engine's).
+//! The engine's connections to PostgreSQL: the replication stream, the
+//! snapshot reader and the catalog lookups Relation messages need. The SQL
+//! session, provisioning, catalog and slot state are the shared crate
+//! `pgkafka-postgres`, named here under their old paths.
 
-pub(crate) mod catalog;
-pub(crate) mod connection;
-pub(crate) mod error;
-#[cfg(feature = "engine")]
+pub(crate) use pgkafka_postgres::{catalog, connection, error, provision, tls};
+
 pub(crate) mod lookup;
-pub(crate) mod provision;
-pub(crate) mod slot;
-#[cfg(feature = "engine")]
 pub(crate) mod snapshot;
-#[cfg(feature = "engine")]
 pub(crate) mod stream;
-pub(crate) mod tls;

@@ -99,7 +99,7 @@ impl ReplicationStream {
 
     /// Reports that everything before `lsn` is safely in Kafka.
     pub fn confirm(&self, lsn: Lsn) {
-        self.client.update_applied_lsn(lsn.into());
+        self.client.update_applied_lsn(theirs(lsn));
     }
 
     /// Closes the stream once the server was told `flushed` (or after a
@@ -108,7 +108,7 @@ impl ReplicationStream {
     pub async fn close(mut self, flushed: Lsn) -> Result<(), StreamError> {
         let metrics = self.client.metrics();
         let deadline = Instant::now() + FINAL_STATUS_TIMEOUT;
-        while Lsn::from(metrics.last_applied_lsn()) < flushed && Instant::now() < deadline {
+        while ours(metrics.last_applied_lsn()) < flushed && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.client.shutdown().await?;
@@ -121,7 +121,7 @@ fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> 
     let (message, lsn) = match event {
         ReplicationEvent::KeepAlive { wal_end, .. } => {
             return Ok(Some(StreamEvent::KeepAlive {
-                wal_end: wal_end.into(),
+                wal_end: ours(wal_end),
             }))
         }
         ReplicationEvent::Begin {
@@ -130,11 +130,11 @@ fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> 
             commit_time_micros,
         } => (
             Message::Begin {
-                final_lsn: final_lsn.into(),
+                final_lsn: ours(final_lsn),
                 commit_time_us: commit_time_micros,
                 xid,
             },
-            Lsn::from(final_lsn),
+            ours(final_lsn),
         ),
         ReplicationEvent::Commit {
             lsn,
@@ -142,16 +142,16 @@ fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> 
             commit_time_micros,
         } => (
             Message::Commit {
-                commit_lsn: lsn.into(),
-                end_lsn: end_lsn.into(),
+                commit_lsn: ours(lsn),
+                end_lsn: ours(end_lsn),
                 commit_time_us: commit_time_micros,
             },
-            Lsn::from(end_lsn),
+            ours(end_lsn),
         ),
         ReplicationEvent::XLogData {
             wal_start, data, ..
         } => {
-            let lsn = Lsn::from(wal_start);
+            let lsn = ours(wal_start);
             let message = decode(data).map_err(|source| StreamError::Decode { lsn, source })?;
             (message, lsn)
         }
@@ -163,11 +163,11 @@ fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> 
         } => (
             Message::Logical {
                 transactional,
-                lsn: lsn.into(),
+                lsn: ours(lsn),
                 prefix,
                 content,
             },
-            Lsn::from(lsn),
+            ours(lsn),
         ),
         ReplicationEvent::StoppedAt { .. } => return Ok(None),
     };
@@ -203,27 +203,25 @@ fn config(s: StreamSettings<'_>, start: Lsn) -> ReplicationConfig {
     )
     .with_port(pg.port)
     .with_tls(tls)
-    .with_start_lsn(start.into())
+    .with_start_lsn(theirs(start))
     .with_status_interval(s.status_interval)
     .with_wakeup_interval(Duration::from_secs(5))
     .with_options(SESSION_OPTIONS)
     .with_application_name(s.application_name);
     if start != Lsn::ZERO {
-        config = config.with_ack_lsn(start.into());
+        config = config.with_ack_lsn(theirs(start));
     }
     config
 }
 
-impl From<pgwire_replication::Lsn> for Lsn {
-    fn from(l: pgwire_replication::Lsn) -> Self {
-        Lsn(l.as_u64())
-    }
+/// The carrier's position as ours.
+fn ours(l: pgwire_replication::Lsn) -> Lsn {
+    Lsn(l.as_u64())
 }
 
-impl From<Lsn> for pgwire_replication::Lsn {
-    fn from(l: Lsn) -> Self {
-        pgwire_replication::Lsn::from_u64(l.0)
-    }
+/// Our position as the carrier's.
+fn theirs(l: Lsn) -> pgwire_replication::Lsn {
+    pgwire_replication::Lsn::from_u64(l.0)
 }
 
 #[cfg(test)]

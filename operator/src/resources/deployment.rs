@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use pgkafka_connector::credentials::{kafka_refs, postgres_refs};
 use pgkafka_crds::{ConnectorState, PgKafkaConnector, SecretKeyRef};
+use pgkafka_postgres::credentials::{kafka_refs, postgres_refs};
 
 use super::{
     engine_name, labels, metadata, Settings, CONFIG_DIR, CONFIG_FILE, HTTP_PORT,

@@ -47,7 +47,9 @@ pub async fn snapshot_scenario(
         let (secs, rss) = run_until(bin, &manifest.yaml(), |engine, status| {
             let done = engine
                 .snapshot_of("public.bench")
-                .is_some_and(|(state, sent)| state == "done" && sent >= rows);
+                .is_some_and(|(state, sent)| {
+                    state == pgkafka_crds::report::SnapshotState::Done && sent >= rows
+                });
             done && status["inFlight"]["records"] == 0
         })
         .await;

@@ -11,7 +11,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::error::PgError;
+use crate::error::PgError;
 
 /// The crypto provider used everywhere (ring; rustls refuses to pick one when
 /// two are compiled in).
@@ -32,11 +32,11 @@ pub fn install_default_provider() {
 /// the name the certificate carries, learnt here on the SQL connection; its
 /// chain is still verified against the CA on every connection.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct VerifiedName(Arc<Mutex<Option<String>>>);
+pub struct VerifiedName(Arc<Mutex<Option<String>>>);
 
 impl VerifiedName {
     /// The name, once a certificate was verified.
-    pub(crate) fn get(&self) -> Option<String> {
+    pub fn get(&self) -> Option<String> {
         self.0.lock().ok().and_then(|n| n.clone())
     }
 

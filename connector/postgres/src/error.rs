@@ -66,21 +66,9 @@ impl PgError {
     }
 
     /// A closure turning a driver error into [`PgError::Query`] for `context`.
-    pub(crate) fn during(
-        context: impl Into<String>,
-    ) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    pub fn during(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
         let context = context.into();
         move |source| PgError::query(context, source)
-    }
-
-    /// Whether trying again later may succeed: the connection failed or
-    /// broke; the server did not refuse the request itself.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            PgError::Connect { .. } => true,
-            PgError::Query { source, .. } => source.is_closed() || source.code().is_none(),
-            PgError::Setup { .. } | PgError::Tls { .. } => false,
-        }
     }
 }
 

@@ -4,8 +4,8 @@
 use pgkafka_crds::ReplicationStatus;
 use tokio_postgres::Client;
 
-use super::error::PgError;
-use super::provision::{drop_publication_sql, quote_ident};
+use crate::error::PgError;
+use crate::provision::{drop_publication_sql, quote_ident};
 
 /// The slot as `pg_replication_slots` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use pgkafka_crds::{PostgresSpec, SslMode};
 use tokio_postgres::Client;
 
-use super::error::PgError;
-use super::tls::VerifiedName;
 use crate::credentials::PgCredentials;
+use crate::error::PgError;
+use crate::tls::VerifiedName;
 
 /// `host:port/database as user`, for error messages (never the password).
 pub(crate) fn describe_target(pg: &PostgresSpec, user: &str) -> String {
@@ -27,7 +27,7 @@ pub async fn connect(
 
 /// [`connect`]; under `verify-ca`, `verified` learns the name in the
 /// server's certificate.
-pub(crate) async fn connect_verified(
+pub async fn connect_verified(
     application_name: &str,
     pg: &PostgresSpec,
     creds: &PgCredentials,
@@ -45,7 +45,7 @@ pub(crate) async fn connect_verified(
         config.password(creds.password.expose());
     }
     let wrap = |source| PgError::connect(describe_target(pg, &creds.user), source);
-    match super::tls::client_config(pg.ssl_mode, creds.ca_pem.as_deref(), verified)? {
+    match crate::tls::client_config(pg.ssl_mode, creds.ca_pem.as_deref(), verified)? {
         None => {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(wrap)?;

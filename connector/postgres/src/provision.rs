@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable};
 use tokio_postgres::Client;
 
-use super::catalog::{table_info, TableInfo};
-use super::error::PgError;
+use crate::catalog::{table_info, TableInfo};
+use crate::error::PgError;
 use crate::lsn::Lsn;
 
 /// `"na""me"`: an identifier quoted for SQL.
@@ -58,7 +58,7 @@ pub fn drop_publication_sql(name: &str) -> String {
 }
 
 /// Checks the server and reads every listened table, changing nothing.
-pub(crate) async fn inspect(
+pub async fn inspect(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
 ) -> Result<HashMap<QualifiedTable, TableInfo>, PgError> {
@@ -74,7 +74,7 @@ pub async fn provision(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<L
 }
 
 /// Ensures the publication and the slot; returns the slot's confirmed position.
-pub(crate) async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
+pub async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
     ensure_publication(client, spec, &spec.tables()).await?;
     ensure_slot(client, spec).await
 }
@@ -247,16 +247,7 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
             });
         }
         tracing::info!(slot = %slot, "creating replication slot");
-        let row = client
-            .query_one(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[slot],
-            )
-            .await
-            .map_err(PgError::during(format!(
-                "creating replication slot {slot:?}"
-            )))?;
-        return parse_lsn(row.get(0));
+        return create_slot(client, slot, "creating").await;
     };
     let (plugin, database, wal_status): (Option<String>, Option<String>, String) =
         (row.get(0), row.get(1), row.get(2));
@@ -288,18 +279,24 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
             .map_err(PgError::during(format!(
                 "dropping invalidated slot {slot:?}"
             )))?;
-        let row = client
-            .query_one(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[slot],
-            )
-            .await
-            .map_err(PgError::during(format!(
-                "recreating replication slot {slot:?}"
-            )))?;
-        return parse_lsn(row.get(0));
+        return create_slot(client, slot, "recreating").await;
     }
     parse_lsn(row.get(3))
+}
+
+/// Creates pgoutput slot `slot`; returns its consistent point. `doing`
+/// names the step in the error.
+async fn create_slot(client: &Client, slot: &str, doing: &str) -> Result<Lsn, PgError> {
+    let row = client
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .map_err(PgError::during(format!(
+            "{doing} replication slot {slot:?}"
+        )))?;
+    parse_lsn(row.get(0))
 }
 
 fn parse_lsn(text: Option<String>) -> Result<Lsn, PgError> {

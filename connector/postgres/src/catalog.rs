@@ -4,12 +4,12 @@
 use pgkafka_crds::QualifiedTable;
 use tokio_postgres::Client;
 
-use super::error::PgError;
-use crate::event::{Column, TableShape};
+use crate::error::PgError;
+use crate::shape::{Column, TableShape};
 
 /// A listened table.
 #[derive(Debug, Clone)]
-pub(crate) struct TableInfo {
+pub struct TableInfo {
     /// Name, columns and replica identity.
     pub shape: TableShape,
     /// Primary-key columns, in key order (empty without a primary key).
@@ -17,7 +17,7 @@ pub(crate) struct TableInfo {
 }
 
 /// Reads `table`; `None` when it does not exist (or is not a table).
-pub(crate) async fn table_info(
+pub async fn table_info(
     client: &Client,
     table: &QualifiedTable,
 ) -> Result<Option<TableInfo>, PgError> {
@@ -82,7 +82,7 @@ pub(crate) async fn table_info(
 /// given, else the primary key. Either must be unique and not null, or a
 /// chunk could skip or repeat rows; `field` names the spec field in errors.
 /// Returns each key column's position in `shape` and SQL type.
-pub(crate) async fn snapshot_key(
+pub async fn snapshot_key(
     client: &Client,
     shape: &TableShape,
     primary_key: &[String],
