@@ -331,6 +331,9 @@ run_tests() {
   export PGKAFKA_TIERS_FILE; PGKAFKA_TIERS_FILE=$(mktemp)
   echo "unit, API-mock and property tests: ran" >"$PGKAFKA_TIERS_FILE"
   cargo test --workspace --all-targets
+  # --all-targets leaves out doc tests: the README's and the crates' examples.
+  cargo test --workspace --doc
+  echo "doc tests (README and crate examples compile): ran" >>"$PGKAFKA_TIERS_FILE"
   check_operator_binary
   HELM=$(helm_bin) python3 tests/chart/check.py
   echo "helm chart checks: ran" >>"$PGKAFKA_TIERS_FILE"

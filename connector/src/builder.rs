@@ -12,10 +12,10 @@ use tokio::sync::watch;
 
 use crate::config::EngineConfig;
 use crate::credentials::{KafkaCredentials, PgCredentials, Secret};
-use crate::engine::snapshots::Board;
 use crate::engine::{self, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
+use crate::snapshot::SharedSnapshots;
 use crate::status::{Halted, StatusHandle};
 
 /// A configured engine, ready to [`run`](Engine::run).
@@ -23,7 +23,7 @@ pub struct Engine {
     cfg: EngineConfig,
     metrics: Metrics,
     limits: Limits,
-    board: Board,
+    shared: SharedSnapshots,
     halted: Halted,
 }
 
@@ -55,7 +55,7 @@ impl Engine {
             cfg,
             metrics,
             limits,
-            board: Board::default(),
+            shared: SharedSnapshots::default(),
             halted: Halted::default(),
         }
     }
@@ -82,7 +82,7 @@ impl Engine {
             name: self.cfg.name.clone(),
             slot: self.cfg.spec.slot.name.clone(),
             metrics: self.metrics.clone(),
-            board: self.board.clone(),
+            shared: self.shared.clone(),
             halted: self.halted.clone(),
             listened: self
                 .cfg
@@ -107,7 +107,7 @@ impl Engine {
         }
         let (stop, stopped) = watch::channel(false);
         let halted = self.halted.clone();
-        let engine = engine::run(self.cfg, self.metrics, self.limits, self.board, stopped);
+        let engine = engine::run(self.cfg, self.metrics, self.limits, self.shared, stopped);
         tokio::pin!(engine, shutdown);
         tokio::select! {
             result = &mut engine => {

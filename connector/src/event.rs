@@ -201,3 +201,10 @@ impl TxHeaders {
         }
     }
 }
+
+/// The wall clock in Unix milliseconds (the envelope's `ts_ms`).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

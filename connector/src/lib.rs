@@ -32,47 +32,58 @@
 //! ```text
 //! PostgreSQL walsender
 //!   -> source::stream   replication connection, keepalives, flush reports
-//!   -> decode           pgoutput bytes -> Message (pure, total); relation cache; values -> JSON
-//!                       (types outside the OID table resolved once through the catalog:
-//!                       source::lookup, also partition roots)
+//!   -> decode           from PostgreSQL's wire forms: pgoutput bytes -> Message (pure,
+//!                       total); relation cache; a value's text -> its JSON (types outside
+//!                       the OID table resolved once through the catalog: source::lookup,
+//!                       also partition roots)
 //!   -> transform        listener per table -> targets -> filter -> columns -> envelope -> groups
-//!   -> sink             Kafka producer (acks=all, idempotent, murmur2), delivery reports
-//!   -> engine::acks     LSN tracker: highest commit LSN whose records are all acknowledged
-//!   -> engine::guarantee  at-least-once or exactly-once: which position is safe
+//!                       (transform::stage::Transform; the keys a change touches go to a
+//!                       KeyWatch, which is how snapshots hear of them)
+//!   -> delivery         the one object between the session and Kafka: producer and delivery
+//!                       reports (sink), in-flight caps, LSN tracker (ack), at-least-once or
+//!                       exactly-once; has_room / send / next_event / safe_position
 //!   -> source::stream   flush position reported; the slot may free WAL
 //!
-//! snapshots, beside the stream:
-//!   source::snapshot    chunks in key order between two WAL watermarks, own connections,
+//! snapshot, beside the stream (one module):
+//!   reader              chunks in key order between two WAL watermarks, own connections,
 //!                       on a thread of its own
-//!   engine::snapshots   chunk emitted at its high watermark minus the keys the stream
-//!                       changed since its low one (transform notes them); progress kept
-//!                       in a compacted topic once safe (sink::progress)
+//!   Snapshots           at a high watermark: the chunk minus the keys the stream changed
+//!                       since its low one; progress in a compacted topic once safe
 //! ```
 //!
-//! Imports go one way too. `event` (a table's shape, rows, changes,
-//! records) and `lsn` are neutral: every stage may use them and they use
-//! no stage. `decode` uses only them; `source` and `transform` use `decode`;
-//! `sink` and `ack` use only the neutral types; `engine` wires the stages
-//! into sessions, and nothing imports `engine` but the public face below.
-//! Each stage has its own error type; [`Error`] nests them, and
-//! [`Error::is_retryable`] is the one place that decides what is retried.
+//! `engine::session` wires them: one `select!` over shutdown, the
+//! delivery's background events, the snapshot reader, snapshot requests and
+//! the stream (read only while the delivery has room).
+//!
+//! Imports go one way too. `event` (rows, changes, records; a table's
+//! shape comes from `pgkafka-postgres`) and `lsn` are neutral: every stage
+//! may use them and they use no stage. `decode` uses only them; `source`
+//! and `transform` use `decode`; `sink` and `ack` use only the neutral
+//! types; `delivery` uses `sink` and `ack`; `snapshot` uses `source`,
+//! `transform` (its watch trait) and `sink`; `engine` wires the stages into
+//! sessions, and nothing imports `engine` but the public face below
+//! (`connector/tests/layering.rs` checks every arrow). Each stage has its
+//! own error type; [`Error`] nests them, and [`Error::is_retryable`] is the
+//! one place that decides what is retried.
 //!
 //! Where each concern lives:
 //!
 //! | concern | module |
 //! |---|---|
 //! | public face: builder, run, status | `builder.rs`, `status.rs`, this file |
-//! | configuration from a manifest and a secrets directory | `config.rs`, `credentials.rs` |
-//! | SQL session, TLS, provisioning, catalog, slot state | `source/{connection,tls,provision,catalog,slot,error}.rs` |
+//! | the `/status` contract (written here, read by the operator and the tests) | `pgkafka_crds::report` |
+//! | configuration from a manifest and a secrets directory | `config.rs`, `pgkafka_postgres::credentials` |
+//! | SQL session, TLS, provisioning, catalog, slot state | the crate `pgkafka-postgres` (`connector/postgres/`) |
 //! | catalog lookups for Relation messages (domains, enums, arrays of them; partition roots) | `source/lookup.rs` |
 //! | replication stream | `source/stream.rs` |
-//! | snapshot reader (watermarks, chunks), progress and requests | `source/snapshot.rs`, `engine/snapshots.rs`, `sink/progress.rs` |
+//! | snapshots: reader and watermarks, changed keys, progress store, requests and `/status` | `snapshot/{reader,changed,progress,shared,mod}.rs` |
 //! | pgoutput, relations, PostgreSQL types, values, Debezium's handling modes | `decode/{pgoutput,relations,types,values,decimal,temporal}.rs` |
-//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,pipeline}.rs` |
-//! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/pipeline.rs` |
-//! | Kafka producer, exactly-once checkpoints | `sink/{kafka,transactions}.rs` |
+//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,stage,watch}.rs` |
+//! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/stage.rs` |
+//! | Kafka producer, compacted topics (writer and reader), exactly-once checkpoints | `sink/{kafka,compacted,transactions}.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
-//! | sessions, delivery reports, delivery guarantee (exactly-once commits in the background) | `engine/{mod,session,acks,guarantee}.rs` |
+//! | delivery: caps, reports, guarantee (exactly-once commits in the background) | `delivery/{mod,exactly_once}.rs` |
+//! | sessions and their restarts | `engine/{mod,session}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
 //!
 //! # Rules that hold everywhere
@@ -114,12 +125,14 @@ mod builder;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod decode;
+pub(crate) mod delivery;
 pub(crate) mod engine;
 mod error;
 pub(crate) mod event;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod sink;
+pub(crate) mod snapshot;
 pub(crate) mod source;
 mod status;
 pub(crate) mod transform;
@@ -131,3 +144,8 @@ pub use pgkafka_crds::report::{
     Counters, EngineStatus as Status, InFlight, SnapshotReport, SnapshotState, TableSnapshot,
 };
 pub use status::StatusHandle;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

@@ -5,9 +5,9 @@
 use pgkafka_crds::report::{Counters, EngineStatus, InFlight, SnapshotReport};
 use pgkafka_crds::QualifiedTable;
 
-use crate::engine::snapshots::{table_name, Board};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
+use crate::snapshot::{table_name, SharedSnapshots};
 
 /// Where a stopped engine leaves its reason for `/status`.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +42,7 @@ pub struct StatusHandle {
     pub(crate) name: String,
     pub(crate) slot: String,
     pub(crate) metrics: Metrics,
-    pub(crate) board: Board,
+    pub(crate) shared: SharedSnapshots,
     pub(crate) halted: Halted,
     pub(crate) listened: Vec<QualifiedTable>,
 }
@@ -75,7 +75,7 @@ impl StatusHandle {
                 record_limit: m.in_flight_limit.get(),
             },
             snapshot: SnapshotReport {
-                tables: self.board.tables(),
+                tables: self.shared.tables(),
             },
             halted: self.halted.get(),
         }
@@ -102,7 +102,7 @@ impl StatusHandle {
             accepted.push(table);
         }
         let names = accepted.iter().map(table_name).collect();
-        self.board.request(accepted);
+        self.shared.request(accepted);
         Ok(names)
     }
 

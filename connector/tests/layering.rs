@@ -18,6 +18,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("sink", &["sink", "event", "lsn", "credentials"]),
     ("ack", &["ack", "lsn"]),
+    (
+        "delivery",
+        &[
+            "delivery", "sink", "ack", "event", "lsn", "metrics", "config", "error",
+        ],
+    ),
+    (
+        "snapshot",
+        &[
+            "snapshot",
+            "source",
+            "decode",
+            "transform",
+            "sink",
+            "event",
+            "lsn",
+            "credentials",
+            "metrics",
+            "config",
+            "error",
+        ],
+    ),
 ];
 
 fn crate_imports(text: &str) -> Vec<String> {

@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, Resource, ResourceExt};
+use pgkafka_crds::conditions::{ConditionStatus, ConditionType};
 use pgkafka_crds::{
     ConnectorState, PgKafkaConnector, PgKafkaConnectorStatus, ReclaimPolicy, SecretKeyRef,
 };
@@ -185,7 +186,7 @@ async fn request_snapshot(c: &PgKafkaConnector, ctx: &Context, observed: &mut Ob
             publish(
                 c,
                 ctx,
-                true,
+                EventType::Normal,
                 "SnapshotRequested",
                 &format!("snapshot of {}", tables.join(", ")),
             )
@@ -196,7 +197,7 @@ async fn request_snapshot(c: &PgKafkaConnector, ctx: &Context, observed: &mut Ob
             publish(
                 c,
                 ctx,
-                false,
+                EventType::Warning,
                 "SnapshotRefused",
                 &format!("{SNAPSHOT_ANNOTATION}: {message}"),
             )
@@ -335,14 +336,21 @@ async fn publish_changes(
         if before.is_some_and(|b| b.status == cond.status && b.reason == cond.reason) {
             continue;
         }
-        let healthy = match cond.type_.as_str() {
-            "Degraded" => cond.status == "False",
-            _ => cond.status == "True",
+        // Degraded=True is the bad news; for the others, True is the good one.
+        let healthy = match cond.status() {
+            Some(ConditionStatus::False) => cond.is(ConditionType::Degraded),
+            Some(ConditionStatus::True) => !cond.is(ConditionType::Degraded),
+            _ => false,
+        };
+        let kind = if healthy {
+            EventType::Normal
+        } else {
+            EventType::Warning
         };
         publish(
             c,
             ctx,
-            healthy,
+            kind,
             &cond.reason,
             &format!("{}: {}", cond.type_, cond.message),
         )
@@ -350,13 +358,9 @@ async fn publish_changes(
     }
 }
 
-async fn publish(c: &PgKafkaConnector, ctx: &Context, normal: bool, reason: &str, note: &str) {
+async fn publish(c: &PgKafkaConnector, ctx: &Context, kind: EventType, reason: &str, note: &str) {
     let event = KubeEvent {
-        type_: if normal {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
+        type_: kind,
         reason: reason.to_owned(),
         note: Some(note.chars().take(1000).collect()),
         action: "Reconcile".into(),
@@ -372,7 +376,7 @@ async fn cleanup(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
         publish(
             c,
             ctx,
-            true,
+            EventType::Normal,
             "Retained",
             "reclaimPolicy Retain: slot and publication are kept",
         )
@@ -400,7 +404,7 @@ async fn cleanup(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
             publish(
                 c,
                 ctx,
-                true,
+                EventType::Normal,
                 "Dropped",
                 "reclaimPolicy Delete: slot and publication dropped",
             )

@@ -19,8 +19,10 @@ use tokio_postgres::{Client, NoTls};
 pub mod cluster;
 mod kafka;
 pub mod kubelet;
+mod manifest;
 
 pub use kafka::{consume, distinct_ids, partition_count, read_to_end, Consumed};
+pub use manifest::{manifest, Manifest};
 
 /// The superuser password of the test clusters.
 pub const PG_PASSWORD: &str = "postgres";
@@ -203,6 +205,20 @@ impl TestDb {
         row.and_then(|r| r.get::<_, Option<String>>(0))
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Waits (at most `limit`) until `slot` confirmed everything committed
+    /// so far; returns that position. Nothing written before the call can
+    /// still be on its way to Kafka afterwards.
+    pub async fn wait_confirmed_all(&self, slot: &str, limit: Duration) -> u64 {
+        let target = self.current_wal().await;
+        wait_for(
+            limit,
+            &format!("slot {slot} to confirm every write"),
+            || async { self.confirmed_flush(slot).await >= target },
+        )
+        .await;
+        target
     }
 
     /// The WAL write position, past every commit made so far: a synchronous
@@ -564,42 +580,4 @@ impl Drop for Engine {
         self.kill9();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A manifest for `db` and `bootstrap`, capturing `tables` (YAML listener
-/// entries are given verbatim) with topic prefix `prefix`. It streams
-/// changes only (`snapshot: {mode: never}`): tests of snapshots turn them on.
-pub fn manifest(
-    name: &str,
-    db: &TestDb,
-    bootstrap: &str,
-    prefix: &str,
-    listeners_yaml: &str,
-) -> String {
-    format!(
-        r#"apiVersion: pgkafka.io/v1alpha1
-kind: PgKafkaConnector
-metadata:
-  name: {name}
-spec:
-  postgres:
-    host: 127.0.0.1
-    port: {port}
-    database: {db}
-    user: postgres
-    passwordSecretRef: {{name: pg, key: password}}
-    sslMode: disable
-  publication: {{name: {name}_pub}}
-  slot: {{name: {name}_slot}}
-  kafka:
-    bootstrapServers: ["{bootstrap}"]
-    topicPrefix: {prefix}
-    properties: {{message.timeout.ms: "10000"}}
-  snapshot: {{mode: never}}
-  listeners:
-{listeners_yaml}
-"#,
-        port = db.port,
-        db = db.name,
-    )
 }

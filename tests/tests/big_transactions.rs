@@ -4,30 +4,29 @@
 
 use std::time::Duration;
 
-use pgkafka_tests::{manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres};
+use pgkafka_crds::DeliveryGuarantee;
+use pgkafka_tests::{read_to_end, unique, Broker, Engine, Manifest, Postgres};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 const LONG: Duration = Duration::from_secs(120);
 const ROWS: i64 = 40_000;
 
-async fn over_budget(guarantee: &str) {
+async fn over_budget(guarantee: DeliveryGuarantee) {
     let db = Postgres::shared().fresh_database().await;
     let broker = Broker::start();
     db.exec("CREATE TABLE big (id bigint PRIMARY KEY, note text)")
         .await;
     let (name, prefix) = (unique("big"), unique("big"));
     let topic = format!("{prefix}.tx");
-    let m = manifest(
+    let m = Manifest::new(
         &name,
         &db,
         &broker.bootstrap,
         &prefix,
         &format!("    - table: big\n      targets: [{{topic: {topic}, sendAsTransaction: true}}]"),
     )
-    .replace(
-        "topicPrefix:",
-        &format!("deliveryGuarantee: {guarantee}\n    topicPrefix:"),
-    );
+    .delivery(guarantee)
+    .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
     // About 400 bytes of envelope per row: 16 MB in one transaction.
@@ -36,11 +35,7 @@ async fn over_budget(guarantee: &str) {
     ))
     .await;
     let slot = format!("{name}_slot");
-    let end = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm the transaction", || async {
-        db.confirmed_flush(&slot).await >= end
-    })
-    .await;
+    db.wait_confirmed_all(&slot, LONG).await;
     let records = read_to_end(&broker.bootstrap, &topic);
     let parts = records.len();
     assert!(parts > 10, "{parts} parts of at most 1 MB for 16 MB");
@@ -71,10 +66,10 @@ async fn over_budget(guarantee: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_over_the_memory_budget_spills_and_arrives_whole() {
-    over_budget("atLeastOnce").await;
+    over_budget(DeliveryGuarantee::AtLeastOnce).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_in_one_kafka_transaction() {
-    over_budget("exactlyOnce").await;
+    over_budget(DeliveryGuarantee::ExactlyOnce).await;
 }

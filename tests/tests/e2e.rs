@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use pgkafka_tests::{consume, manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres};
+use pgkafka_tests::{
+    consume, manifest, read_to_end, unique, wait_for, Broker, Engine, Manifest, Postgres,
+};
 use serde_json::{json, Value};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -171,13 +173,7 @@ async fn idle_and_filtered_stream_still_advances_the_slot() {
         "INSERT INTO unlisted SELECT generate_series(1, 1000); INSERT INTO listened VALUES (1);",
     )
     .await;
-    let target = db.current_wal().await;
-    wait_for(
-        LONG,
-        "confirmed_flush_lsn to pass the filtered writes",
-        || async { db.confirmed_flush(&slot).await >= target },
-    )
-    .await;
+    let target = db.wait_confirmed_all(&slot, LONG).await;
 
     // The engine reports the same position the slot holds.
     let (code, _) = engine.http_get("/status").expect("/status answers");
@@ -342,11 +338,7 @@ async fn broker_loss_holds_the_slot_and_recovers_without_restart() {
         "log:\n{}",
         engine.log_text()
     );
-    let end = db.current_wal().await;
-    wait_for(LONG, "the slot to move past the replayed rows", || async {
-        db.confirmed_flush(&slot).await >= end
-    })
-    .await;
+    db.wait_confirmed_all(&slot, LONG).await;
     assert!(
         engine.http_get("/healthz").is_some(),
         "the engine process kept running"
@@ -525,19 +517,14 @@ async fn a_record_kafka_refuses_stops_the_engine_before_the_slot_moves() {
         .await;
     let name = unique("big");
     let prefix = unique("g");
-    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: docs").replace(
-        "properties: {",
-        "properties: {message.max.bytes: \"4000\", ",
-    );
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: docs")
+        .kafka_property("message.max.bytes", "4000")
+        .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
     db.exec("INSERT INTO docs VALUES (1, 'small')").await;
     let slot = format!("{name}_slot");
-    let before_big = db.current_wal().await;
-    wait_for(LONG, "the small row to be confirmed", || async {
-        db.confirmed_flush(&slot).await >= before_big
-    })
-    .await;
+    let before_big = db.wait_confirmed_all(&slot, LONG).await;
     db.exec(
         "INSERT INTO docs SELECT 2, string_agg(md5(g::text), '') FROM generate_series(1, 300) g",
     )

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use pgkafka_crds::DeliveryGuarantee;
 use pgkafka_tests::{
-    consume, distinct_ids, manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres,
-    TestDb,
+    consume, distinct_ids, read_to_end, unique, Broker, Engine, Manifest, Postgres, TestDb,
 };
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -15,16 +15,15 @@ const LONG: Duration = Duration::from_secs(90);
 /// Runs the crash scenario; returns (records in Kafka, distinct ids).
 async fn crash_between_kafka_commit_and_slot(
     db: &TestDb,
-    guarantee: &str,
+    guarantee: DeliveryGuarantee,
 ) -> (usize, usize, String) {
     let broker = Broker::start();
     let name = unique("eos");
     let prefix = unique("e");
     let topic = format!("{prefix}.public.items");
-    let m = manifest(&name, db, &broker.bootstrap, &prefix, "    - table: items").replace(
-        "topicPrefix:",
-        &format!("deliveryGuarantee: {guarantee}\n    topicPrefix:"),
-    );
+    let m = Manifest::new(&name, db, &broker.bootstrap, &prefix, "    - table: items")
+        .delivery(guarantee)
+        .yaml();
     // The slot hears of progress only every minute: a crash leaves it behind Kafka.
     let mut engine = Engine::start_with_args(ENGINE, &m, &["--status-interval-ms", "60000"]);
     engine.wait_streaming();
@@ -55,11 +54,7 @@ async fn crash_between_kafka_commit_and_slot(
     engine.wait_streaming();
     db.exec("INSERT INTO items SELECT g FROM generate_series(501, 600) g")
         .await;
-    let end = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm everything", || async {
-        db.confirmed_flush(&slot).await >= end
-    })
-    .await;
+    db.wait_confirmed_all(&slot, LONG).await;
     let records = read_to_end(&broker.bootstrap, &topic);
     let ids = distinct_ids(&records);
     assert_eq!(ids, (1..=600).collect::<Vec<_>>(), "nothing lost");
@@ -71,7 +66,8 @@ async fn crash_between_kafka_commit_and_slot(
 async fn exactly_once_resends_nothing_after_a_crash() {
     let db = Postgres::shared().fresh_database().await;
     db.exec("CREATE TABLE items (id bigint PRIMARY KEY)").await;
-    let (records, distinct, log) = crash_between_kafka_commit_and_slot(&db, "exactlyOnce").await;
+    let (records, distinct, log) =
+        crash_between_kafka_commit_and_slot(&db, DeliveryGuarantee::ExactlyOnce).await;
     assert_eq!(records, distinct, "a change was sent twice:\n{log}");
     assert!(
         log.contains("resuming after the last transaction Kafka committed"),
@@ -81,7 +77,8 @@ async fn exactly_once_resends_nothing_after_a_crash() {
     // Control: the same crash under at-least-once sends the first rows again.
     let db = Postgres::shared().fresh_database().await;
     db.exec("CREATE TABLE items (id bigint PRIMARY KEY)").await;
-    let (records, distinct, _) = crash_between_kafka_commit_and_slot(&db, "atLeastOnce").await;
+    let (records, distinct, _) =
+        crash_between_kafka_commit_and_slot(&db, DeliveryGuarantee::AtLeastOnce).await;
     assert!(
         records > distinct,
         "at-least-once should have resent after the crash"

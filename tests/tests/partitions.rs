@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pgkafka_tests::{manifest, read_to_end, unique, wait_for, Broker, Engine, Postgres, TestDb};
+use pgkafka_tests::{read_to_end, unique, Broker, Engine, Manifest, Postgres, TestDb};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 const LONG: Duration = Duration::from_secs(60);
@@ -32,11 +32,7 @@ async fn write_and_attach(db: &TestDb, slot: &str) {
          DELETE FROM events WHERE id = 2;",
     )
     .await;
-    let target = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm every write", || async {
-        db.confirmed_flush(slot).await >= target
-    })
-    .await;
+    db.wait_confirmed_all(slot, LONG).await;
 }
 
 async fn run_case(via_root: Option<bool>) {
@@ -44,7 +40,7 @@ async fn run_case(via_root: Option<bool>) {
     let broker = Broker::start();
     create_partitioned(&db).await;
     let (name, prefix) = (unique("part"), unique("part"));
-    let mut m = manifest(
+    let mut m = Manifest::new(
         &name,
         &db,
         &broker.bootstrap,
@@ -57,12 +53,9 @@ async fn run_case(via_root: Option<bool>) {
             "CREATE PUBLICATION {name}_pub FOR TABLE events WITH (publish_via_partition_root = {via_root})"
         ))
         .await;
-        m = m.replace(
-            &format!("publication: {{name: {name}_pub}}"),
-            &format!("publication: {{name: {name}_pub, create: false}}"),
-        );
+        m = m.existing_publication();
     }
-    let mut engine = Engine::start(ENGINE, &m);
+    let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
     write_and_attach(&db, &format!("{name}_slot")).await;
     let records = read_to_end(&broker.bootstrap, &format!("{prefix}.public.events"));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pgkafka_tests::{
-    manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Postgres, TestDb,
+    manifest, read_to_end, unique, Broker, Consumed, Engine, Manifest, Postgres, TestDb,
 };
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -14,11 +14,7 @@ const LONG: Duration = Duration::from_secs(60);
 /// Waits until the slot confirmed everything written so far: from then on
 /// every record is in Kafka.
 async fn wait_confirmed(db: &TestDb, slot: &str) {
-    let target = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm every write", || async {
-        db.confirmed_flush(slot).await >= target
-    })
-    .await;
+    db.wait_confirmed_all(slot, LONG).await;
 }
 
 fn sorted_ids(records: &[Consumed], image: &str) -> Vec<i32> {
@@ -196,10 +192,9 @@ async fn a_group_gets_one_message_per_transaction_split_in_parts_when_large() {
          \x20   - table: lines\n      targets: [{{topic: {topic}, group: shop, columns: {{exclude: [note]}}}}, {{envelope: flat}}]"
     );
     let name = unique("grp");
-    let m = manifest(&name, &db, &broker.bootstrap, &prefix, &listeners).replace(
-        "properties: {",
-        "properties: {message.max.bytes: \"100000\", ",
-    );
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, &listeners)
+        .kafka_property("message.max.bytes", "100000")
+        .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
 

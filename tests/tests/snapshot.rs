@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pgkafka_crds::report::SnapshotState;
 use pgkafka_tests::{
-    manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Postgres, TestDb,
+    manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Manifest, Postgres, TestDb,
 };
 use serde_json::Value;
 
@@ -56,11 +56,7 @@ async fn content(db: &TestDb, table: &str) -> BTreeMap<i64, Value> {
 /// Waits until the slot confirmed everything written so far, then reads
 /// the topic to its end: nothing can be missing or still coming.
 async fn settled(db: &TestDb, slot: &str, broker: &Broker, topic: &str) -> Vec<Consumed> {
-    let target = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm every write", || async {
-        db.confirmed_flush(slot).await >= target
-    })
-    .await;
+    db.wait_confirmed_all(slot, LONG).await;
     read_to_end(&broker.bootstrap, topic)
 }
 
@@ -97,12 +93,9 @@ fn writer(
     (stop, task)
 }
 
-/// [`manifest`] (which streams only) with snapshots on, `chunk` rows each.
-fn with_snapshots(manifest: &str, chunk: u32) -> String {
-    manifest.replace(
-        "  snapshot: {mode: never}\n",
-        &format!("  snapshot: {{mode: initial, chunkSize: {chunk}}}\n"),
-    )
+/// A manifest (which streams only) with snapshots on, `chunk` rows each.
+fn with_snapshots(m: Manifest, chunk: u32) -> String {
+    m.snapshots(chunk).yaml()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,7 +112,7 @@ async fn a_snapshot_under_writes_and_a_kill_9_ends_with_exactly_the_table() {
     let topic = format!("{prefix}.public.big");
     let chunk = 5_000;
     let yaml = with_snapshots(
-        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: big"),
+        Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: big"),
         chunk,
     );
     let mut engine = Engine::start(ENGINE, &yaml);
@@ -203,7 +196,7 @@ async fn a_listener_added_later_is_snapshotted_while_the_others_stream() {
     .await;
     let (name, prefix) = (unique("later"), unique("later"));
     let only_a = with_snapshots(
-        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: a"),
+        Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: a"),
         500,
     );
     let mut engine = Engine::start(ENGINE, &only_a);
@@ -211,7 +204,7 @@ async fn a_listener_added_later_is_snapshotted_while_the_others_stream() {
     db.exec("INSERT INTO a VALUES (1, 'a1', 1)").await;
     engine.stop();
     let both = with_snapshots(
-        &manifest(
+        Manifest::new(
             &name,
             &db,
             &broker.bootstrap,
@@ -325,7 +318,7 @@ async fn a_table_without_a_key_is_refused_at_start_up_naming_it_and_the_fix() {
     db.exec("CREATE TABLE nokey (id int, v text)").await;
     let (name, prefix) = (unique("nokey"), unique("nokey"));
     let yaml = with_snapshots(
-        &manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: nokey"),
+        Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: nokey"),
         1000,
     );
     let mut engine = Engine::start(ENGINE, &yaml);
@@ -338,7 +331,7 @@ async fn a_table_without_a_key_is_refused_at_start_up_naming_it_and_the_fix() {
     assert!(log.contains("keyColumns"), "{log}");
     // keyColumns that are not unique are refused too.
     let yaml = with_snapshots(
-        &manifest(
+        Manifest::new(
             &name,
             &db,
             &broker.bootstrap,

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use pgkafka_crds::{BinaryHandlingMode, DecimalHandlingMode, KafkaSpec, TimePrecisionMode};
 use pgkafka_tests::{
-    manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Postgres, TestDb,
+    manifest, read_to_end, unique, wait_for, Broker, Consumed, Engine, Manifest, Postgres, TestDb,
 };
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -168,11 +169,12 @@ async fn mismatches(db: &TestDb, record: &Consumed, checks: &[(String, String)])
 
 /// Starts an engine on the wide table with `kafka` options, inserts the
 /// row and returns its one record.
-async fn capture_wide(db: &TestDb, kafka: &str) -> Consumed {
+async fn capture_wide(db: &TestDb, modes: impl FnOnce(&mut KafkaSpec)) -> Consumed {
     let broker = Broker::start();
     let (name, prefix) = (unique("wide"), unique("wide"));
-    let m = manifest(&name, db, &broker.bootstrap, &prefix, "    - table: wide")
-        .replace("topicPrefix:", &format!("{kafka}topicPrefix:"));
+    let m = Manifest::new(&name, db, &broker.bootstrap, &prefix, "    - table: wide")
+        .spec(|s| modes(&mut s.kafka))
+        .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
     insert_wide(db).await;
@@ -184,18 +186,14 @@ async fn capture_wide(db: &TestDb, kafka: &str) -> Consumed {
 }
 
 async fn wait_confirmed(db: &TestDb, slot: &str) {
-    let target = db.current_wal().await;
-    wait_for(LONG, "the slot to confirm every write", || async {
-        db.confirmed_flush(slot).await >= target
-    })
-    .await;
+    db.wait_confirmed_all(slot, LONG).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_value_reads_back_as_postgres_holds_it() {
     let db = Postgres::shared().fresh_database().await;
     create_wide(&db).await;
-    let record = capture_wide(&db, "").await;
+    let record = capture_wide(&db, |_| {}).await;
     let after = &record.value["after"];
     let checks: Vec<(String, String)> = COLUMNS
         .iter()
@@ -232,13 +230,16 @@ async fn debezium_modes_schema_form_tombstones_and_sequence() {
     )
     .await;
     let (name, prefix) = (unique("modes"), unique("modes"));
-    let m = manifest(&name, &db, &broker.bootstrap, &prefix, "    - table: m").replace(
-        "topicPrefix:",
-        "schemas: true\n    decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
-         binaryHandlingMode: hex\n    schemaChangeTopic: SCHEMAS\n    topicPrefix:",
-    );
     let changes = format!("{prefix}-schemas");
-    let m = m.replace("SCHEMAS", &changes);
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: m")
+        .spec(|s| {
+            s.kafka.schemas = true;
+            s.kafka.decimal_handling_mode = DecimalHandlingMode::Precise;
+            s.kafka.time_precision_mode = TimePrecisionMode::Adaptive;
+            s.kafka.binary_handling_mode = BinaryHandlingMode::Hex;
+            s.kafka.schema_change_topic = Some(changes.clone());
+        })
+        .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
     db.exec(
@@ -426,9 +427,12 @@ async fn every_value_reads_back_in_the_precise_adaptive_and_hex_modes() {
     let db = Postgres::shared().fresh_database().await;
     create_wide(&db).await;
     db.exec(PRECISE_SQL).await;
-    let modes = "decimalHandlingMode: precise\n    timePrecisionMode: adaptive\n    \
-                 binaryHandlingMode: hex\n    ";
-    let record = capture_wide(&db, modes).await;
+    let record = capture_wide(&db, |k| {
+        k.decimal_handling_mode = DecimalHandlingMode::Precise;
+        k.time_precision_mode = TimePrecisionMode::Adaptive;
+        k.binary_handling_mode = BinaryHandlingMode::Hex;
+    })
+    .await;
     let checks: Vec<(String, String)> = MODE_CHECKS
         .iter()
         .map(|(c, sql)| (c.to_string(), sql.to_string()))

@@ -12,47 +12,21 @@ use std::time::{Duration, Instant};
 use pgkafka_crds::{QualifiedTable, SnapshotMode};
 use tokio::sync::watch;
 
-mod acks;
-mod guarantee;
 mod session;
-pub(crate) mod snapshots;
 
 use crate::config::EngineConfig;
+pub use crate::delivery::Limits;
 use crate::error::{Error, ErrorKind};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
+use crate::snapshot::SharedSnapshots;
 use crate::source::catalog::snapshot_key;
 use crate::source::connection::connect_verified;
 use crate::source::lookup::TypeRows;
 use crate::source::provision;
 use crate::source::tls::VerifiedName;
-use crate::transform::pipeline::Pipeline;
+use crate::transform::stage::Transform;
 use session::{Session, SessionContext};
-
-/// Caps on work handed to Kafka and not yet acknowledged. At the cap the engine
-/// stops reading the stream; PostgreSQL keeps the WAL.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Records in flight.
-    pub records: usize,
-    /// Bytes in flight.
-    pub bytes: usize,
-    /// How often the confirmed position is reported to PostgreSQL.
-    pub status_interval: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            records: 100_000,
-            // Key, value and librdkafka's per-message share: with the
-            // engine's own ~20 MiB this keeps the resident set under
-            // 64 MiB at the cap, and it is 100 ms of a fast stream.
-            bytes: 16 * 1024 * 1024,
-            status_interval: Duration::from_secs(1),
-        }
-    }
-}
 
 /// A session that streamed this long resets the backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
@@ -79,7 +53,7 @@ pub(crate) async fn run(
     cfg: EngineConfig,
     metrics: Metrics,
     limits: Limits,
-    board: snapshots::Board,
+    shared: SharedSnapshots,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let StartUp {
@@ -108,7 +82,7 @@ pub(crate) async fn run(
             primary_keys: primary_keys.clone(),
             ca_file: ca_file.clone(),
             verified_name: verified.get(),
-            board: board.clone(),
+            shared: shared.clone(),
         };
         let mut session = Session::new(ctx, flushed)?;
         let result = session.run(start, &mut shutdown).await;
@@ -152,7 +126,7 @@ async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Erro
     for info in tables.values_mut() {
         types.resolve(&client, &mut info.shape.columns).await?;
     }
-    Pipeline::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
+    Transform::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
         .check_tables(tables.values().map(|info| &info.shape))?;
     if cfg.spec.snapshot.mode == SnapshotMode::Initial {
         // Every table will be snapshotted by its key: refuse now, naming the
@@ -205,12 +179,6 @@ fn stream_ca_file(cfg: &EngineConfig) -> Result<Option<PathBuf>, Error> {
 
 fn lsn_gauge(lsn: Lsn) -> i64 {
     i64::try_from(lsn.0).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

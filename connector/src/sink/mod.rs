@@ -8,8 +8,8 @@
 
 use rdkafka::error::KafkaError;
 
+pub(crate) mod compacted;
 pub(crate) mod kafka;
-pub(crate) mod progress;
 pub(crate) mod transactions;
 
 /// What the sink can fail with.

@@ -6,12 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 use pgkafka_crds::PgKafkaConnectorSpec;
 
+use super::compacted::read_compacted;
 use super::SinkError;
 use crate::lsn::Lsn;
 
@@ -54,72 +53,6 @@ pub(crate) fn read_checkpoint(
         .iter()
         .filter_map(|(_, value)| parse_checkpoint(value))
         .max())
-}
-
-/// A record's key and value.
-pub(crate) type KeyedRecord = (Vec<u8>, Vec<u8>);
-
-/// Every committed record of `topic` whose key `wanted`, read with
-/// `read_committed` from the beginning of every partition to its end, in
-/// order. `group` names the reader (no offsets are committed).
-pub(crate) fn read_compacted(
-    base: &ClientConfig,
-    topic: &str,
-    group: &str,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<KeyedRecord>, SinkError> {
-    let mut config = base.clone();
-    config
-        .set("group.id", group)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = config.create().map_err(SinkError::Kafka)?;
-    let timeout = Duration::from_secs(15);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(SinkError::Kafka)?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len());
-    if partitions == 0 {
-        return Ok(Vec::new());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(SinkError::Kafka)?;
-    }
-    consumer.assign(&tpl).map_err(SinkError::Kafka)?;
-    let mut ended = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    const LIMIT: Duration = Duration::from_secs(60);
-    let deadline = Instant::now() + LIMIT;
-    while ended.len() < partitions {
-        if Instant::now() > deadline {
-            return Err(SinkError::ReadTimeout {
-                topic: topic.to_owned(),
-                seconds: LIMIT.as_secs(),
-            });
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                if let (Some(key), Some(value)) = (m.key(), m.payload()) {
-                    if wanted(key) {
-                        out.push((key.to_vec(), value.to_vec()));
-                    }
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e)) => return Err(SinkError::Kafka(e)),
-            None => {}
-        }
-    }
-    Ok(out)
 }
 
 /// The Kafka transaction being filled.

@@ -6,5 +6,4 @@
 pub(crate) use pgkafka_postgres::{catalog, connection, error, provision, tls};
 
 pub(crate) mod lookup;
-pub(crate) mod snapshot;
 pub(crate) mod stream;

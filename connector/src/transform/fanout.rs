@@ -3,7 +3,7 @@
 //! transaction group; and the keys a snapshot chunk must drop.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,32 +18,6 @@ use super::TransformError;
 use crate::decode::values::ValueModes;
 use crate::event::{Change, Datum, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo};
 use crate::lsn::Lsn;
-
-/// Keys a snapshot chunk must drop: changed in the stream between its
-/// watermarks.
-#[derive(Debug, Default)]
-pub(crate) struct ChangedKeys {
-    /// Record keys (JSON of the key columns) of changed rows, old and new.
-    pub keys: HashSet<Bytes>,
-    /// The table was truncated: every row read may be gone.
-    pub truncated: bool,
-}
-
-impl ChangedKeys {
-    pub(super) fn note(&mut self, relation: &Relation, row: &RowView<'_>, modes: &ValueModes) {
-        if row.action == Action::Truncate {
-            self.truncated = true;
-        }
-        for image in [row.new, row.old.map(OldTuple::datums)]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(key) = record_key(relation, Some(image), modes) {
-                self.keys.insert(key);
-            }
-        }
-    }
-}
 
 /// Writes envelopes, remembering their usual size.
 pub(crate) struct Encoder {
@@ -63,8 +37,8 @@ impl Encoder {
     }
 }
 
-/// One change of one row, ready to fan out to a listener's targets.
-pub(super) struct One<'a> {
+/// RowChange change of one row, ready to fan out to a listener's targets.
+pub(super) struct RowChange<'a> {
     pub change: Change<'a>,
     pub row: RowView<'a>,
     pub key: Option<Bytes>,
@@ -72,13 +46,13 @@ pub(super) struct One<'a> {
     pub now_ms: i64,
 }
 
-/// One record per target whose filter passes (targets with the same
+/// RowChange record per target whose filter passes (targets with the same
 /// encoding share one payload); grouped targets buffer the change instead,
 /// or, without `groups` (snapshot rows), get nothing.
 pub(super) fn fan_out(
     listener: &Listener,
     route: &CompiledRoute,
-    one: &One<'_>,
+    one: &RowChange<'_>,
     encoder: &Encoder,
     mut groups: Option<&mut GroupBuffers>,
     out: &mut Vec<Record>,

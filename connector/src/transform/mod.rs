@@ -1,15 +1,18 @@
 //! Records from changes: each listener's targets, filters, column
-//! selections, envelopes and transaction groups ([`pipeline::Pipeline`]).
+//! selections, envelopes and transaction groups ([`stage::Transform`]).
+//! It holds no snapshot state: the keys a change touches go to a
+//! [`watch::KeyWatch`], and snapshot rows come in with the keys to drop.
 
 pub(crate) mod encode;
 mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
-pub(crate) mod pipeline;
 pub(crate) mod route;
 pub(crate) mod schema;
 mod spill;
+pub(crate) mod stage;
 pub(crate) mod typed;
+pub(crate) mod watch;
 
 use crate::decode::relations::UnknownKeyColumn;
 

@@ -27,15 +27,15 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::catalog::{snapshot_key, table_info};
-use super::connection::connect_verified;
-use super::error::PgError;
-use super::lookup::TypeRows;
-use super::provision::quote_ident;
-use super::tls::VerifiedName;
 use crate::credentials::PgCredentials;
 use crate::decode::values::SESSION_OPTIONS;
 use crate::event::{Datum, TableShape};
+use crate::source::catalog::{snapshot_key, table_info};
+use crate::source::connection::connect_verified;
+use crate::source::error::PgError;
+use crate::source::lookup::TypeRows;
+use crate::source::provision::quote_ident;
+use crate::source::tls::VerifiedName;
 
 /// The prefix of the watermark messages in the WAL.
 pub(crate) const WATERMARK_PREFIX: &str = "pgkafka.snapshot";

@@ -3,17 +3,18 @@
 //! it, and one record per target (or one change in a transaction group).
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable};
 
 use super::encode::EnvelopeContext;
-use super::fanout::{change_of, fan_out, record_key, ChangedKeys, Encoder, One};
+use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
 use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
+use super::watch::KeyWatch;
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
@@ -35,8 +36,8 @@ pub(crate) enum Boundary {
         /// LSN just past the commit record.
         end_lsn: Lsn,
     },
-    /// Anything else.
-    None,
+    /// Neither: a row change, a relation, a message inside the transaction.
+    Other,
 }
 
 /// librdkafka's default `message.max.bytes`.
@@ -44,17 +45,13 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// Turns messages into records. Holds the relation cache, each relation's
 /// listener and compiled route, and the transaction being decoded.
-pub(crate) struct Pipeline {
+pub(crate) struct Transform {
     routes: Routes,
     policy: KeyPolicy,
     relations: RelationCache,
     /// Per relation OID: its listener and that listener's compiled route.
     compiled: HashMap<u32, (usize, CompiledRoute)>,
     encoder: Encoder,
-    /// Tables under a snapshot chunk: the keys the stream changes.
-    /// By chunk id: the table and what changed in it since the chunk's low
-    /// watermark (two chunks of one table may be open at once).
-    watched: HashMap<u64, (QualifiedTable, ChangedKeys)>,
     tx: Option<(TxInfo, Arc<TxHeaders>)>,
     /// Commit LSN of the last transaction begun (`source.sequence`).
     last_commit: Option<Lsn>,
@@ -67,7 +64,7 @@ pub(crate) struct Pipeline {
     groups: GroupBuffers,
 }
 
-impl Pipeline {
+impl Transform {
     /// Compiles the listeners of a validated spec. `primary_keys` come from the
     /// catalog and decide the record key where `keyColumns` is not given.
     pub fn new(
@@ -103,7 +100,7 @@ impl Pipeline {
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        Ok(Pipeline {
+        Ok(Transform {
             groups: GroupBuffers::new(
                 routes.groups.clone(),
                 max_message_bytes,
@@ -126,7 +123,6 @@ impl Pipeline {
                 },
                 payload_hint: Cell::new(256),
             },
-            watched: HashMap::new(),
             tx: None,
             last_commit: None,
             schema_changes,
@@ -172,13 +168,15 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Processes one message at WAL position `lsn`, appending its records to `out`.
+    /// Processes one message at WAL position `lsn`, appending its records to
+    /// `out`; `watch` hears the keys of the changes it captures.
     pub fn handle(
         &mut self,
         msg: Message,
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
+        watch: &mut dyn KeyWatch,
     ) -> Result<Boundary, TransformError> {
         let (action, relation_id, old, new) = match msg {
             Message::Begin {
@@ -194,7 +192,7 @@ impl Pipeline {
             }
             Message::Relation(body) => {
                 self.relation(body, lsn, now_ms, out)?;
-                return Ok(Boundary::None);
+                return Ok(Boundary::Other);
             }
             Message::Insert { relation_id, new } => (Action::Insert, relation_id, None, Some(new)),
             Message::Update {
@@ -210,12 +208,12 @@ impl Pipeline {
                         old: None,
                         new: None,
                     };
-                    self.row_change(id, row, lsn, now_ms, out)?;
+                    self.row_change(id, row, lsn, now_ms, out, watch)?;
                 }
-                return Ok(Boundary::None);
+                return Ok(Boundary::Other);
             }
             Message::Origin { .. } | Message::Type { .. } | Message::Logical { .. } => {
-                return Ok(Boundary::None)
+                return Ok(Boundary::Other)
             }
         };
         let row = RowView {
@@ -223,8 +221,8 @@ impl Pipeline {
             old: old.as_ref(),
             new: new.as_deref(),
         };
-        self.row_change(relation_id, row, lsn, now_ms, out)?;
-        Ok(Boundary::None)
+        self.row_change(relation_id, row, lsn, now_ms, out, watch)?;
+        Ok(Boundary::Other)
     }
 
     /// The stream resumes after the transaction that committed at `lsn`.
@@ -341,6 +339,7 @@ impl Pipeline {
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
+        watch: &mut dyn KeyWatch,
     ) -> Result<(), TransformError> {
         let relation = self
             .relations
@@ -360,15 +359,24 @@ impl Pipeline {
         // A snapshot chunk drops the rows whose change this listener
         // captured (the stream carried the newer image). A change it does
         // not capture would never reach the consumer: the chunk keeps it.
-        for (table, changed) in self.watched.values_mut() {
-            if *table == relation.shape.table {
-                changed.note(relation, &row, &self.encoder.context.modes);
+        let table = &relation.shape.table;
+        if watch.watches(table) {
+            if row.action == Action::Truncate {
+                watch.truncated(table);
+            }
+            for image in [row.new, row.old.map(OldTuple::datums)]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(key) = record_key(relation, Some(image), &self.encoder.context.modes) {
+                    watch.changed(table, key);
+                }
             }
         }
         let change = change_of(relation, &row, lsn, *tx);
         let modes = &self.encoder.context.modes;
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)), modes);
-        let one = One {
+        let one = RowChange {
             change,
             row,
             key,
@@ -385,31 +393,17 @@ impl Pipeline {
         )
     }
 
-    /// Starts noting the keys the stream changes in `table` (a snapshot
-    /// chunk's low watermark passed).
-    pub fn watch(&mut self, chunk: u64, table: &QualifiedTable) {
-        self.watched
-            .insert(chunk, (table.clone(), ChangedKeys::default()));
-    }
-
-    /// Stops noting; returns what changed since [`Pipeline::watch`].
-    pub fn unwatch(&mut self, chunk: u64) -> ChangedKeys {
-        self.watched
-            .remove(&chunk)
-            .map(|(_, changed)| changed)
-            .unwrap_or_default()
-    }
-
     /// Records for the snapshot rows of `shape` read between watermarks,
-    /// placed at `lsn` (the high watermark): every row whose key the stream
-    /// changed meanwhile is dropped (the stream carried a newer image).
+    /// placed at `lsn` (the high watermark): every row whose key is in
+    /// `dropped` (the stream changed it meanwhile and carried the newer
+    /// image) is left out.
     /// Targets that opted out and whole-transaction targets get none.
     /// Returns how many rows were kept.
     pub fn snapshot_rows(
         &mut self,
         shape: &TableShape,
         rows: &[Vec<Datum>],
-        changed: &ChangedKeys,
+        dropped: &HashSet<Bytes>,
         lsn: Lsn,
         now_ms: i64,
         out: &mut Vec<Record>,
@@ -417,9 +411,6 @@ impl Pipeline {
         let Some(l) = self.routes.listener_of(&shape.table) else {
             return Ok(0);
         };
-        if changed.truncated {
-            return Ok(0);
-        }
         let relation = RelationCache::describe(0, shape.clone(), &self.policy)?;
         let route = self.compile(l, &relation)?;
         let listener = &self.routes.listeners[l];
@@ -428,7 +419,7 @@ impl Pipeline {
         let mut kept = 0;
         for row in rows {
             let key = record_key(&relation, Some(row), &self.encoder.context.modes);
-            if key.as_ref().is_some_and(|k| changed.keys.contains(k)) {
+            if key.as_ref().is_some_and(|k| dropped.contains(k)) {
                 continue;
             }
             kept += 1;
@@ -445,7 +436,7 @@ impl Pipeline {
                 lsn,
                 tx,
             };
-            let one = One {
+            let one = RowChange {
                 change,
                 row: view,
                 key,
@@ -459,5 +450,5 @@ impl Pipeline {
 }
 
 #[cfg(test)]
-#[path = "pipeline_tests.rs"]
+#[path = "stage_tests.rs"]
 mod tests;

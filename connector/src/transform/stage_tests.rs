@@ -1,7 +1,7 @@
 //! Tests of the pipeline: routing, and snapshot rows between watermarks.
 use super::*;
 use crate::event::Column;
-use crate::transform::fanout::ChangedKeys;
+use crate::transform::watch::NoWatch;
 use bytes::Bytes;
 
 fn spec() -> PgKafkaConnectorSpec {
@@ -42,7 +42,7 @@ fn row(v: &str) -> Vec<Datum> {
 
 #[test]
 fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
-    let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
     assert_eq!(
         p.topics(),
         [
@@ -58,11 +58,12 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         xid: 5,
     };
     assert!(matches!(
-        p.handle(begin, Lsn(1), 0, &mut out),
+        p.handle(begin, Lsn(1), 0, &mut out, &mut NoWatch),
         Ok(Boundary::Begin(_))
     ));
     for m in [relation(1, "orders"), relation(2, "other")] {
-        p.handle(m, Lsn(2), 0, &mut out).expect("relation");
+        p.handle(m, Lsn(2), 0, &mut out, &mut NoWatch)
+            .expect("relation");
     }
     p.handle(
         Message::Insert {
@@ -72,6 +73,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         Lsn(3),
         0,
         &mut out,
+        &mut NoWatch,
     )
     .expect("insert");
     p.handle(
@@ -83,6 +85,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         Lsn(4),
         0,
         &mut out,
+        &mut NoWatch,
     )
     .expect("update");
     p.handle(
@@ -93,6 +96,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         Lsn(5),
         0,
         &mut out,
+        &mut NoWatch,
     )
     .expect("other table");
     p.handle(
@@ -103,6 +107,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         Lsn(6),
         0,
         &mut out,
+        &mut NoWatch,
     )
     .expect("delete");
     let commit = Message::Commit {
@@ -111,7 +116,8 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
         commit_time_us: 0,
     };
     assert_eq!(
-        p.handle(commit, Lsn(7), 0, &mut out).expect("commit"),
+        p.handle(commit, Lsn(7), 0, &mut out, &mut NoWatch)
+            .expect("commit"),
         Boundary::Commit { end_lsn: Lsn(120) }
     );
     let seen: Vec<(&str, &[u8], bool)> = out
@@ -142,7 +148,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
 
 #[test]
 fn change_for_unknown_relation_is_an_error() {
-    let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
     let err = p.handle(
         Message::Insert {
             relation_id: 77,
@@ -151,29 +157,32 @@ fn change_for_unknown_relation_is_an_error() {
         Lsn(1),
         0,
         &mut Vec::new(),
+        &mut NoWatch,
     );
     assert!(matches!(err, Err(TransformError::UnknownRelation(77))));
 }
 
 #[test]
 fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
-    let mut p = Pipeline::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
     let orders = QualifiedTable::parse("public.orders").expect("valid");
     let mut out = Vec::new();
-    p.handle(relation(1, "orders"), Lsn(1), 0, &mut out)
+    p.handle(relation(1, "orders"), Lsn(1), 0, &mut out, &mut NoWatch)
         .expect("relation");
-    p.watch(7, &orders);
+    let mut watch = Recorded::default();
     let begin = Message::Begin {
         final_lsn: Lsn(10),
         commit_time_us: 0,
         xid: 1,
     };
-    p.handle(begin, Lsn(2), 0, &mut out).expect("begin");
+    p.handle(begin, Lsn(2), 0, &mut out, &mut watch)
+        .expect("begin");
     let delete = Message::Delete {
         relation_id: 1,
         old: OldTuple::Key(row("2")),
     };
-    p.handle(delete, Lsn(3), 0, &mut out).expect("delete");
+    p.handle(delete, Lsn(3), 0, &mut out, &mut watch)
+        .expect("delete");
     // Updates are not captured by this listener: such a change never
     // reaches the consumer, so the chunk keeps that row.
     let update = Message::Update {
@@ -181,16 +190,13 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
         old: None,
         new: row("3"),
     };
-    p.handle(update, Lsn(4), 0, &mut out).expect("update");
-    let changed = p.unwatch(7);
+    p.handle(update, Lsn(4), 0, &mut out, &mut watch)
+        .expect("update");
     assert_eq!(
-        changed.keys.into_iter().collect::<Vec<_>>(),
-        [Bytes::from_static(br#"{"id":2}"#)]
+        watch.keys,
+        [(orders.clone(), Bytes::from_static(br#"{"id":2}"#))]
     );
-    let changed = ChangedKeys {
-        keys: [Bytes::from_static(br#"{"id":2}"#)].into(),
-        truncated: false,
-    };
+    let changed: HashSet<Bytes> = watch.keys.into_iter().map(|(_, k)| k).collect();
     out.clear();
     let shape = TableShape {
         table: orders,
@@ -223,4 +229,20 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
     assert_eq!(value["op"], "r");
     assert_eq!(value["source"]["snapshot"], "incremental");
     assert_eq!(value["after"]["id"], 1);
+}
+
+/// A watch that notes every key it is told of.
+#[derive(Default)]
+struct Recorded {
+    keys: Vec<(QualifiedTable, Bytes)>,
+}
+
+impl crate::transform::watch::KeyWatch for Recorded {
+    fn watches(&self, _: &QualifiedTable) -> bool {
+        true
+    }
+    fn changed(&mut self, table: &QualifiedTable, key: Bytes) {
+        self.keys.push((table.clone(), key));
+    }
+    fn truncated(&mut self, _: &QualifiedTable) {}
 }
