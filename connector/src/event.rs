@@ -160,6 +160,29 @@ pub(crate) struct Record {
     pub tx: Arc<TxHeaders>,
     /// Part `i` of `n` of a whole-transaction message.
     pub part: Option<(usize, usize)>,
+    /// A primary-key change's other key (Debezium's headers): on the
+    /// delete of the old key, `__debezium.newkey`; on the create of the new
+    /// one, `__debezium.oldkey`.
+    pub moved: Option<MovedKey>,
+}
+
+/// The other key of a record that a primary-key change split in two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MovedKey {
+    /// This record deletes the old key; the row lives on under this key.
+    To(Bytes),
+    /// This record creates the new key; the row was under this key.
+    From(Bytes),
+}
+
+impl MovedKey {
+    /// Debezium's header name and its value.
+    pub fn header(&self) -> (&'static str, &[u8]) {
+        match self {
+            MovedKey::To(k) => ("__debezium.newkey", k),
+            MovedKey::From(k) => ("__debezium.oldkey", k),
+        }
+    }
 }
 
 /// What librdkafka holds per queued message beyond its key and value (the

@@ -227,9 +227,48 @@ pub struct SlotSpec {
     pub create: bool,
     /// Recreate the slot when PostgreSQL invalidated it (`wal_status: lost`).
     /// Off by default: a new slot starts after the lost changes, so turning
-    /// this on accepts that gap.
+    /// this on accepts that gap. The same as `onLoss: recreate`.
     #[serde(default)]
     pub recreate_if_lost: bool,
+    /// What to do when the slot is gone or invalidated after this connector
+    /// delivered changes through it (a failover to a standby without the
+    /// slot, a dropped slot, WAL removed past `max_slot_wal_keep_size`):
+    /// `fail` refuses to start and says why (nothing is skipped silently);
+    /// `recreate` creates a new slot at the current position, accepting the
+    /// gap; `resnapshot` creates a new slot and snapshots every listened
+    /// table again, so consumers get every existing row as `op: r` (a row
+    /// deleted during the gap cannot come back that way). A first start,
+    /// with nothing delivered yet, creates the slot in every case.
+    #[serde(default)]
+    pub on_loss: SlotLossPolicy,
+    /// Create the slot as a failover slot (PostgreSQL 17 and later), which
+    /// a standby with `sync_replication_slots = on` keeps in step, so the
+    /// slot survives a failover. Refused at start-up on older servers.
+    #[serde(default)]
+    pub failover: bool,
+}
+
+impl SlotSpec {
+    /// `onLoss`, with `recreateIfLost: true` read as `recreate`.
+    pub fn loss_policy(&self) -> SlotLossPolicy {
+        match self.on_loss {
+            SlotLossPolicy::Fail if self.recreate_if_lost => SlotLossPolicy::Recreate,
+            policy => policy,
+        }
+    }
+}
+
+/// What a lost slot leads to (`spec.slot.onLoss`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SlotLossPolicy {
+    /// Refuse to start, naming the slot, the last delivered position and the fix.
+    #[default]
+    Fail,
+    /// Create a new slot at the current position: the gap is accepted.
+    Recreate,
+    /// Create a new slot and snapshot every listened table again.
+    Resnapshot,
 }
 
 fn default_true() -> bool {
@@ -289,6 +328,11 @@ pub struct KafkaSpec {
     /// `bytea` values: `base64` (the default), `base64-url-safe` or `hex`.
     #[serde(default)]
     pub binary_handling_mode: crate::BinaryHandlingMode,
+    /// `json` and `jsonb` values: `string` (the default, Debezium's form: a
+    /// string holding the JSON text) or `json` (embedded; the JSON value
+    /// `null` and SQL NULL then look alike).
+    #[serde(default)]
+    pub json_handling_mode: crate::JsonHandlingMode,
     /// A topic that receives the new columns of a captured table each time
     /// its shape is first seen in a session and whenever it changes (a column
     /// added, dropped, renamed or retyped), keyed by the table; none when omitted.
@@ -465,7 +509,8 @@ pub struct PgKafkaConnectorStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotStatus {
-    /// `done 2/3`, `running 1/3`, `none`: one word for `kubectl get`.
+    /// `done/known`: `2/3` when two of the three tables the engine knows are
+    /// done; `none` before any. One word for `kubectl get`.
     pub summary: String,
     /// The last `pgkafka.io/snapshot` annotation value the engine accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -523,4 +568,12 @@ pub struct ReplicationStatus {
     /// Commit time of the last change delivered, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_time: Option<String>,
+    /// A failover slot (PostgreSQL 17+): standbys with
+    /// `sync_replication_slots` keep it. Absent on older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<bool>,
+    /// On a standby: the slot is synchronized from the primary (PostgreSQL
+    /// 17+). Absent on older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<bool>,
 }

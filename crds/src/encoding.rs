@@ -1,6 +1,7 @@
 //! How values are written: the options Debezium users know by name
 //! (`decimal.handling.mode`, `time.precision.mode`, `binary.handling.mode`),
-//! spelled with Debezium's own values.
+//! spelled with Debezium's own values; and `json`/`jsonb`, which Debezium
+//! always writes as a string (`io.debezium.data.Json`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -56,4 +57,20 @@ pub enum BinaryHandlingMode {
     /// Lower-case hexadecimal.
     #[serde(rename = "hex")]
     Hex,
+}
+
+/// `json` and `jsonb` columns.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonHandlingMode {
+    /// A string holding the JSON text, as Debezium writes it
+    /// (`io.debezium.data.Json`): SQL NULL is `null`, the JSON value `null`
+    /// is `"null"`, a JSON string stays a string of JSON.
+    #[default]
+    String,
+    /// The JSON itself, embedded in the envelope. Ambiguous: the JSON value
+    /// `null` and SQL NULL both arrive as `null`, and a consumer that
+    /// expects Debezium's form reads a JSON string as text. The schema form
+    /// (`spec.kafka.schemas`) always writes strings.
+    Json,
 }

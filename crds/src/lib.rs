@@ -31,7 +31,7 @@ mod table;
 mod validate;
 
 pub use connector::*;
-pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, TimePrecisionMode};
+pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, JsonHandlingMode, TimePrecisionMode};
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use table::{QualifiedTable, TableNameError};

@@ -156,6 +156,10 @@ pub struct TableSnapshot {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it runs, when neither `spec.snapshot.mode` nor a request started
+    /// it (the slot lost changes under `spec.slot.onLoss: resnapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl TableSnapshot {

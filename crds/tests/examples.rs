@@ -110,3 +110,28 @@ fn the_readme_reference_is_generated_from_the_crd() {
         "README reference is stale: regenerate it with `cargo run -p pgkafka-crds --bin crdgen -- --reference`"
     );
 }
+
+#[test]
+fn the_readme_names_every_condition_reason() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let start = readme
+        .find("| condition | True | False reasons |")
+        .expect("the conditions table");
+    let table: String = readme[start..]
+        .lines()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let missing: Vec<&str> = pgkafka_crds::conditions::Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| !table.contains(&format!("`{r}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's conditions table lacks {missing:?}"
+    );
+    for t in pgkafka_crds::conditions::ConditionType::ALL {
+        assert!(table.contains(&format!("| `{t}` |")), "no row for {t}");
+    }
+}

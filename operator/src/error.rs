@@ -51,6 +51,7 @@ impl Error {
             Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::Secret(_) => Reason::SecretMissing,
             Error::Database(PgError::Connect { .. }) => Reason::DatabaseUnreachable,
+            Error::Database(PgError::SlotLost { .. }) => Reason::SlotLost,
             Error::Database(PgError::Setup { .. } | PgError::Tls { .. }) => {
                 Reason::ProvisioningFailed
             }

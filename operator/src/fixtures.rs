@@ -9,7 +9,8 @@ use http::{Request, Response};
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
-use pgkafka_crds::PgKafkaConnector;
+use pgkafka_crds::conditions::{ConditionType, Reason};
+use pgkafka_crds::{PgKafkaConnector, PgKafkaConnectorSpec, PgKafkaConnectorStatus, ReclaimPolicy};
 use serde_json::{json, Value};
 
 use crate::error::Error;
@@ -59,9 +60,15 @@ pub struct FakeDb {
 
 #[async_trait]
 impl Database for FakeDb {
-    async fn provision(&self, _: &PgKafkaConnector, creds: &Credentials) -> Result<(), Error> {
+    async fn provision(
+        &self,
+        _: &PgKafkaConnector,
+        creds: &Credentials,
+        delivered: Option<pgkafka_postgres::lsn::Lsn>,
+    ) -> Result<(), Error> {
+        let after = delivered.map(|d| format!(" after {d}")).unwrap_or_default();
         self.record(format!(
-            "provision as {} with password {}",
+            "provision as {} with password {}{after}",
             creds.user,
             creds.password.expose()
         ));
@@ -144,24 +151,143 @@ pub fn healthy_slot() -> SlotState {
         restart_lsn: Some("0/16B3700".into()),
         wal_status: Some("reserved".into()),
         lag_bytes: Some(4096),
+        failover: None,
+        synced: None,
     }
 }
 
-/// A connector as the API server returns it: with `extra_meta` merged into
-/// its metadata (finalizers, deletionTimestamp, annotations).
-pub fn stored(spec: &str, extra_meta: Value) -> PgKafkaConnector {
-    let mut v = serde_json::to_value(connector(spec)).expect("connector serializes");
-    if let (Some(meta), Some(extra)) = (v["metadata"].as_object_mut(), extra_meta.as_object()) {
-        for (k, val) in extra {
-            meta.insert(k.clone(), val.clone());
+/// A connector as the API server returns it, built in steps (controller-rs's
+/// `Doc::test().finalized()`): `Doc::test().finalized().spec(|s| ...).build()`.
+#[derive(Clone)]
+pub struct Doc(PgKafkaConnector);
+
+impl Doc {
+    /// `orders` in `shop`, as [`SPEC`] says, without a finalizer yet.
+    pub fn test() -> Doc {
+        Doc(connector(SPEC))
+    }
+
+    /// With the operator's finalizer, as apply sees it.
+    pub fn finalized(mut self) -> Doc {
+        self.0.metadata.finalizers = Some(vec!["pgkafka.io/cleanup".into()]);
+        self
+    }
+
+    /// Being deleted (finalizer still on), under `reclaimPolicy`.
+    pub fn deleting(self, policy: ReclaimPolicy) -> Doc {
+        let mut doc = self.finalized().spec(|s| s.reclaim_policy = policy);
+        doc.0.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2026-11-22T10:00:00Z")).expect("a valid time"));
+        doc
+    }
+
+    /// With annotation `key` = `value`.
+    pub fn annotated(mut self, key: &str, value: &str) -> Doc {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Any typed change of the spec.
+    pub fn spec(mut self, edit: impl FnOnce(&mut PgKafkaConnectorSpec)) -> Doc {
+        edit(&mut self.0.spec);
+        self
+    }
+
+    /// With `status`, as a later reconcile sees it.
+    pub fn status(mut self, status: Value) -> Doc {
+        self.0.status = serde_json::from_value(status).ok();
+        self
+    }
+
+    /// The resource, shared as the controller hands it over.
+    pub fn build(self) -> Arc<PgKafkaConnector> {
+        Arc::new(self.0)
+    }
+}
+
+/// One scenario's mock API server and doubles, built in steps:
+/// `Scenario::new().slot(healthy_slot()).engine(engine(true)).start()`.
+#[derive(Default)]
+pub struct Scenario {
+    answers: Vec<Answer>,
+    db: FakeDb,
+    engine: Option<EngineStatus>,
+}
+
+/// A started [`Scenario`].
+pub struct Started {
+    /// The mock API server and what it saw.
+    pub api: ApiServer,
+    /// The database double and the calls it got.
+    pub db: Arc<FakeDb>,
+    /// The reconciler's context on both.
+    pub ctx: Arc<Context>,
+    /// Snapshot requests the engine double received.
+    pub snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Scenario {
+    /// No special answers, no slot, no engine.
+    pub fn new() -> Scenario {
+        Scenario::default()
+    }
+
+    /// The API server answers requests matching `answer` so.
+    pub fn answer(mut self, answer: Answer) -> Scenario {
+        self.answers.push(answer);
+        self
+    }
+
+    /// PostgreSQL reports `slot`.
+    pub fn slot(mut self, slot: SlotState) -> Scenario {
+        self.db.slot = Some(slot);
+        self
+    }
+
+    /// Dropping the slot answers `answer`.
+    pub fn drop_answer(mut self, answer: Dropped) -> Scenario {
+        self.db.drop_answer = Some(answer);
+        self
+    }
+
+    /// The engine answers `/status` with `status`.
+    pub fn engine(mut self, status: EngineStatus) -> Scenario {
+        self.engine = Some(status);
+        self
+    }
+
+    /// The mock server and the context, ready for `reconcile`.
+    pub fn start(self) -> Started {
+        let (api, client) = ApiServer::start(self.answers);
+        let db = Arc::new(self.db);
+        let snapshot_requests = Arc::new(Mutex::new(Vec::new()));
+        let ctx = context_recording(
+            client,
+            Arc::clone(&db),
+            self.engine,
+            Arc::clone(&snapshot_requests),
+        );
+        Started {
+            api,
+            db,
+            ctx,
+            snapshot_requests,
         }
     }
-    serde_json::from_value(v).expect("connector deserializes")
 }
 
-/// A connector with the finalizer, as apply sees it.
-pub fn finalized() -> PgKafkaConnector {
-    stored(SPEC, json!({"finalizers": ["pgkafka.io/cleanup"]}))
+/// A 404 from the API server for `GET` of `path_part`.
+pub fn not_found_answer(path_part: &'static str, what: &str) -> Answer {
+    Answer {
+        method: "GET",
+        contains: path_part,
+        code: 404,
+        body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
+    }
 }
 
 /// The mock API server and what it saw.
@@ -226,16 +352,14 @@ impl ApiServer {
     }
 
     /// The condition `type_` of the last status written: (status, reason).
-    pub fn condition(&self, type_: &str) -> (String, String) {
-        let status = self.last_status();
-        let c = status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
-            .unwrap_or(Value::Null);
-        (
-            c["status"].as_str().unwrap_or("").into(),
-            c["reason"].as_str().unwrap_or("").into(),
-        )
+    pub fn condition(&self, type_: ConditionType) -> (&'static str, Option<Reason>) {
+        let status: Option<PgKafkaConnectorStatus> =
+            serde_json::from_value(self.last_status()).ok();
+        let conditions = status.map(|s| s.conditions).unwrap_or_default();
+        match pgkafka_crds::conditions::find(&conditions, type_) {
+            Some(c) => (c.status().map_or("?", |s| s.as_str()), c.reason()),
+            None => ("absent", None),
+        }
     }
 
     /// Reasons of the Events published.
@@ -264,9 +388,10 @@ fn answer(answers: &[Answer], method: &str, uri: &str, body: &Value) -> (u16, Va
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-db", "namespace": "shop", "resourceVersion": "7"},
                    "data": {"password": "czNjcmV0Cg=="}}),
         ),
-        "PATCH" if uri.contains("/pgkafkaconnectors/") => {
-            (200, serde_json::to_value(finalized()).unwrap_or_default())
-        }
+        "PATCH" if uri.contains("/pgkafkaconnectors/") => (
+            200,
+            serde_json::to_value(&*Doc::test().finalized().build()).unwrap_or_default(),
+        ),
         "DELETE" => (
             200,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -277,12 +402,8 @@ fn answer(answers: &[Answer], method: &str, uri: &str, body: &Value) -> (u16, Va
     }
 }
 
-/// A context on `client` with the doubles.
-pub fn context(client: Client, db: Arc<FakeDb>, probe: Option<EngineStatus>) -> Arc<Context> {
-    context_recording(client, db, probe, Arc::default())
-}
-
-/// [`context`] whose probe records snapshot requests into `snapshot_requests`.
+/// A context on `client` with the doubles; the probe reports `probe` and
+/// records snapshot requests into `snapshot_requests`.
 pub fn context_recording(
     client: Client,
     db: Arc<FakeDb>,

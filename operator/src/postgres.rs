@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use kube::ResourceExt;
 use pgkafka_crds::PgKafkaConnector;
 use pgkafka_postgres::connection::connect;
+use pgkafka_postgres::lsn::Lsn;
 use pgkafka_postgres::provision::provision;
 use pgkafka_postgres::slot::{drop_slot_and_publication, read_slot};
 use pgkafka_postgres::PgError;
@@ -22,8 +23,15 @@ pub use pgkafka_postgres::slot::{Dropped, SlotState};
 /// focus on Kubernetes traffic (the real one is tested against a real server).
 #[async_trait]
 pub trait Database: Send + Sync {
-    /// Checks wal_level and the tables, and ensures publication and slot.
-    async fn provision(&self, c: &PgKafkaConnector, creds: &Credentials) -> Result<(), Error>;
+    /// Checks wal_level and the tables, and ensures publication and slot,
+    /// never past what was `delivered` (the last `confirmedFlushLSN` the
+    /// status showed) unless `spec.slot.onLoss` says so.
+    async fn provision(
+        &self,
+        c: &PgKafkaConnector,
+        creds: &Credentials,
+        delivered: Option<Lsn>,
+    ) -> Result<(), Error>;
     /// The slot's state; `None` when it does not exist.
     async fn slot_state(
         &self,
@@ -47,9 +55,14 @@ impl Postgres {
 
 #[async_trait]
 impl Database for Postgres {
-    async fn provision(&self, c: &PgKafkaConnector, creds: &Credentials) -> Result<(), Error> {
+    async fn provision(
+        &self,
+        c: &PgKafkaConnector,
+        creds: &Credentials,
+        delivered: Option<Lsn>,
+    ) -> Result<(), Error> {
         let client = self.connect(c, creds).await?;
-        provision(&client, &c.spec).await?;
+        provision(&client, &c.spec, delivered).await?;
         Ok(())
     }
 

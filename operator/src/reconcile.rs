@@ -102,6 +102,19 @@ async fn apply(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// The last position the status showed confirmed: this connector delivered
+/// up to there, so a slot that vanished since is a loss, not a first start.
+fn delivered(c: &PgKafkaConnector) -> Option<pgkafka_postgres::lsn::Lsn> {
+    c.status
+        .as_ref()?
+        .replication
+        .as_ref()?
+        .confirmed_flush_lsn
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
 async fn apply_children(
     c: &PgKafkaConnector,
     ctx: &Context,
@@ -110,7 +123,7 @@ async fn apply_children(
     c.spec.validate()?;
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let (creds, versions) = read_credentials(c, &ctx.client, &ns).await?;
-    let provisioned = ctx.db.provision(c, &creds).await;
+    let provisioned = ctx.db.provision(c, &creds, delivered(c)).await;
     observed.slot = SlotSeen::from_read(ctx.db.slot_state(c, &creds).await);
     provisioned?;
     let manifest = configmap::engine_manifest(c).map_err(|source| Error::Serialize {

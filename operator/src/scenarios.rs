@@ -1,29 +1,20 @@
 //! Reconcile scenarios against the mock API server: which requests the
 //! operator makes, with which field manager, and what the status says.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
-use crate::fixtures::{
-    context, context_recording, engine, finalized, healthy_slot, stored, Answer, ApiServer, FakeDb,
-};
+use crate::fixtures::{engine, healthy_slot, not_found_answer, Answer, ApiServer, Doc, Scenario};
 use crate::postgres::Dropped;
 use crate::reconcile::{reconcile, FIELD_MANAGER};
-use crate::resources::fixtures::SPEC;
-use pgkafka_crds::conditions::Reason;
+use pgkafka_crds::conditions::{ConditionType, Reason};
 use pgkafka_crds::report::{EngineStatus, SnapshotReport, SnapshotState, TableSnapshot};
-
-fn streaming() -> Option<EngineStatus> {
-    Some(engine(true))
-}
+use pgkafka_crds::{ConnectorState, ReclaimPolicy};
 
 #[tokio::test]
 async fn a_new_connector_gets_the_finalizer_first() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb::default());
-    let fresh = Arc::new(stored(SPEC, json!({})));
-    reconcile(fresh, context(client, db.clone(), streaming()))
+    let s = Scenario::new().engine(engine(true)).start();
+    let (api, db) = (&s.api, &s.db);
+    reconcile(Doc::test().build(), s.ctx.clone())
         .await
         .expect("reconciles");
     let patches = api.find("PATCH", "/pgkafkaconnectors/orders");
@@ -41,14 +32,13 @@ async fn a_new_connector_gets_the_finalizer_first() {
 
 #[tokio::test]
 async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb {
-        slot: Some(healthy_slot()),
-        ..FakeDb::default()
-    });
-    let ctx = context(client, db.clone(), streaming());
-    let ctx_metrics = ctx.metrics.clone();
-    reconcile(Arc::new(finalized()), ctx)
+    let s = Scenario::new()
+        .slot(healthy_slot())
+        .engine(engine(true))
+        .start();
+    let (api, db) = (&s.api, &s.db);
+    let ctx_metrics = s.ctx.metrics.clone();
+    reconcile(Doc::test().finalized().build(), s.ctx.clone())
         .await
         .expect("reconciles");
 
@@ -86,10 +76,13 @@ async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
     assert!(status_patch
         .uri
         .contains(&format!("fieldManager={FIELD_MANAGER}")));
-    assert_eq!(api.condition("Ready"), ("True".into(), "Streaming".into()));
     assert_eq!(
-        api.condition("SlotHealthy"),
-        ("True".into(), "SlotReserved".into())
+        api.condition(ConditionType::Ready),
+        ("True", Some(Reason::Streaming))
+    );
+    assert_eq!(
+        api.condition(ConditionType::SlotHealthy),
+        ("True", Some(Reason::SlotReserved))
     );
     let status = api.last_status();
     assert_eq!(status["observedGeneration"], 3);
@@ -112,60 +105,54 @@ async fn apply_provisions_applies_children_with_ssa_and_reports_ready() {
 
 #[tokio::test]
 async fn not_ready_while_the_engine_does_not_stream() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb {
-        slot: Some(healthy_slot()),
-        ..FakeDb::default()
-    });
-    reconcile(Arc::new(finalized()), context(client, db, None))
+    let s = Scenario::new().slot(healthy_slot()).start();
+    let api = &s.api;
+    reconcile(Doc::test().finalized().build(), s.ctx.clone())
         .await
         .expect("reconciles");
     assert_eq!(
-        api.condition("Ready"),
-        ("False".into(), "EngineUnreachable".into())
+        api.condition(ConditionType::Ready),
+        ("False", Some(Reason::EngineUnreachable))
     );
 }
 
 #[tokio::test]
 async fn paused_scales_the_engine_to_zero_and_says_so() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb {
-        slot: Some(healthy_slot()),
-        ..FakeDb::default()
-    });
-    let paused = stored(
-        &format!("{SPEC}  state: paused\n"),
-        json!({"finalizers": ["pgkafka.io/cleanup"]}),
-    );
-    reconcile(Arc::new(paused), context(client, db, streaming()))
+    let s = Scenario::new()
+        .slot(healthy_slot())
+        .engine(engine(true))
+        .start();
+    let api = &s.api;
+    let paused = Doc::test()
+        .finalized()
+        .spec(|spec| spec.state = ConnectorState::Paused);
+    reconcile(paused.build(), s.ctx.clone())
         .await
         .expect("reconciles");
     assert_eq!(
         api.find("PATCH", "/deployments/")[0].body["spec"]["replicas"],
         0
     );
-    assert_eq!(api.condition("Ready"), ("False".into(), "Paused".into()));
+    assert_eq!(
+        api.condition(ConditionType::Ready),
+        ("False", Some(Reason::Paused))
+    );
 }
 
 #[tokio::test]
 async fn a_missing_secret_is_a_condition_and_a_retry_not_a_crash() {
-    let (api, client) = ApiServer::start(vec![Answer {
-        method: "GET",
-        contains: "/secrets/shop-db",
-        code: 404,
-        body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "secrets \"shop-db\" not found"}),
-    }]);
-    let db = Arc::new(FakeDb::default());
-    let err = reconcile(
-        Arc::new(finalized()),
-        context(client, db.clone(), streaming()),
-    )
-    .await
-    .expect_err("fails");
+    let s = Scenario::new()
+        .answer(not_found_answer("/secrets/shop-db", "secrets \"shop-db\""))
+        .engine(engine(true))
+        .start();
+    let (api, db) = (&s.api, &s.db);
+    let err = reconcile(Doc::test().finalized().build(), s.ctx.clone())
+        .await
+        .expect_err("fails");
     assert_eq!(err.reason(), Reason::SecretMissing);
     assert_eq!(
-        api.condition("Ready"),
-        ("False".into(), "SecretMissing".into())
+        api.condition(ConditionType::Ready),
+        ("False", Some(Reason::SecretMissing))
     );
     assert!(db.calls().is_empty());
     assert!(
@@ -176,22 +163,20 @@ async fn a_missing_secret_is_a_condition_and_a_retry_not_a_crash() {
 
 #[tokio::test]
 async fn an_invalid_spec_names_the_field_and_waits_for_a_change() {
-    let (api, client) = ApiServer::start(vec![]);
-    let bad = stored(
-        &SPEC.replace("orders_slot", "Bad-Slot"),
-        json!({"finalizers": ["pgkafka.io/cleanup"]}),
-    );
-    let action = reconcile(
-        Arc::new(bad),
-        context(client, Arc::new(FakeDb::default()), streaming()),
-    )
-    .await;
+    let s = Scenario::new().engine(engine(true)).start();
+    let api = &s.api;
+    let bad = Doc::test()
+        .finalized()
+        .spec(|spec| spec.slot.name = "Bad-Slot".into());
+    let action = reconcile(bad.build(), s.ctx.clone()).await;
     assert!(
         action.is_ok(),
         "no error loop for a spec only the user can fix"
     );
-    let (status, reason) = api.condition("Ready");
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert_eq!(
+        api.condition(ConditionType::Ready),
+        ("False", Some(Reason::InvalidSpec))
+    );
     let message = api.last_status()["conditions"][0]["message"]
         .as_str()
         .unwrap_or_default()
@@ -202,42 +187,36 @@ async fn an_invalid_spec_names_the_field_and_waits_for_a_change() {
 #[tokio::test]
 async fn api_errors_surface_with_their_reason() {
     for code in [409u16, 422] {
-        let (api, client) = ApiServer::start(vec![Answer {
-            method: "PATCH",
-            contains: "/deployments/",
-            code,
-            body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": code, "message": "refused"}),
-        }]);
-        let db = Arc::new(FakeDb {
-            slot: Some(healthy_slot()),
-            ..FakeDb::default()
-        });
-        let err = reconcile(Arc::new(finalized()), context(client, db, streaming()))
+        let s = Scenario::new()
+            .answer(Answer {
+                method: "PATCH",
+                contains: "/deployments/",
+                code,
+                body: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": code, "message": "refused"}),
+            })
+            .slot(healthy_slot())
+            .engine(engine(true))
+            .start();
+        let api = &s.api;
+        let err = reconcile(Doc::test().finalized().build(), s.ctx.clone())
             .await
             .expect_err("fails");
         assert_eq!(err.reason(), Reason::KubernetesApiError, "{code}");
         assert_eq!(
-            api.condition("Degraded"),
-            ("True".into(), "KubernetesApiError".into()),
+            api.condition(ConditionType::Degraded),
+            ("True", Some(Reason::KubernetesApiError)),
             "{code}"
         );
     }
 }
 
-fn deleting(policy: &str) -> pgkafka_crds::PgKafkaConnector {
-    stored(
-        &format!("{SPEC}  reclaimPolicy: {policy}\n"),
-        json!({"finalizers": ["pgkafka.io/cleanup"], "deletionTimestamp": "2026-11-22T10:00:00Z"}),
-    )
-}
-
 #[tokio::test]
 async fn delete_with_retain_keeps_slot_and_publication() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb::default());
+    let s = Scenario::new().start();
+    let (api, db) = (&s.api, &s.db);
     reconcile(
-        Arc::new(deleting("Retain")),
-        context(client, db.clone(), None),
+        Doc::test().deleting(ReclaimPolicy::Retain).build(),
+        s.ctx.clone(),
     )
     .await
     .expect("cleans up");
@@ -253,11 +232,11 @@ async fn delete_with_retain_keeps_slot_and_publication() {
 
 #[tokio::test]
 async fn delete_with_delete_stops_the_engine_then_drops() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb::default());
+    let s = Scenario::new().start();
+    let (api, db) = (&s.api, &s.db);
     reconcile(
-        Arc::new(deleting("Delete")),
-        context(client, db.clone(), None),
+        Doc::test().deleting(ReclaimPolicy::Delete).build(),
+        s.ctx.clone(),
     )
     .await
     .expect("cleans up");
@@ -268,16 +247,18 @@ async fn delete_with_delete_stops_the_engine_then_drops() {
         1,
         "finalizer removed after the drop"
     );
+}
 
-    // While the engine still holds the slot, the finalizer stays.
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb {
-        drop_answer: Some(Dropped::SlotActive),
-        ..FakeDb::default()
-    });
-    let err = reconcile(Arc::new(deleting("Delete")), context(client, db, None))
-        .await
-        .expect_err("waits");
+#[tokio::test]
+async fn delete_waits_while_the_engine_holds_the_slot() {
+    let s = Scenario::new().drop_answer(Dropped::SlotActive).start();
+    let api = &s.api;
+    let err = reconcile(
+        Doc::test().deleting(ReclaimPolicy::Delete).build(),
+        s.ctx.clone(),
+    )
+    .await
+    .expect_err("waits");
     assert_eq!(err.reason(), Reason::WaitingForEngine);
     assert!(
         api.find("PATCH", "/pgkafkaconnectors/orders").is_empty(),
@@ -362,13 +343,7 @@ async fn the_lease_is_created_taken_when_free_and_refused_when_held() {
 
 #[tokio::test]
 async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
-    let (api, client) = ApiServer::start(vec![]);
-    let db = Arc::new(FakeDb {
-        slot: Some(healthy_slot()),
-        ..FakeDb::default()
-    });
-    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let running = Some(EngineStatus {
+    let running = EngineStatus {
         snapshot: SnapshotReport {
             tables: vec![TableSnapshot {
                 state: SnapshotState::Running,
@@ -377,14 +352,13 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
             }],
         },
         ..engine(true)
-    });
-    let annotated = stored(
-        SPEC,
-        json!({"finalizers": ["pgkafka.io/cleanup"],
-               "annotations": {"pgkafka.io/snapshot": "public.orders, public.lines"}}),
-    );
-    let ctx = context_recording(client, db, running, Arc::clone(&requests));
-    reconcile(Arc::new(annotated.clone()), Arc::clone(&ctx))
+    };
+    let s = Scenario::new().slot(healthy_slot()).engine(running).start();
+    let (api, requests) = (&s.api, &s.snapshot_requests);
+    let annotated = Doc::test()
+        .finalized()
+        .annotated("pgkafka.io/snapshot", "public.orders, public.lines");
+    reconcile(annotated.clone().build(), s.ctx.clone())
         .await
         .expect("reconciles");
     assert_eq!(
@@ -399,13 +373,14 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
     assert_eq!(status["snapshot"]["summary"], "0/1");
     assert_eq!(status["snapshot"]["tables"][0]["state"], "running");
     assert_eq!(
-        api.condition("Snapshotting"),
-        ("True".into(), "Snapshotting".into())
+        api.condition(ConditionType::Snapshotting),
+        ("True", Some(Reason::Snapshotting))
     );
 
     // The same value again (now in the status): not asked twice.
-    let mut again = annotated;
-    again.status = serde_json::from_value(status).ok();
-    reconcile(Arc::new(again), ctx).await.expect("reconciles");
+    let again = annotated.status(status);
+    reconcile(again.build(), s.ctx.clone())
+        .await
+        .expect("reconciles");
     assert_eq!(requests.lock().map(|r| r.len()).unwrap_or_default(), 1);
 }

@@ -158,6 +158,15 @@ fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condi
 
 /// `SlotHealthy`: the slot exists and holds its WAL.
 fn slot_healthy(observed: &Observed, slot_name: &str) -> Condition {
+    // Provisioning refused a slot that lost changes: that is the slot's news.
+    if let Some((Reason::SlotLost, message)) = &observed.problem {
+        return condition(
+            ConditionType::SlotHealthy,
+            false,
+            Reason::SlotLost,
+            message.clone(),
+        );
+    }
     match &observed.slot {
         SlotSeen::Unknown => unknown(ConditionType::SlotHealthy, Reason::SlotUnknown, "PostgreSQL could not be asked"),
         SlotSeen::Missing => condition(ConditionType::SlotHealthy, false, Reason::SlotMissing, format!("replication slot {slot_name:?} does not exist")),
@@ -276,7 +285,11 @@ fn replication(
     previous: Option<&PgKafkaConnectorStatus>,
 ) -> Option<ReplicationStatus> {
     let SlotSeen::Found(s) = &observed.slot else {
-        return None;
+        // Gone or not to be asked: keep what was known, so the next
+        // reconcile still knows how far this connector delivered.
+        return previous
+            .and_then(|p| p.replication.clone())
+            .map(|r| ReplicationStatus { active: false, ..r });
     };
     let mut r = s.to_status(slot_name);
     r.last_event_time = observed
@@ -377,6 +390,8 @@ mod tests {
             restart_lsn: Some("0/8".into()),
             wal_status: Some(wal_status.into()),
             lag_bytes: Some(16),
+            failover: None,
+            synced: None,
         }
     }
 

@@ -245,6 +245,8 @@ pub struct Broker {
     pub bootstrap: String,
     child: Option<Child>,
     port: u16,
+    /// noida-db's data directory (`None`: Tansu or an outside Kafka).
+    noida_dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -255,6 +257,7 @@ impl Broker {
                 bootstrap: b,
                 child: None,
                 port: 0,
+                noida_dir: None,
             },
             _ => Broker::owned(),
         }
@@ -267,10 +270,51 @@ impl Broker {
             bootstrap: format!("127.0.0.1:{port}"),
             child: None,
             port,
+            noida_dir: None,
         };
         broker.restart();
         record_tier("real broker (Tansu)", "ran");
         broker
+    }
+
+    /// Stops noida-db cleanly (it saves its state, compacting compacted
+    /// topics) and starts it again on the same port and data.
+    pub fn restart_noida(&mut self) {
+        let dir = self.noida_dir.clone().expect("a noida-db broker");
+        if let Some(child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let mut child = child;
+            let _ = child.wait();
+        }
+        self.child = Some(spawn_noida(&dir, self.port));
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "noida-db to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// A noida-db of this test's own: a Kafka-protocol broker with real
+    /// transaction semantics (aborted records hidden from `read_committed`
+    /// readers, zombie producers fenced) that compacts compacted topics.
+    /// Its state is one JSON file: keep its data small.
+    pub fn noida() -> Broker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique("pgkafka-noida"));
+        std::fs::create_dir_all(&dir).expect("noida dir");
+        let child = spawn_noida(&dir, port);
+        wait_until(Duration::from_secs(10), "noida-db to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        record_tier("second broker (noida-db: transactions, compaction)", "ran");
+        Broker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child: Some(child),
+            port,
+            noida_dir: Some(dir),
+        }
     }
 
     /// Kills the broker (its memory engine loses every topic and record).
@@ -307,9 +351,26 @@ impl Broker {
     }
 }
 
+fn spawn_noida(dir: &Path, port: u16) -> Child {
+    static BIN: OnceLock<String> = OnceLock::new();
+    let bin = BIN.get_or_init(|| dev_env(&["noida-bin"]));
+    Command::new(bin)
+        .args(["start", "--data-dir"])
+        .arg(dir)
+        .args(["--host", "127.0.0.1", "--only", "kafka", "--kafka-port"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start noida-db")
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.noida_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pgkafka_crds::{SecretKeyRef, SslMode};
 use pgkafka_tests::{
     consume, manifest, read_to_end, unique, wait_for, Broker, Engine, Manifest, Postgres,
 };
@@ -96,7 +97,7 @@ async fn changes_arrive_in_order_with_envelopes_and_keys() {
         after,
         &json!({
             "id": 1, "small": -2, "big": 9007199254740993u64, "price": "10.5000", "ratio": 1.25, "ok": true,
-            "name": "héllo \"q\"", "doc": {"a": [1, 2]}, "raw": "AP8=", "tags": ["x", null, "y z"],
+            "name": "héllo \"q\"", "doc": "{\"a\": [1, 2]}", "raw": "AP8=", "tags": ["x", null, "y z"],
             "nums": [1, 2], "at": "2024-02-29T11:04:05.5Z", "local": "2024-02-29T13:04:05",
             "day": "2024-02-29", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "big_text": big
         })
@@ -358,18 +359,22 @@ async fn bad_input_gets_a_clear_error_naming_the_field() {
     let db = Postgres::shared().fresh_database().await;
     db.exec("CREATE TABLE present (id int PRIMARY KEY)").await;
     let kafka = "127.0.0.1:9";
-    let good = manifest(&unique("bad"), &db, kafka, "x", "    - table: present");
+    let base = Manifest::new(&unique("bad"), &db, kafka, "x", "    - table: present");
+    let good = base.yaml();
 
     let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
         (
             "unknown field",
+            // Not expressible through the type: the YAML itself.
             good.replace("sslMode: disable", "sslMode: disable\n    sslmode: require"),
             pgkafka_tests::PG_PASSWORD,
             vec!["spec.postgres", "unknown field `sslmode`"],
         ),
         (
             "missing table",
-            good.replace("- table: present", "- table: public.absent"),
+            base.clone()
+                .spec(|s| s.listeners[0].table = "public.absent".into())
+                .yaml(),
             pgkafka_tests::PG_PASSWORD,
             vec![
                 "spec.listeners[0].table",
@@ -378,10 +383,9 @@ async fn bad_input_gets_a_clear_error_naming_the_field() {
         ),
         (
             "unreachable database",
-            good.replace(
-                &format!("port: {}", db.port),
-                &format!("port: {}", pgkafka_tests::free_port()),
-            ),
+            base.clone()
+                .spec(|s| s.postgres.port = pgkafka_tests::free_port())
+                .yaml(),
             pgkafka_tests::PG_PASSWORD,
             vec![
                 "cannot connect to PostgreSQL at 127.0.0.1:",
@@ -426,12 +430,12 @@ async fn bad_input_gets_a_clear_error_naming_the_field() {
         .batch_execute("CREATE TABLE present (id int PRIMARY KEY)")
         .await
         .expect("table");
-    let m = good
-        .replace(
-            &format!("port: {}", db.port),
-            &format!("port: {}", replica_only.port),
-        )
-        .replace(&format!("database: {}", db.name), "database: postgres");
+    let m = base
+        .spec(|s| {
+            s.postgres.port = replica_only.port;
+            s.postgres.database = "postgres".into();
+        })
+        .yaml();
     let (code, log) = run_to_failure(&m, pgkafka_tests::PG_PASSWORD);
     assert_eq!(code, Some(1), "{log}");
     assert!(
@@ -451,26 +455,35 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     // A certificate that did not sign the server's: verification must fail.
     let not_the_ca = std::fs::read_to_string(pg.dir.join("tls/server.crt")).expect("server cert");
     let cases = [
-        ("require", "127.0.0.1", &ca, None),
-        ("verify-ca", "127.0.0.1", &ca, None),
-        ("verify-full", "localhost", &ca, None),
-        ("verify-full", "127.0.0.1", &ca, Some("certificate")),
-        ("verify-ca", "localhost", &not_the_ca, Some("certificate")),
+        (SslMode::Require, "127.0.0.1", &ca, None),
+        (SslMode::VerifyCa, "127.0.0.1", &ca, None),
+        (SslMode::VerifyFull, "localhost", &ca, None),
+        (SslMode::VerifyFull, "127.0.0.1", &ca, Some("certificate")),
+        (
+            SslMode::VerifyCa,
+            "localhost",
+            &not_the_ca,
+            Some("certificate"),
+        ),
     ];
     for (mode, host, ca_pem, failure) in cases {
         let name = unique("tls");
-        let m = manifest(
+        let m = Manifest::new(
             &name,
             &db,
             &broker.bootstrap,
             &unique("s"),
             "    - table: t",
         )
-        .replace("host: 127.0.0.1", &format!("host: {host}"))
-        .replace(
-            "sslMode: disable",
-            &format!("sslMode: {mode}\n    caSecretRef: {{name: pg-ca, key: ca.crt}}"),
-        );
+        .spec(|s| {
+            s.postgres.host = host.into();
+            s.postgres.ssl_mode = mode;
+            s.postgres.ca_secret_ref = Some(SecretKeyRef {
+                name: "pg-ca".into(),
+                key: "ca.crt".into(),
+            });
+        })
+        .yaml();
         let secrets = [
             ("pg/password", pgkafka_tests::PG_PASSWORD),
             ("pg-ca/ca.crt", ca_pem.as_str()),
@@ -478,10 +491,10 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         let mut engine = Engine::start_with_secrets(ENGINE, &m, &secrets);
         if let Some(expected) = failure {
             let (code, log) = engine.wait_exit(LONG);
-            assert_eq!(code, Some(1), "{mode} {host}: {log}");
+            assert_eq!(code, Some(1), "{mode:?} {host}: {log}");
             assert!(
                 log.contains(expected) && log.contains("spec.postgres"),
-                "{mode} {host}: {log}"
+                "{mode:?} {host}: {log}"
             );
             continue;
         }
@@ -498,12 +511,12 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         let (sessions, all_tls): (i64, bool) = (row.get(0), row.get(1));
         assert!(
             sessions >= 1 && all_tls,
-            "{mode} {host}: {sessions} sessions, all TLS: {all_tls}"
+            "{mode:?} {host}: {sessions} sessions, all TLS: {all_tls}"
         );
         assert_eq!(
             engine.stop(),
             Some(0),
-            "{mode} {host}: {}",
+            "{mode:?} {host}: {}",
             engine.log_text()
         );
     }

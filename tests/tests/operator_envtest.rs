@@ -9,6 +9,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::api::Api;
+use pgkafka_crds::conditions::{ConditionType, Reason};
+use pgkafka_crds::{ReclaimPolicy, SecretKeyRef};
 use pgkafka_tests::cluster::{ApiServer, OPERATOR_NAMESPACE};
 use pgkafka_tests::kubelet::Kubelet;
 use pgkafka_tests::{unique, wait_for};
@@ -40,30 +42,39 @@ async fn the_server_itself_refuses_invalid_resources_with_the_field_named() {
         return;
     };
     let slot = unique("cel");
-    let good = env.connector("shop", &slot, "cel", "");
-    let (ok, out) = env.apply(&good);
+    let good = env.connector("shop", &slot, "cel");
+    let (ok, out) = env.apply(&good.yaml());
     assert!(ok, "{out}");
     let cases = [
         (
-            good.replace(&format!("name: {slot}}}"), "name: other_slot}"),
+            good.clone()
+                .spec(|s| s.slot.name = "other_slot".into())
+                .yaml(),
             "slot name is immutable",
         ),
         (
-            good.replace(
-                "user: postgres,",
-                "user: postgres, userSecretRef: {name: pg, key: user},",
-            ),
+            good.clone()
+                .spec(|s| {
+                    s.postgres.user_secret_ref = Some(SecretKeyRef {
+                        name: "pg".into(),
+                        key: "user".into(),
+                    })
+                })
+                .yaml(),
             "exactly one of user and userSecretRef",
         ),
         (
-            good.replace(
-                "[{table: public.orders}]",
-                "[{table: public.orders, targets: []}]",
+            // The type writes an empty target list as none at all: only
+            // the YAML itself can say `targets: []`.
+            good.yaml().replace(
+                "- table: public.orders\n",
+                "- table: public.orders\n    targets: []\n",
             ),
             "must list at least one target",
         ),
     ];
     for (yaml, message) in cases {
+        assert!(yaml != good.yaml(), "case changes nothing: {message}");
         let (ok, out) = env.apply(&yaml);
         assert!(!ok, "the server took it: {yaml}");
         assert!(out.contains(message), "expected {message:?} in: {out}");
@@ -83,7 +94,10 @@ async fn a_connector_lives_its_whole_life_on_a_real_api_server() {
     let (name, slot, prefix) = (dns("orders"), unique("life"), unique("life"));
     let engine = format!("{name}-engine");
     let topic = format!("{prefix}.public.orders");
-    let yaml = env.connector(&name, &slot, &prefix, "  reclaimPolicy: Delete\n");
+    let yaml = env
+        .connector(&name, &slot, &prefix)
+        .spec(|s| s.reclaim_policy = ReclaimPolicy::Delete)
+        .yaml();
     let (ok, out) = env.apply(&yaml);
     assert!(ok, "{out}");
 
@@ -348,7 +362,7 @@ async fn retain_keeps_the_slot_and_a_new_resource_resumes_from_it() {
     let (slot, prefix) = (unique("retain"), unique("retain"));
     let topic = format!("{prefix}.public.orders");
     let first = dns("first");
-    let (ok, out) = env.apply(&env.connector(&first, &slot, &prefix, ""));
+    let (ok, out) = env.apply(&env.connector(&first, &slot, &prefix).yaml());
     assert!(ok, "{out}");
     env.wait_condition(&first, "Ready", "True", LONG).await;
     env.db.exec("INSERT INTO orders VALUES (1, 'before')").await;
@@ -369,7 +383,7 @@ async fn retain_keeps_the_slot_and_a_new_resource_resumes_from_it() {
         .await;
 
     let second = dns("second");
-    let (ok, out) = env.apply(&env.connector(&second, &slot, &prefix, ""));
+    let (ok, out) = env.apply(&env.connector(&second, &slot, &prefix).yaml());
     assert!(ok, "{out}");
     env.wait_condition(&second, "Ready", "True", LONG).await;
     assert_eq!(
@@ -411,7 +425,7 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     let standby = 1 - leader;
     let (slot, prefix) = (unique("lease"), unique("lease"));
     let name = dns("lease");
-    let (ok, out) = env.apply(&env.connector(&name, &slot, &prefix, ""));
+    let (ok, out) = env.apply(&env.connector(&name, &slot, &prefix).yaml());
     assert!(ok, "{out}");
     env.wait_condition(&name, "Ready", "True", LONG).await;
     assert!(operators[leader].reconciles() > 0, "the holder reconciles");
@@ -439,4 +453,87 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     for operator in &operators {
         operator.assert_never_forbidden();
     }
+}
+
+/// A slot dropped while the connector is paused (what a failover to a
+/// server without the slot does): the operator does not create a new one at
+/// "now"; the status says the slot lost changes, naming what was delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vanished_slot_is_not_recreated_and_the_status_says_slot_lost() {
+    let Some(env) = Env::new("lost").await else {
+        return;
+    };
+    let kubelet = env.kubelet();
+    let operator = env.operator(&kubelet, &[]);
+    let (name, slot, prefix) = (dns("lost"), unique("lost"), unique("lost"));
+    let engine = format!("{name}-engine");
+    let (ok, out) = env.apply(&env.connector(&name, &slot, &prefix).yaml());
+    assert!(ok, "{out}");
+    env.wait_condition(&name, "Ready", "True", LONG).await;
+    env.db
+        .exec("INSERT INTO orders VALUES (1, 'delivered')")
+        .await;
+    wait_for(LONG, "the status to show a confirmed position", || async {
+        env.get(&name)
+            .await
+            .and_then(|c| c.status?.replication?.confirmed_flush_lsn)
+            .is_some()
+    })
+    .await;
+    env.kubectl_ok(&[
+        "patch",
+        "pgkc",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"state":"paused"}}"#,
+    ]);
+    wait_for(LONG, "the engine to stop", || async {
+        !kubelet.running(&engine)
+    })
+    .await;
+    wait_for(LONG, "the slot to be released", || async {
+        env.db
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+                &[&slot],
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    env.db
+        .exec(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+        .await;
+    env.kubectl_ok(&[
+        "patch",
+        "pgkc",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"state":"running"}}"#,
+    ]);
+    wait_for(LONG, "SlotHealthy=False SlotLost", || async {
+        env.condition(&name, "SlotHealthy")
+            .await
+            .is_some_and(|c| c == ("False".into(), "SlotLost".into()))
+    })
+    .await;
+    let c = env.get(&name).await.expect("connector");
+    let conditions = c.status.expect("status").conditions;
+    let ready = pgkafka_crds::conditions::find(&conditions, ConditionType::Ready).expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason()),
+        ("False", Some(Reason::SlotLost))
+    );
+    assert!(
+        ready.message.contains("does not exist") && ready.message.contains("spec.slot.onLoss"),
+        "{}",
+        ready.message
+    );
+    assert!(!env.slot_exists(&slot).await, "no slot created at 'now'");
+    operator.assert_never_forbidden();
 }

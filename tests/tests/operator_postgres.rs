@@ -51,8 +51,8 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
     let name = unique("op");
     let c = connector(&db, &name, "{table: a}, {table: b}");
     let pg = Postgres;
-    pg.provision(&c, &creds()).await.expect("provision");
-    pg.provision(&c, &creds())
+    pg.provision(&c, &creds(), None).await.expect("provision");
+    pg.provision(&c, &creds(), None)
         .await
         .expect("provisioning twice is a no-op");
     assert_eq!(
@@ -69,7 +69,7 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
 
     // Listeners change: the publication follows.
     let changed = connector(&db, &name, "{table: b}, {table: c}");
-    pg.provision(&changed, &creds()).await.expect("alter");
+    pg.provision(&changed, &creds(), None).await.expect("alter");
     assert_eq!(
         published(&db, &format!("{name}_pub")).await,
         ["public.b", "public.c"]
@@ -126,7 +126,10 @@ async fn hostile_names_are_quoted_never_executed() {
         r#"{table: 'public."we""ird; DROP TABLE victim; --"'}"#,
     );
     c.spec.publication.name = "Pub\"; DROP TABLE victim; --".into();
-    Postgres.provision(&c, &creds()).await.expect("provision");
+    Postgres
+        .provision(&c, &creds(), None)
+        .await
+        .expect("provision");
     let victim: bool = db
         .client
         .query_one("SELECT to_regclass('public.victim') IS NOT NULL", &[])

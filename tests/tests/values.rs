@@ -30,7 +30,7 @@ enum Back {
     ElementsText,
     /// `decode(v->>'c', 'base64')`.
     Base64,
-    /// `c::jsonb = v->'c'`.
+    /// `c::jsonb = (v->>'c')::jsonb`: a string holding the JSON text.
     Json,
 }
 
@@ -56,6 +56,10 @@ const COLUMNS: &[(&str, &str, &str, Back)] = &[
     ("u", "uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", Back::Cast),
     ("j", "json", "'{\"a\": [1, 2.50, null], \"b\": {\"c\": \"d\"}}'", Back::Json),
     ("jb", "jsonb", "'[{\"x\": 1e300}, \"s\", true]'", Back::Json),
+    // JSON's own null and a JSON string: Debezium's form keeps them apart
+    // from SQL NULL and from text.
+    ("jnull", "jsonb", "'null'", Back::Json),
+    ("jstr", "jsonb", "'\"just a string\"'", Back::Json),
     ("x", "xml", "'<a b=\"1\">t&amp;</a>'", Back::Text),
     ("by", "bytea", "(SELECT string_agg(set_byte('\\x00'::bytea, 0, g), ''::bytea) FROM generate_series(0, 255) g)", Back::Base64),
     ("d", "date", "'0044-03-15 BC'", Back::Cast),
@@ -92,7 +96,7 @@ const COLUMNS: &[(&str, &str, &str, Back)] = &[
     ("anum", "numeric[]", "'{1.10,NaN,-0.5}'", Back::Elements),
     ("ats", "timestamptz[]", "'{\"2024-01-01 00:00:00+00\",infinity}'", Back::Elements),
     ("abool", "bool[]", "'{t,f}'", Back::ToJsonb),
-    ("ajb", "jsonb[]", "ARRAY['{\"a\": 1}'::jsonb, '[2]']", Back::ToJsonb),
+    ("ajb", "jsonb[]", "ARRAY['{\"a\": 1}'::jsonb, '[2]']", Back::Elements),
     ("abx", "box[]", "'{(1,1),(0,0);(3,3),(2,2)}'", Back::ElementsText),
     ("auuid", "uuid[]", "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'", Back::ToJsonb),
     ("adate", "date[]", "'{2024-02-29,infinity}'", Back::ToJsonb),
@@ -142,7 +146,7 @@ fn check(name: &str, ty: &str, back: Back) -> String {
             "c.{name}::text = ARRAY(SELECT jsonb_array_elements_text(v->'{name}'))::{ty}::text"
         ),
         Back::Base64 => format!("c.{name} = decode(v->>'{name}', 'base64')"),
-        Back::Json => format!("c.{name}::jsonb = v->'{name}'"),
+        Back::Json => format!("c.{name}::jsonb = (v->>'{name}')::jsonb"),
     }
 }
 

@@ -35,6 +35,16 @@ pub enum PgError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The slot is gone, invalidated or ahead of what this connector
+    /// delivered: streaming would skip changes, so nothing starts until
+    /// `spec.slot.onLoss` says what to do.
+    #[error("spec.slot.name: {message}")]
+    SlotLost {
+        /// The slot.
+        slot: String,
+        /// What happened, the last delivered position and the choices.
+        message: String,
+    },
     /// The TLS configuration cannot be built (a bad CA bundle, say).
     #[error("spec.postgres.caSecretRef: {context}: {source}")]
     Tls {

@@ -7,6 +7,7 @@
 //! | start-up checks and provisioning of the publication and the slot | [`provision`] |
 //! | what the catalog says of a listened table (columns, replica identity, key) | [`catalog`], [`shape`] |
 //! | the slot's state for the status, dropping slot and publication | [`slot`] |
+//! | whether the slot may be used, created or recreated, given what was delivered | [`slot_check`] |
 //! | credentials from secret references (files or Kubernetes Secrets) | [`credentials`] |
 //! | log sequence numbers | [`lsn`] |
 //! | errors, with the server's own words | [`error`] |
@@ -23,6 +24,7 @@ pub use pgkafka_crds::lsn;
 pub mod provision;
 pub mod shape;
 pub mod slot;
+pub mod slot_check;
 pub mod tls;
 
 pub use error::{postgres_detail, PgError};

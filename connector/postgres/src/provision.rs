@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{PgKafkaConnectorSpec, QualifiedTable, SlotSpec};
 use tokio_postgres::Client;
 
 use crate::catalog::{table_info, TableInfo};
 use crate::error::PgError;
 use crate::lsn::Lsn;
+use crate::slot_check::{decide, FoundSlot, SlotAction};
 
 /// `"na""me"`: an identifier quoted for SQL.
 pub fn quote_ident(name: &str) -> String {
@@ -66,17 +67,36 @@ pub async fn inspect(
     check_tables(client, spec, &spec.tables()).await
 }
 
-/// Checks the server and the listened tables, then ensures the publication
-/// and the slot; returns the slot's confirmed position.
-pub async fn provision(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
-    inspect(client, spec).await?;
-    ensure(client, spec).await
+/// The slot, ensured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ensured {
+    /// Its confirmed position (a new slot's consistent point).
+    pub start: Lsn,
+    /// Changes after what was delivered were lost on the way
+    /// (`spec.slot.onLoss` accepted it): under `resnapshot`, snapshot again.
+    pub gap: bool,
 }
 
-/// Ensures the publication and the slot; returns the slot's confirmed position.
-pub async fn ensure(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
+/// Checks the server and the listened tables, then ensures the publication
+/// and the slot, never past what was `delivered` unless `spec.slot.onLoss`
+/// says so ([`crate::slot_check`]).
+pub async fn provision(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    delivered: Option<Lsn>,
+) -> Result<Ensured, PgError> {
+    inspect(client, spec).await?;
+    ensure(client, spec, delivered).await
+}
+
+/// Ensures the publication and the slot (see [`provision`]).
+pub async fn ensure(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    delivered: Option<Lsn>,
+) -> Result<Ensured, PgError> {
     ensure_publication(client, spec, &spec.tables()).await?;
-    ensure_slot(client, spec).await
+    ensure_slot(client, spec, delivered).await
 }
 
 async fn check_wal_level(client: &Client) -> Result<(), PgError> {
@@ -227,8 +247,15 @@ async fn ensure_publication(
         )))
 }
 
-async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn, PgError> {
+async fn ensure_slot(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    delivered: Option<Lsn>,
+) -> Result<Ensured, PgError> {
     let slot = &spec.slot.name;
+    if spec.slot.failover {
+        check_failover_support(client).await?;
+    }
     let row = client
         .query_opt(
             "SELECT plugin::text, database::text, coalesce(wal_status, ''), confirmed_flush_lsn::text
@@ -237,64 +264,95 @@ async fn ensure_slot(client: &Client, spec: &PgKafkaConnectorSpec) -> Result<Lsn
         )
         .await
         .map_err(PgError::during("looking up the replication slot"))?;
-    let Some(row) = row else {
-        if !spec.slot.create {
-            return Err(PgError::Setup {
-                field: "spec.slot.name".into(),
-                message: format!(
-                    "replication slot {slot:?} does not exist and spec.slot.create is false"
-                ),
-            });
+    let found = match &row {
+        None => None,
+        Some(row) => {
+            let (plugin, database): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+            if plugin.as_deref() != Some("pgoutput")
+                || database.as_deref() != Some(spec.postgres.database.as_str())
+            {
+                return Err(PgError::Setup {
+                    field: "spec.slot.name".into(),
+                    message: format!(
+                        "slot {slot:?} exists but is not a pgoutput slot of database {:?} (plugin {plugin:?}, database {database:?})",
+                        spec.postgres.database
+                    ),
+                });
+            }
+            Some(FoundSlot {
+                lost: row.get::<_, String>(2) == "lost",
+                confirmed: parse_lsn(row.get(3))?,
+            })
         }
-        tracing::info!(slot = %slot, "creating replication slot");
-        return create_slot(client, slot, "creating").await;
     };
-    let (plugin, database, wal_status): (Option<String>, Option<String>, String) =
-        (row.get(0), row.get(1), row.get(2));
-    if plugin.as_deref() != Some("pgoutput")
-        || database.as_deref() != Some(spec.postgres.database.as_str())
-    {
+    let decision = decide(&spec.slot, found.as_ref(), delivered)?;
+    if decision.gap {
+        tracing::warn!(slot = %slot, delivered = ?delivered.map(|d| d.to_string()), policy = ?spec.slot.loss_policy(),
+            "changes after the delivered position cannot be streamed; going on as spec.slot.onLoss says");
+    }
+    let start = match (decision.action, found) {
+        (SlotAction::Use, Some(found)) => found.confirmed,
+        (SlotAction::Recreate, _) => {
+            client
+                .query_one("SELECT pg_drop_replication_slot($1)", &[slot])
+                .await
+                .map_err(PgError::during(format!(
+                    "dropping invalidated slot {slot:?}"
+                )))?;
+            create_slot(client, &spec.slot, "recreating").await?
+        }
+        (SlotAction::Create | SlotAction::Use, _) => {
+            tracing::info!(slot = %slot, "creating replication slot");
+            create_slot(client, &spec.slot, "creating").await?
+        }
+    };
+    Ok(Ensured {
+        start,
+        gap: decision.gap,
+    })
+}
+
+/// Failover slots need PostgreSQL 17: older servers are refused naming the
+/// field and the version.
+async fn check_failover_support(client: &Client) -> Result<(), PgError> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(PgError::during("reading the server version"))?;
+    let version: i32 = row.get(0);
+    if version < 170_000 {
         return Err(PgError::Setup {
-            field: "spec.slot.name".into(),
+            field: "spec.slot.failover".into(),
             message: format!(
-                "slot {slot:?} exists but is not a pgoutput slot of database {:?} (plugin {plugin:?}, database {database:?})",
-                spec.postgres.database
+                "failover slots need PostgreSQL 17 or later; this server is {}.{} \
+                 (server_version_num {version}): turn spec.slot.failover off or upgrade",
+                version / 10_000,
+                version % 10_000 / 100
             ),
         });
     }
-    if wal_status == "lost" {
-        if !spec.slot.recreate_if_lost {
-            return Err(PgError::Setup {
-                field: "spec.slot.name".into(),
-                message: format!(
-                    "slot {slot:?} is invalidated (wal_status = lost): the WAL it needed was removed and changes \
-                     were lost. Set spec.slot.recreateIfLost to accept that gap and start from now"
-                ),
-            });
-        }
-        tracing::warn!(slot = %slot, "slot invalidated; recreating it as spec.slot.recreateIfLost asks: changes since its last position are lost");
-        client
-            .query_one("SELECT pg_drop_replication_slot($1)", &[slot])
-            .await
-            .map_err(PgError::during(format!(
-                "dropping invalidated slot {slot:?}"
-            )))?;
-        return create_slot(client, slot, "recreating").await;
-    }
-    parse_lsn(row.get(3))
+    Ok(())
 }
 
-/// Creates pgoutput slot `slot`; returns its consistent point. `doing`
-/// names the step in the error.
-async fn create_slot(client: &Client, slot: &str, doing: &str) -> Result<Lsn, PgError> {
+/// The statement that creates `slot`: pgoutput, permanent, no two-phase,
+/// and a failover slot when asked (PostgreSQL 17's fifth argument).
+pub fn create_slot_sql(slot: &SlotSpec) -> &'static str {
+    if slot.failover {
+        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)"
+    } else {
+        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')"
+    }
+}
+
+/// Creates the slot; returns its consistent point. `doing` names the step
+/// in the error.
+async fn create_slot(client: &Client, slot: &SlotSpec, doing: &str) -> Result<Lsn, PgError> {
+    let name = &slot.name;
     let row = client
-        .query_one(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-            &[&slot],
-        )
+        .query_one(create_slot_sql(slot), &[name])
         .await
         .map_err(PgError::during(format!(
-            "{doing} replication slot {slot:?}"
+            "{doing} replication slot {name:?}"
         )))?;
     parse_lsn(row.get(0))
 }
@@ -310,6 +368,27 @@ fn parse_lsn(text: Option<String>) -> Result<Lsn, PgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_slots_are_created_with_postgresql_17s_fifth_argument() {
+        let mut slot = SlotSpec {
+            name: "s".into(),
+            create: true,
+            recreate_if_lost: false,
+            on_loss: Default::default(),
+            failover: false,
+        };
+        assert_eq!(
+            create_slot_sql(&slot),
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')"
+        );
+        slot.failover = true;
+        // (slot_name, plugin, temporary, twophase, failover)
+        assert_eq!(
+            create_slot_sql(&slot),
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)"
+        );
+    }
 
     #[test]
     fn unicode_and_quotes_survive_quoting() {

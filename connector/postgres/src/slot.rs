@@ -20,6 +20,10 @@ pub struct SlotState {
     pub wal_status: Option<String>,
     /// `pg_current_wal_lsn() - confirmed_flush_lsn`.
     pub lag_bytes: Option<i64>,
+    /// A failover slot (PostgreSQL 17+; `None` before).
+    pub failover: Option<bool>,
+    /// Synchronized from the primary (PostgreSQL 17+; `None` before).
+    pub synced: Option<bool>,
 }
 
 impl SlotState {
@@ -33,6 +37,8 @@ impl SlotState {
             wal_status: self.wal_status.clone(),
             lag_bytes: self.lag_bytes,
             last_event_time: None,
+            failover: self.failover,
+            synced: self.synced,
         }
     }
 }
@@ -41,9 +47,12 @@ impl SlotState {
 pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>, PgError> {
     let row = client
         .query_opt(
+            // failover and synced exist from PostgreSQL 17 on: read through
+            // the row's JSON, which is NULL for a column a server lacks.
             "SELECT active, confirmed_flush_lsn::text, restart_lsn::text, wal_status,
-                    (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint
-               FROM pg_replication_slots WHERE slot_name = $1",
+                    (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint,
+                    (to_jsonb(s) ->> 'failover')::boolean, (to_jsonb(s) ->> 'synced')::boolean
+               FROM pg_replication_slots s WHERE slot_name = $1",
             &[&slot],
         )
         .await
@@ -54,6 +63,8 @@ pub async fn read_slot(client: &Client, slot: &str) -> Result<Option<SlotState>,
         restart_lsn: r.get(2),
         wal_status: r.get(3),
         lag_bytes: r.get(4),
+        failover: r.get(5),
+        synced: r.get(6),
     }))
 }
 

@@ -10,7 +10,6 @@
 //! (counted in flight, so the caps still bound them) and sent in the next
 //! Kafka transaction once the commit resolved.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use pgkafka_crds::PgKafkaConnectorSpec;
@@ -19,6 +18,7 @@ use super::Delivery;
 use crate::error::Error;
 use crate::event::{Record, TxHeaders};
 use crate::lsn::Lsn;
+use crate::sink::compacted::ensure_compacted;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::transactions::{
     checkpoint_topic, checkpoint_value, due, read_checkpoint, transactional_id, OpenTransaction,
@@ -71,8 +71,7 @@ impl ExactlyOnce {
     /// Fences older producers and reads the last committed checkpoint;
     /// a checkpoint ahead of what is known committed is taken as committed.
     pub async fn start(&mut self, sink: &KafkaSink) -> Result<Option<Lsn>, Error> {
-        sink.ensure_topics(&[Arc::from(self.topic.as_str())])
-            .await?;
+        ensure_compacted(sink.base_config(), &[self.topic.as_str()]).await?;
         sink.init_transactions().await?;
         let (config, topic, id) = (
             sink.base_config().clone(),

@@ -35,6 +35,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::Record;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
+use crate::sink::compacted::ensure_compacted;
 use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
 use crate::sink::transactions::COMMIT_EVERY;
 use crate::sink::SinkError;
@@ -146,9 +147,10 @@ impl<'a> Delivery<'a> {
         }
     }
 
-    /// Creates topics written beside the records (snapshot progress).
-    pub async fn ensure_topics(&self, topics: &[Arc<str>]) -> Result<(), Error> {
-        Ok(self.sink.ensure_topics(topics).await?)
+    /// Creates the engine's internal topics (snapshot progress, the
+    /// offsets record) compacted, and checks those that exist.
+    pub async fn ensure_internal_topics(&self, topics: &[&str]) -> Result<(), Error> {
+        Ok(ensure_compacted(self.sink.base_config(), topics).await?)
     }
 
     /// Below the in-flight caps: the session may read the stream.

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pgkafka_crds::{QualifiedTable, SnapshotMode};
+use pgkafka_crds::{QualifiedTable, SlotLossPolicy, SnapshotMode};
 use tokio::sync::watch;
 
+mod offsets;
 mod session;
 
 use crate::config::EngineConfig;
@@ -24,8 +25,10 @@ use crate::source::catalog::snapshot_key;
 use crate::source::connection::connect_verified;
 use crate::source::lookup::TypeRows;
 use crate::source::provision;
+use crate::source::stream::{identify, Identity, StreamSettings};
 use crate::source::tls::VerifiedName;
 use crate::transform::stage::Transform;
+use offsets::Offsets;
 use session::{Session, SessionContext};
 
 /// A session that streamed this long resets the backoff.
@@ -44,6 +47,7 @@ struct StartUp {
     primary_keys: HashMap<QualifiedTable, Vec<String>>,
     flushed: Lsn,
     verified: VerifiedName,
+    identity: Identity,
 }
 
 /// Runs the engine until `shutdown` turns true, or a fault that retrying
@@ -56,12 +60,13 @@ pub(crate) async fn run(
     shared: SharedSnapshots,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
+    let ca_file = stream_ca_file(&cfg)?;
     let StartUp {
         primary_keys,
         mut flushed,
         verified,
-    } = start_up(&cfg, &metrics).await?;
-    let ca_file = stream_ca_file(&cfg)?;
+        identity,
+    } = start_up(&cfg, &metrics, &shared, ca_file.clone(), limits).await?;
     metrics.confirmed_lsn.set(lsn_gauge(flushed));
     metrics
         .in_flight_limit
@@ -83,6 +88,7 @@ pub(crate) async fn run(
             ca_file: ca_file.clone(),
             verified_name: verified.get(),
             shared: shared.clone(),
+            identity: identity.clone(),
         };
         let mut session = Session::new(ctx, flushed)?;
         let result = session.run(start, &mut shutdown).await;
@@ -109,9 +115,17 @@ pub(crate) async fn run(
 }
 
 /// Checks the server and the listeners' tables (filters and column
-/// selections against the catalog, before anything is created), then
-/// ensures the publication and the slot.
-async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Error> {
+/// selections against the catalog, before anything is created), then who
+/// the server is and what this connector delivered before, then ensures the
+/// publication and the slot: never starting past what was delivered unless
+/// `spec.slot.onLoss` says so (`pgkafka_postgres::slot_check`).
+async fn start_up(
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    shared: &SharedSnapshots,
+    ca_file: Option<PathBuf>,
+    limits: Limits,
+) -> Result<StartUp, Error> {
     let verified = VerifiedName::default();
     let application_name = format!("pgkafka-{}", cfg.name);
     let client = connect_verified(
@@ -121,10 +135,59 @@ async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Erro
         &verified,
     )
     .await?;
-    let mut tables = provision::inspect(&client, &cfg.spec).await?;
+    let primary_keys = check_listeners(cfg, metrics, &client).await?;
+    let settings = stream_settings(cfg, ca_file, verified.get(), limits.status_interval);
+    let identity = identify(settings).await?;
+    let delivered = Offsets::read(cfg).await?;
+    if let Some(d) = &delivered {
+        if d.system_identifier != identity.system_id {
+            return Err(ErrorKind::OtherCluster {
+                slot: cfg.spec.slot.name.clone(),
+                recorded: d.system_identifier.clone(),
+                found: identity.system_id.clone(),
+                delivered: d.confirmed_lsn,
+            }
+            .into());
+        }
+    }
+    let ensured = provision::ensure(
+        &client,
+        &cfg.spec,
+        delivered.as_ref().map(|d| d.confirmed_lsn),
+    )
+    .await?;
+    if ensured.gap && cfg.spec.slot.loss_policy() == SlotLossPolicy::Resnapshot {
+        let tables: Vec<QualifiedTable> = cfg
+            .spec
+            .listeners
+            .iter()
+            .filter_map(|l| QualifiedTable::parse(&l.table).ok())
+            .collect();
+        tracing::warn!(tables = tables.len(), "the slot lost changes: snapshotting every listened table again (spec.slot.onLoss: resnapshot)");
+        shared.request_because(
+            tables,
+            "the slot lost changes (spec.slot.onLoss: resnapshot)",
+        );
+    }
+    Ok(StartUp {
+        primary_keys,
+        flushed: ensured.start,
+        verified,
+        identity,
+    })
+}
+
+/// The listeners' tables as the catalog has them: filters and column
+/// selections compile, snapshot keys exist; returns the primary keys.
+async fn check_listeners(
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    client: &tokio_postgres::Client,
+) -> Result<HashMap<QualifiedTable, Vec<String>>, Error> {
+    let mut tables = provision::inspect(client, &cfg.spec).await?;
     let mut types = TypeRows::default();
     for info in tables.values_mut() {
-        types.resolve(&client, &mut info.shape.columns).await?;
+        types.resolve(client, &mut info.shape.columns).await?;
     }
     Transform::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
         .check_tables(tables.values().map(|info| &info.shape))?;
@@ -140,20 +203,31 @@ async fn start_up(cfg: &EngineConfig, metrics: &Metrics) -> Result<StartUp, Erro
             };
             let field = format!("spec.listeners[{i}].keyColumns");
             let configured = listener.key_columns.as_deref();
-            snapshot_key(&client, &info.shape, &info.primary_key, configured, &field).await?;
+            snapshot_key(client, &info.shape, &info.primary_key, configured, &field).await?;
         }
     }
-    let primary_keys = tables
+    Ok(tables
         .into_iter()
         .filter(|(_, info)| !info.primary_key.is_empty())
         .map(|(t, info)| (t, info.primary_key))
-        .collect();
-    let flushed = provision::ensure(&client, &cfg.spec).await?;
-    Ok(StartUp {
-        primary_keys,
-        flushed,
-        verified,
-    })
+        .collect())
+}
+
+/// Where and how the replication stream connects.
+pub(super) fn stream_settings(
+    cfg: &EngineConfig,
+    ca_file: Option<PathBuf>,
+    verified_name: Option<String>,
+    status_interval: std::time::Duration,
+) -> StreamSettings<'_> {
+    StreamSettings {
+        application_name: format!("pgkafka-{}", cfg.name),
+        spec: &cfg.spec,
+        credentials: &cfg.postgres,
+        ca_file,
+        verified_name,
+        status_interval,
+    }
 }
 
 /// The CA bundle as a file for the replication stream: the secrets file

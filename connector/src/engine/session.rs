@@ -10,7 +10,8 @@ use std::time::Duration;
 use pgkafka_crds::QualifiedTable;
 use tokio::sync::watch;
 
-use super::{lsn_gauge, Limits};
+use super::offsets::Offsets;
+use super::{lsn_gauge, stream_settings, Limits};
 use crate::config::EngineConfig;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::delivery::Delivery;
@@ -20,7 +21,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::snapshot::{SharedSnapshots, Snapshots, Watermark};
 use crate::source::lookup::Lookups;
-use crate::source::stream::{ReplicationStream, StreamEvent, StreamSettings};
+use crate::source::stream::{Identity, ReplicationStream, StreamEvent, StreamSettings};
 use crate::transform::stage::{Boundary, Transform};
 
 /// How long a session is given to deliver what it sent when asked to stop.
@@ -42,6 +43,8 @@ pub(super) struct SessionContext<'a> {
     pub verified_name: Option<String>,
     /// Snapshot progress and requests.
     pub shared: SharedSnapshots,
+    /// Who the server is (written with the offsets record).
+    pub identity: Identity,
 }
 
 /// The source transaction being read.
@@ -64,6 +67,9 @@ pub(super) struct Session<'a> {
     reported: Lsn,
     /// What Relation messages need from the catalog.
     lookups: Lookups<'a>,
+    /// The record of what was delivered: only recorded positions are
+    /// confirmed to PostgreSQL.
+    offsets: Offsets,
 }
 
 impl<'a> Session<'a> {
@@ -79,6 +85,7 @@ impl<'a> Session<'a> {
             &cfg.postgres,
         );
         Ok(Session {
+            offsets: Offsets::new(cfg, ctx.identity.clone(), flushed)?,
             lookups,
             delivery: Delivery::open(cfg, ctx.metrics, ctx.limits, flushed)?,
             snapshots: Snapshots::new(cfg, ctx.metrics, ctx.shared.clone())?,
@@ -97,11 +104,21 @@ impl<'a> Session<'a> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let start = self.delivery.start(self.transform.topics(), start).await?;
-        let mut stream = ReplicationStream::open(self.stream_settings(), start).await?;
+        let progress_topic = self.snapshots.topic();
         self.delivery
-            .ensure_topics(&[self.snapshots.topic()])
+            .ensure_internal_topics(&[self.offsets.topic()])
             .await?;
+        // The stream confirms `start` as it opens (a Kafka checkpoint may be
+        // ahead of the slot under exactly-once): record it first.
+        self.offsets.flush(start).await?;
+        let mut stream = ReplicationStream::open(self.stream_settings(), start).await?;
+        // Read what progress exists before creating its topic: a topic that
+        // does not exist yet holds nothing, and reading one just created
+        // costs a fetch round per partition.
         self.snapshots.start().await?;
+        self.delivery
+            .ensure_internal_topics(&[&progress_topic])
+            .await?;
         let requested = self.snapshots.requested();
         let (cfg, metrics) = (self.ctx.cfg, self.ctx.metrics);
         metrics.streaming.set(1);
@@ -116,43 +133,48 @@ impl<'a> Session<'a> {
                 _ = requested.notified() => self.snapshots.take_requests(),
                 event = stream.recv(), if room => self.on_stream_event(event?).await?,
             }
-            self.report(&stream);
+            self.report(&stream).await?;
             self.snapshots.persist(self.reported).await?;
         }
         self.delivery.finish(DRAIN_TIMEOUT).await?;
-        self.report(&stream);
+        let safe = self.delivery.safe_position();
+        self.offsets.flush(safe).await?;
+        self.report(&stream).await?;
         let flushed = self.reported;
         stream.close(flushed).await?;
         tracing::info!(confirmed = %flushed, "stopped");
         Ok(())
     }
 
-    fn stream_settings(&self) -> StreamSettings<'_> {
-        let cfg = self.ctx.cfg;
-        StreamSettings {
-            application_name: format!("pgkafka-{}", cfg.name),
-            spec: &cfg.spec,
-            credentials: &cfg.postgres,
-            ca_file: self.ctx.ca_file.clone(),
-            verified_name: self.ctx.verified_name.clone(),
-            status_interval: self.ctx.limits.status_interval,
-        }
+    fn stream_settings(&self) -> StreamSettings<'a> {
+        let ctx = &self.ctx;
+        stream_settings(
+            ctx.cfg,
+            ctx.ca_file.clone(),
+            ctx.verified_name.clone(),
+            ctx.limits.status_interval,
+        )
     }
 
-    /// The position that is safe to confirm (used after the session ended).
+    /// The position that is safe to confirm (used after the session
+    /// ended): delivered, and recorded as delivered.
     pub fn safe_position(&mut self) -> Lsn {
-        self.delivery.safe_position()
+        self.delivery.safe_position().min(self.offsets.recorded())
     }
 
-    /// Tells PostgreSQL the safe position when it moved.
-    fn report(&mut self, stream: &ReplicationStream) {
-        let safe = self.delivery.safe_position();
+    /// Records the safe position when it moved, and tells PostgreSQL what
+    /// is recorded.
+    async fn report(&mut self, stream: &ReplicationStream) -> Result<(), Error> {
+        let delivered = self.delivery.safe_position();
+        self.offsets.record(delivered).await?;
+        let safe = delivered.min(self.offsets.recorded());
         if safe > self.reported {
             debug_assert!(safe >= self.reported, "LSN went backwards");
             self.reported = safe;
             stream.confirm(safe);
             self.ctx.metrics.confirmed_lsn.set(lsn_gauge(safe));
         }
+        Ok(())
     }
 
     async fn on_stream_event(&mut self, event: StreamEvent) -> Result<(), Error> {

@@ -167,6 +167,7 @@ struct Outgoing<'a> {
     payload: Option<&'a [u8]>,
     tx: &'a TxHeaders,
     part: Option<&'a str>,
+    moved: Option<&'a crate::event::MovedKey>,
 }
 
 /// The producer of one engine session.
@@ -337,6 +338,7 @@ impl KafkaSink {
             payload: record.payload.as_deref(),
             tx: &record.tx,
             part: part.as_deref(),
+            moved: record.moved.as_ref(),
         };
         self.produce(message, tag)
     }
@@ -356,6 +358,7 @@ impl KafkaSink {
             payload: Some(payload),
             tx,
             part: None,
+            moved: None,
         };
         self.produce(message, Tag::Checkpoint)
     }
@@ -374,6 +377,12 @@ impl KafkaSink {
             headers = headers.insert(Header {
                 key: HEADER_PART,
                 value: Some(part.as_bytes()),
+            });
+        }
+        if let Some((key, value)) = m.moved.map(crate::event::MovedKey::header) {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
             });
         }
         let mut msg = BaseRecord::with_opaque_to(m.topic, tag.pack()).headers(headers);

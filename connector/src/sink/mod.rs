@@ -57,6 +57,15 @@ pub(crate) enum SinkError {
         /// Why.
         source: tokio::task::JoinError,
     },
+    /// An internal topic exists without compaction: retention would delete
+    /// what a restart needs.
+    #[error("kafka: internal topic {topic} has cleanup.policy={policy}: retention would delete the records a restart resumes from. Make it compacted (kafka-configs --alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact) and restart")]
+    NotCompacted {
+        /// The topic.
+        topic: String,
+        /// Its policy.
+        policy: String,
+    },
     /// Reading a compacted topic (checkpoints, snapshot progress) took too long.
     #[error("kafka: reading {topic} took over {seconds} s")]
     ReadTimeout {

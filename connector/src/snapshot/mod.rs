@@ -187,7 +187,13 @@ impl<'a> Snapshots<'a> {
     fn read(&mut self, listener: usize, table: QualifiedTable, after: Option<Vec<String>>) {
         let spec = &self.cfg.spec.listeners[listener];
         if after.is_none() {
-            self.shared.set(pending(&table), self.metrics);
+            // A fresh start keeps the reason a request gave.
+            let mut fresh = pending(&table);
+            fresh.shown.reason = self
+                .shared
+                .get(&table_name(&table))
+                .and_then(|p| p.shown.reason);
+            self.shared.set(fresh, self.metrics);
         }
         let request = TableRequest {
             table,

@@ -62,9 +62,20 @@ impl SharedSnapshots {
 
     /// Asks for a snapshot of `tables` (already checked to be listened).
     pub fn request(&self, tables: Vec<QualifiedTable>) {
+        self.request_with(tables, None);
+    }
+
+    /// Asks for a snapshot of `tables` for `reason`, which their status shows.
+    pub fn request_because(&self, tables: Vec<QualifiedTable>, reason: &str) {
+        self.request_with(tables, Some(reason));
+    }
+
+    fn request_with(&self, tables: Vec<QualifiedTable>, reason: Option<&str>) {
         self.with(|s| {
             for t in &tables {
-                s.tables.insert(table_name(t), pending(t));
+                let mut p = pending(t);
+                p.shown.reason = reason.map(str::to_owned);
+                s.tables.insert(table_name(t), p);
             }
             s.requests.extend(tables);
         });

@@ -116,6 +116,26 @@ impl ReplicationStream {
     }
 }
 
+/// Who is behind the address: IDENTIFY_SYSTEM on a replication session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The cluster's system identifier (decimal).
+    pub system_id: String,
+    /// Its current timeline.
+    pub timeline: u32,
+}
+
+/// Asks the server who it is (IDENTIFY_SYSTEM), on a replication session
+/// of its own that never starts streaming.
+pub(crate) async fn identify(settings: StreamSettings<'_>) -> Result<Identity, StreamError> {
+    let mut client = ReplicationClient::connect_gated(config(settings, Lsn::ZERO)).await?;
+    let answer = client.identify_system().await?;
+    Ok(Identity {
+        system_id: answer.system_id,
+        timeline: answer.timeline,
+    })
+}
+
 /// The carrier's event as ours; `None` for what the engine does not use.
 fn convert(event: ReplicationEvent) -> Result<Option<StreamEvent>, StreamError> {
     let (message, lsn) = match event {

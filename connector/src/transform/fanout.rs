@@ -1,6 +1,8 @@
 //! From one change to records: one per target whose filter passes (targets
 //! with the same encoding share one payload), or one change in a
-//! transaction group; and the keys a snapshot chunk must drop.
+//! transaction group. An UPDATE that changed the record key becomes, for
+//! per-change targets, a delete of the old key (and its tombstone) and a
+//! create of the new one, as Debezium writes it.
 
 use std::cell::Cell;
 
@@ -16,7 +18,9 @@ use super::route::{CompiledRoute, Listener};
 use super::schema::wrap;
 use super::TransformError;
 use crate::decode::values::ValueModes;
-use crate::event::{Change, Datum, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo};
+use crate::event::{
+    Change, Datum, MovedKey, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo,
+};
 use crate::lsn::Lsn;
 
 /// Writes envelopes, remembering their usual size.
@@ -37,18 +41,50 @@ impl Encoder {
     }
 }
 
-/// RowChange change of one row, ready to fan out to a listener's targets.
+/// One change of one row, ready to fan out to a listener's targets.
 pub(super) struct RowChange<'a> {
     pub change: Change<'a>,
     pub row: RowView<'a>,
     pub key: Option<Bytes>,
+    /// An UPDATE that changed the record key: the old key. Such a change
+    /// reaches each target (but whole-transaction ones) as Debezium writes
+    /// it: a delete of the old key, its tombstone, a create of the new key.
+    pub old_key: Option<Bytes>,
     pub headers: &'a Arc<TxHeaders>,
     pub now_ms: i64,
 }
 
-/// RowChange record per target whose filter passes (targets with the same
+/// Payloads already written for one change, by (envelope, columns): targets
+/// with the same encoding share one.
+#[derive(Default)]
+struct Payloads<'e>(Vec<(Envelope, Option<&'e [bool]>, Bytes)>);
+
+impl<'e> Payloads<'e> {
+    fn get(
+        &mut self,
+        encoder: &Encoder,
+        change: &Change<'_>,
+        now_ms: i64,
+        encoding: Encoding<'e>,
+    ) -> Bytes {
+        let hit = self
+            .0
+            .iter()
+            .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns);
+        if let Some((_, _, payload)) = hit {
+            return payload.clone();
+        }
+        let payload = encoder.encode(change, now_ms, encoding);
+        self.0
+            .push((encoding.envelope, encoding.columns, payload.clone()));
+        payload
+    }
+}
+
+/// One record per target whose filter passes (targets with the same
 /// encoding share one payload); grouped targets buffer the change instead,
-/// or, without `groups` (snapshot rows), get nothing.
+/// or, without `groups` (snapshot rows), get nothing. Filters see the change
+/// as it happened (a key-changing UPDATE is an UPDATE to them).
 pub(super) fn fan_out(
     listener: &Listener,
     route: &CompiledRoute,
@@ -58,11 +94,14 @@ pub(super) fn fan_out(
     out: &mut Vec<Record>,
 ) -> Result<(), TransformError> {
     let snapshot = one.change.op == Op::Read;
-    let key = match (&route.key_schema, &one.key) {
-        (Some(schema), Some(key)) => Some(Bytes::from(wrap(schema, key))),
-        _ => one.key.clone(),
+    let wrap_key = |k: &Bytes| match &route.key_schema {
+        Some(schema) => Bytes::from(wrap(schema, k)),
+        None => k.clone(),
     };
-    let mut encoded: Vec<(Envelope, Option<&[bool]>, Bytes)> = Vec::new();
+    let key = one.key.as_ref().map(wrap_key);
+    let old_key = one.old_key.as_ref().map(wrap_key);
+    let split = one.old_key.as_ref().map(|_| split_key_change(&one.change));
+    let (mut payloads, mut deletes, mut creates) = Default::default();
     for (j, target) in listener.targets.iter().enumerate() {
         if snapshot && (!target.snapshot || target.group.is_some()) {
             continue;
@@ -79,44 +118,94 @@ pub(super) fn fan_out(
             columns: route.masks[j].as_deref(),
             schema: route.value_schemas.get(j).map(|s| &s[..]),
         };
-        let payload = match encoded
-            .iter()
-            .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns)
-        {
-            Some((_, _, payload)) => payload.clone(),
-            None => {
-                let payload = encoder.encode(&one.change, one.now_ms, encoding);
-                encoded.push((encoding.envelope, encoding.columns, payload.clone()));
-                payload
-            }
-        };
         target.records.inc();
-        target.bytes.inc_by(payload.len() as u64);
-        match (target.group, groups.as_deref_mut()) {
-            (Some(g), Some(groups)) => groups.push(g, payload, one.change.tx.xid)?,
+        if let (Some(g), Some(groups)) = (target.group, groups.as_deref_mut()) {
+            let payload = Payloads::get(&mut payloads, encoder, &one.change, one.now_ms, encoding);
+            target.bytes.inc_by(payload.len() as u64);
+            groups.push(g, payload, one.change.tx.xid)?;
+            continue;
+        }
+        let emit = Emit {
+            target,
+            headers: one.headers,
+        };
+        match (&split, &old_key) {
+            (Some((delete, create)), Some(old)) => {
+                let gone = Payloads::get(&mut deletes, encoder, delete, one.now_ms, encoding);
+                let moved = key.clone().map(MovedKey::To);
+                emit.push(out, Some(old.clone()), gone, true, moved);
+                let born = Payloads::get(&mut creates, encoder, create, one.now_ms, encoding);
+                emit.push(
+                    out,
+                    key.clone(),
+                    born,
+                    false,
+                    Some(MovedKey::From(old.clone())),
+                );
+            }
             _ => {
-                let record = Record {
-                    topic: Arc::clone(&target.topic),
-                    topic_index: target.topic_index,
-                    key: key.clone(),
-                    payload: Some(payload),
-                    tx: Arc::clone(one.headers),
-                    part: None,
-                };
-                // After a delete, the same key with a null value: compaction
-                // then forgets the key (Debezium's tombstones.on.delete).
-                let tombstone =
-                    (one.change.op == Op::Delete && target.tombstones && record.key.is_some())
-                        .then(|| Record {
-                            payload: None,
-                            ..record.clone()
-                        });
-                out.push(record);
-                out.extend(tombstone);
+                let payload =
+                    Payloads::get(&mut payloads, encoder, &one.change, one.now_ms, encoding);
+                let delete = one.change.op == Op::Delete;
+                emit.push(out, key.clone(), payload, delete, None);
             }
         }
     }
     Ok(())
+}
+
+/// A key-changing UPDATE as Debezium writes it: a delete of the old row,
+/// then a create of the new one.
+fn split_key_change<'a>(change: &Change<'a>) -> (Change<'a>, Change<'a>) {
+    let delete = Change {
+        op: Op::Delete,
+        after: Row::Absent,
+        ..*change
+    };
+    let create = Change {
+        op: Op::Create,
+        before: Row::Absent,
+        ..*change
+    };
+    (delete, create)
+}
+
+/// Records of one target.
+struct Emit<'t> {
+    target: &'t super::route::Target,
+    headers: &'t Arc<TxHeaders>,
+}
+
+impl Emit<'_> {
+    /// The record, and after a delete the same key with a null value:
+    /// compaction then forgets the key (Debezium's tombstones.on.delete).
+    fn push(
+        &self,
+        out: &mut Vec<Record>,
+        key: Option<Bytes>,
+        payload: Bytes,
+        delete: bool,
+        moved: Option<MovedKey>,
+    ) {
+        self.target.bytes.inc_by(payload.len() as u64);
+        let record = Record {
+            topic: Arc::clone(&self.target.topic),
+            topic_index: self.target.topic_index,
+            key,
+            payload: Some(payload),
+            tx: Arc::clone(self.headers),
+            part: None,
+            moved,
+        };
+        let tombstone =
+            (delete && self.target.tombstones && record.key.is_some()).then(|| Record {
+                payload: None,
+                moved: None,
+                ..record.clone()
+            });
+        out.push(record);
+        out.extend(tombstone);
+    }
 }
 
 pub(super) fn change_of<'a>(

@@ -21,7 +21,7 @@ pub struct FilterError {
     pub message: String,
 }
 
-/// RowChange change, as a filter sees it.
+/// One change, as a filter sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct RowView<'a> {
     /// What happened.
@@ -131,7 +131,7 @@ fn error_at(path: &str, suffix: &str, message: String) -> FilterError {
     }
 }
 
-/// RowChange condition on one column: the column must exist, and its old value
+/// One condition on one column: the column must exist, and its old value
 /// must be sent when the condition reads it.
 fn compile_leaf(c: &ConditionSpec, shape: &TableShape, path: &str) -> Result<Leaf, FilterError> {
     // `validate()` has checked the form; these only guard against misuse.

@@ -29,7 +29,7 @@ const WRAPPER_BYTES: usize = 1024;
 /// it, the group that crosses it goes on in a spill file.
 pub(crate) const GROUP_MEMORY_BUDGET: usize = 8 * 1024 * 1024;
 
-/// RowChange group's changes of the current transaction, cut into parts (each
+/// One group's changes of the current transaction, cut into parts (each
 /// under the message size) as they arrive, so the part count is known at
 /// the commit however the changes are stored.
 #[derive(Debug, Default)]
@@ -201,6 +201,7 @@ impl GroupBuffers {
                 payload: Some(Bytes::from(out)),
                 tx: Arc::clone(&f.headers),
                 part: Some((f.part, parts)),
+                moved: None,
             }));
         }
     }

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{Action, JsonHandlingMode, PgKafkaConnectorSpec, QualifiedTable};
 
 use super::encode::EnvelopeContext;
 use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
@@ -118,7 +118,8 @@ impl Transform {
                         decimal: spec.kafka.decimal_handling_mode,
                         time: spec.kafka.time_precision_mode,
                         binary: spec.kafka.binary_handling_mode,
-                        json_as_text: spec.kafka.schemas,
+                        json_as_text: spec.kafka.schemas
+                            || spec.kafka.json_handling_mode == JsonHandlingMode::String,
                     },
                 },
                 payload_hint: Cell::new(256),
@@ -307,6 +308,7 @@ impl Transform {
             payload: Some(Bytes::from(value.to_string())),
             tx: Arc::clone(headers),
             part: None,
+            moved: None,
         });
         self.announced
             .insert(shape.table.clone(), shape.columns.clone());
@@ -376,10 +378,12 @@ impl Transform {
         let change = change_of(relation, &row, lsn, *tx);
         let modes = &self.encoder.context.modes;
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)), modes);
+        let old_key = moved_from(relation, &row, modes).filter(|old| Some(old) != key.as_ref());
         let one = RowChange {
             change,
             row,
             key,
+            old_key,
             headers,
             now_ms,
         };
@@ -440,6 +444,7 @@ impl Transform {
                 change,
                 row: view,
                 key,
+                old_key: None,
                 headers: &headers,
                 now_ms,
             };
@@ -447,6 +452,27 @@ impl Transform {
         }
         Ok(kept)
     }
+}
+
+/// An UPDATE's record key before it, when the old image carries every key
+/// column: the whole old row (REPLICA IDENTITY FULL), or the replica
+/// identity when the record key is part of it (pgoutput sends that only when
+/// it changed). `None` otherwise: the key cannot have changed, or cannot be
+/// told.
+fn moved_from(relation: &Relation, row: &RowView<'_>, modes: &ValueModes) -> Option<Bytes> {
+    if row.action != Action::Update || relation.key.is_empty() {
+        return None;
+    }
+    let carries_key = match row.old? {
+        OldTuple::Full(_) => true,
+        OldTuple::Key(_) => relation
+            .key
+            .iter()
+            .all(|&i| relation.shape.columns.get(i).is_some_and(|c| c.is_key)),
+    };
+    carries_key
+        .then(|| record_key(relation, row.old.map(OldTuple::datums), modes))
+        .flatten()
 }
 
 #[cfg(test)]

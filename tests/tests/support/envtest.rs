@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use kube::api::Api;
 use kube::Client;
-use pgkafka_crds::PgKafkaConnector;
+use pgkafka_crds::{PgKafkaConnector, SnapshotMode};
 use pgkafka_tests::cluster::{ApiServer, Operator};
 use pgkafka_tests::kubelet::Kubelet;
-use pgkafka_tests::{consume, distinct_ids, unique, wait_for, Broker, Postgres, TestDb};
+use pgkafka_tests::{consume, distinct_ids, unique, wait_for, Broker, Manifest, Postgres, TestDb};
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_operator");
@@ -86,26 +86,22 @@ impl Env {
     }
 
     /// A connector named `name` on slot `slot`, listening to `orders`.
-    pub fn connector(&self, name: &str, slot: &str, prefix: &str, extra_spec: &str) -> String {
-        format!(
-            r#"apiVersion: pgkafka.io/v1alpha1
-kind: PgKafkaConnector
-metadata:
-  name: {name}
-spec:
-  postgres: {{host: 127.0.0.1, port: {port}, database: {db}, user: postgres, passwordSecretRef: {{name: pg, key: password}}, sslMode: disable}}
-  publication: {{name: {slot}_pub}}
-  slot: {{name: {slot}}}
-  kafka:
-    bootstrapServers: ["{bootstrap}"]
-    topicPrefix: {prefix}
-    properties: {{message.timeout.ms: "10000"}}
-  listeners: [{{table: public.orders}}]
-{extra_spec}"#,
-            port = self.db.port,
-            db = self.db.name,
-            bootstrap = self.broker.bootstrap,
+    /// Connector `name` on this namespace's database and broker, capturing
+    /// `public.orders` through slot `slot` and publication `<slot>_pub`, with
+    /// initial snapshots (the default); tests change it with the builder.
+    pub fn connector(&self, name: &str, slot: &str, prefix: &str) -> Manifest {
+        Manifest::new(
+            name,
+            &self.db,
+            &self.broker.bootstrap,
+            prefix,
+            "    - table: public.orders",
         )
+        .spec(|s| {
+            s.slot.name = slot.into();
+            s.publication.name = format!("{slot}_pub");
+            s.snapshot.mode = SnapshotMode::Initial;
+        })
     }
 
     pub fn api<K>(&self) -> Api<K>

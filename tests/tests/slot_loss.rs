@@ -1,0 +1,252 @@
+//! A slot that lost changes is never recreated silently: the engine keeps
+//! its own record of what it delivered (a compacted topic) and compares the
+//! slot with it at every start. Real PostgreSQL, real broker; the engine as
+//! a process.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pgkafka_crds::SlotLossPolicy;
+use pgkafka_tests::{read_to_end, unique, Broker, Engine, Manifest, Postgres, TestDb};
+
+const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+const LONG: Duration = Duration::from_secs(60);
+
+/// One connector on `orders` that streamed rows 1..=3 and was stopped.
+struct Delivered {
+    db: TestDb,
+    broker: Broker,
+    manifest: Manifest,
+    slot: String,
+    topic: String,
+}
+
+async fn delivered_then_stopped() -> Delivered {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+        .await;
+    let (name, prefix) = (unique("loss"), unique("loss"));
+    let manifest = Manifest::new(
+        &name,
+        &db,
+        &broker.bootstrap,
+        &prefix,
+        "    - table: orders",
+    );
+    let mut engine = Engine::start(ENGINE, &manifest.yaml());
+    engine.wait_streaming();
+    db.exec("INSERT INTO orders SELECT g, 'before' FROM generate_series(1, 3) g")
+        .await;
+    let slot = format!("{name}_slot");
+    db.wait_confirmed_all(&slot, LONG).await;
+    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
+    Delivered {
+        db,
+        broker,
+        manifest,
+        slot,
+        topic: format!("{prefix}.public.orders"),
+    }
+}
+
+fn ids(records: &[pgkafka_tests::Consumed], op: &str) -> BTreeSet<i64> {
+    records
+        .iter()
+        .filter(|r| r.value["op"] == op)
+        .filter_map(|r| r.value["after"]["id"].as_i64())
+        .collect()
+}
+
+async fn slot_exists(db: &TestDb, slot: &str) -> bool {
+    db.client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("query slots")
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vanished_slot_is_refused_naming_it_and_the_delivered_position() {
+    let d = delivered_then_stopped().await;
+    d.db.exec(&format!("SELECT pg_drop_replication_slot('{}')", d.slot))
+        .await;
+    d.db.exec("INSERT INTO orders VALUES (4, 'gap'), (5, 'gap')")
+        .await;
+    let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
+    let halted = wait_halted(&mut engine).await;
+    assert!(
+        halted.contains(&format!("{:?} does not exist", d.slot))
+            && halted.contains("delivered changes through it up to")
+            && halted.contains("spec.slot.onLoss"),
+        "{halted}"
+    );
+    assert!(
+        engine
+            .http_get("/readyz")
+            .is_some_and(|(code, _)| code != 200),
+        "not ready while refusing"
+    );
+    assert!(
+        !slot_exists(&d.db, &d.slot).await,
+        "no slot was created at 'now'"
+    );
+    let (code, log) = engine.wait_exit(LONG);
+    assert_eq!(code, Some(1), "{log}");
+}
+
+/// Waits until the engine's `/status` says it halted; its words.
+async fn wait_halted(engine: &mut Engine) -> String {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        if let Some(h) = engine.halted() {
+            return h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine did not halt:\n{}",
+            engine.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recreate_accepts_the_gap_and_resnapshot_sends_every_row_again() {
+    let d = delivered_then_stopped().await;
+    d.db.exec(&format!("SELECT pg_drop_replication_slot('{}')", d.slot))
+        .await;
+    d.db.exec("INSERT INTO orders VALUES (4, 'gap')").await;
+    // recreate: streams on from a new slot; row 4 is the accepted gap.
+    let recreate = d
+        .manifest
+        .clone()
+        .spec(|s| s.slot.on_loss = SlotLossPolicy::Recreate);
+    let mut engine = Engine::start(ENGINE, &recreate.yaml());
+    engine.wait_streaming();
+    d.db.exec("INSERT INTO orders VALUES (5, 'after')").await;
+    d.db.wait_confirmed_all(&d.slot, LONG).await;
+    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
+    let records = read_to_end(&d.broker.bootstrap, &d.topic);
+    assert_eq!(
+        ids(&records, "c"),
+        BTreeSet::from([1, 2, 3, 5]),
+        "row 4 is the gap"
+    );
+
+    // resnapshot: the slot is gone again; a new one, and every row as `r`.
+    d.db.exec(&format!("SELECT pg_drop_replication_slot('{}')", d.slot))
+        .await;
+    d.db.exec("INSERT INTO orders VALUES (6, 'gap')").await;
+    let resnapshot = d
+        .manifest
+        .clone()
+        .spec(|s| s.slot.on_loss = SlotLossPolicy::Resnapshot);
+    let mut engine = Engine::start(ENGINE, &resnapshot.yaml());
+    engine.wait_streaming();
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let status = engine.status().expect("/status");
+        let table = status
+            .snapshot
+            .tables
+            .iter()
+            .find(|t| t.table == "public.orders");
+        if let Some(t) = table.filter(|t| t.state == pgkafka_crds::report::SnapshotState::Done) {
+            let reason = t.reason.clone().unwrap_or_default();
+            assert!(reason.contains("slot lost changes"), "{t:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no resnapshot: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.db.wait_confirmed_all(&d.slot, LONG).await;
+    let records = read_to_end(&d.broker.bootstrap, &d.topic);
+    assert_eq!(
+        ids(&records, "r"),
+        BTreeSet::from([1, 2, 3, 4, 5, 6]),
+        "every existing row again, the gap's rows among them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_moved_past_what_was_delivered_is_refused() {
+    let d = delivered_then_stopped().await;
+    d.db.exec("INSERT INTO orders VALUES (4, 'skipped')").await;
+    let target = d.db.current_wal().await;
+    d.db.exec(&format!(
+        "SELECT pg_replication_slot_advance('{}', '{}'::pg_lsn)",
+        d.slot,
+        lsn_text(target)
+    ))
+    .await;
+    let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
+    let halted = wait_halted(&mut engine).await;
+    assert!(
+        halted.contains("something else moved it past what reached Kafka"),
+        "{halted}"
+    );
+}
+
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_cluster_behind_the_address_is_refused_naming_both_identifiers() {
+    let d = delivered_then_stopped().await;
+    // A different cluster with the same database, table and slot name.
+    let other = Postgres::start("logical");
+    other
+        .connect("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {}", d.db.name))
+        .await
+        .expect("database");
+    let twin = other.connect(&d.db.name).await;
+    twin.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+        .await
+        .expect("table");
+    let moved = d.manifest.clone().spec(|s| s.postgres.port = other.port);
+    let mut engine = Engine::start(ENGINE, &moved.yaml());
+    let halted = wait_halted(&mut engine).await;
+    assert!(
+        halted.contains("this is another cluster") && halted.contains("system identifier"),
+        "{halted}"
+    );
+    let slots = twin
+        .query_opt("SELECT 1 FROM pg_replication_slots", &[])
+        .await
+        .expect("slots");
+    assert!(slots.is_none(), "nothing was created on the other cluster");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_slots_are_refused_before_postgresql_17_naming_the_field() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE TABLE orders (id int PRIMARY KEY)").await;
+    let m = Manifest::new(
+        &unique("fo"),
+        &db,
+        &broker.bootstrap,
+        &unique("fo"),
+        "    - table: orders",
+    )
+    .spec(|s| s.slot.failover = true);
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    let (code, log) = engine.wait_exit(LONG);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(
+            "spec.slot.failover: failover slots need PostgreSQL 17 or later; this server is 15."
+        ),
+        "{log}"
+    );
+}
