@@ -134,7 +134,9 @@ impl<'a> Session<'a> {
                 event = stream.recv(), if room => self.on_stream_event(event?).await?,
             }
             self.report(&stream).await?;
-            self.snapshots.persist(self.reported).await?;
+            // A chunk's progress is safe once its rows are in Kafka.
+            let delivered = self.delivery.safe_position();
+            self.snapshots.persist(delivered).await?;
         }
         self.delivery.finish(DRAIN_TIMEOUT).await?;
         let safe = self.delivery.safe_position();

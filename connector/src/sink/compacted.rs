@@ -157,10 +157,7 @@ pub(crate) fn read_compacted(
         .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // An empty partition's end shows after one fetch: do not let the
-        // broker hold it (librdkafka's default is 500 ms), start-up waits.
-        .set("fetch.wait.max.ms", "10");
+        .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = config.create().map_err(SinkError::Kafka)?;
     let timeout = Duration::from_secs(15);
     let metadata = consumer
