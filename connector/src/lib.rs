@@ -83,14 +83,20 @@
 //! | Kafka producer, compacted topics (writer and reader), exactly-once checkpoints | `sink/{kafka,compacted,transactions}.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
 //! | delivery: caps, reports, guarantee (exactly-once commits in the background) | `delivery/{mod,exactly_once}.rs` |
-//! | sessions and their restarts | `engine/{mod,session}.rs` |
+//! | sessions and their restarts; the start-up checks of the slot against what was delivered | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check` |
+//! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
+//! | primary-key changes as delete + tombstone + create | `transform/{stage,fanout}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
 //!
 //! # Rules that hold everywhere
 //!
 //! - The confirmed LSN only moves forward (`max`, with a `debug_assert`), and
-//!   only over what Kafka acknowledged (committed, under exactly-once). Idle
-//!   and fully filtered streams still advance through keepalives.
+//!   only over what Kafka acknowledged (committed, under exactly-once) and
+//!   the offsets record holds. Idle and fully filtered streams still
+//!   advance through keepalives.
+//! - Never start past what was delivered: a slot that vanished, was
+//!   invalidated or moved ahead, or another cluster behind the address, is
+//!   refused unless `spec.slot.onLoss` says otherwise.
 //! - Memory is bounded: in-flight records and bytes are capped
 //!   ([`Limits`]); at the cap the engine stops reading and PostgreSQL keeps
 //!   the WAL. Whole-transaction groups keep at most 8 MiB of a transaction

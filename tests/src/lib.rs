@@ -308,7 +308,10 @@ impl Broker {
         wait_until(Duration::from_secs(10), "noida-db to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        record_tier("second broker (noida-db: transactions, compaction)", "ran");
+        record_tier(
+            "second broker (noida-db: transactions, topic configs)",
+            "ran",
+        );
         Broker {
             bootstrap: format!("127.0.0.1:{port}"),
             child: Some(child),
