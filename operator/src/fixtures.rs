@@ -64,9 +64,12 @@ impl Database for FakeDb {
         &self,
         _: &PgKafkaConnector,
         creds: &Credentials,
-        delivered: Option<pgkafka_postgres::lsn::Lsn>,
+        delivered: pgkafka_postgres::slot_check::Delivered,
     ) -> Result<(), Error> {
-        let after = delivered.map(|d| format!(" after {d}")).unwrap_or_default();
+        let after = delivered
+            .lsn()
+            .map(|d| format!(" after {d}"))
+            .unwrap_or_default();
         self.record(format!(
             "provision as {} with password {}{after}",
             creds.user,

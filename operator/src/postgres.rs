@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use kube::ResourceExt;
 use pgkafka_crds::PgKafkaConnector;
 use pgkafka_postgres::connection::connect;
-use pgkafka_postgres::lsn::Lsn;
 use pgkafka_postgres::provision::provision;
 use pgkafka_postgres::slot::{drop_slot_and_publication, read_slot};
+use pgkafka_postgres::slot_check::Delivered;
 use pgkafka_postgres::PgError;
 use tokio_postgres::Client;
 
@@ -30,7 +30,7 @@ pub trait Database: Send + Sync {
         &self,
         c: &PgKafkaConnector,
         creds: &Credentials,
-        delivered: Option<Lsn>,
+        delivered: Delivered,
     ) -> Result<(), Error>;
     /// The slot's state; `None` when it does not exist.
     async fn slot_state(
@@ -59,7 +59,7 @@ impl Database for Postgres {
         &self,
         c: &PgKafkaConnector,
         creds: &Credentials,
-        delivered: Option<Lsn>,
+        delivered: Delivered,
     ) -> Result<(), Error> {
         let client = self.connect(c, creds).await?;
         provision(&client, &c.spec, delivered).await?;

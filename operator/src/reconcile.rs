@@ -104,15 +104,16 @@ async fn apply(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
 
 /// The last position the status showed confirmed: this connector delivered
 /// up to there, so a slot that vanished since is a loss, not a first start.
-fn delivered(c: &PgKafkaConnector) -> Option<pgkafka_postgres::lsn::Lsn> {
+/// The engine has gone on since, so it is "at least": a slot ahead of it is
+/// expected, only a gone or invalidated one is a loss.
+fn delivered(c: &PgKafkaConnector) -> pgkafka_postgres::slot_check::Delivered {
+    use pgkafka_postgres::slot_check::Delivered;
     c.status
-        .as_ref()?
-        .replication
-        .as_ref()?
-        .confirmed_flush_lsn
-        .as_deref()?
-        .parse()
-        .ok()
+        .as_ref()
+        .and_then(|s| s.replication.as_ref())
+        .and_then(|r| r.confirmed_flush_lsn.as_deref())
+        .and_then(|t| t.parse().ok())
+        .map_or(Delivered::Nothing, Delivered::AtLeast)
 }
 
 async fn apply_children(

@@ -51,10 +51,20 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
     let name = unique("op");
     let c = connector(&db, &name, "{table: a}, {table: b}");
     let pg = Postgres;
-    pg.provision(&c, &creds(), None).await.expect("provision");
-    pg.provision(&c, &creds(), None)
-        .await
-        .expect("provisioning twice is a no-op");
+    pg.provision(
+        &c,
+        &creds(),
+        pgkafka_postgres::slot_check::Delivered::Nothing,
+    )
+    .await
+    .expect("provision");
+    pg.provision(
+        &c,
+        &creds(),
+        pgkafka_postgres::slot_check::Delivered::Nothing,
+    )
+    .await
+    .expect("provisioning twice is a no-op");
     assert_eq!(
         published(&db, &format!("{name}_pub")).await,
         ["public.a", "public.b"]
@@ -69,7 +79,13 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
 
     // Listeners change: the publication follows.
     let changed = connector(&db, &name, "{table: b}, {table: c}");
-    pg.provision(&changed, &creds(), None).await.expect("alter");
+    pg.provision(
+        &changed,
+        &creds(),
+        pgkafka_postgres::slot_check::Delivered::Nothing,
+    )
+    .await
+    .expect("alter");
     assert_eq!(
         published(&db, &format!("{name}_pub")).await,
         ["public.b", "public.c"]
@@ -127,7 +143,11 @@ async fn hostile_names_are_quoted_never_executed() {
     );
     c.spec.publication.name = "Pub\"; DROP TABLE victim; --".into();
     Postgres
-        .provision(&c, &creds(), None)
+        .provision(
+            &c,
+            &creds(),
+            pgkafka_postgres::slot_check::Delivered::Nothing,
+        )
         .await
         .expect("provision");
     let victim: bool = db

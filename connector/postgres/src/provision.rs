@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::catalog::{table_info, TableInfo};
 use crate::error::PgError;
 use crate::lsn::Lsn;
-use crate::slot_check::{decide, FoundSlot, SlotAction};
+use crate::slot_check::{decide, Delivered, FoundSlot, SlotAction};
 
 /// `"na""me"`: an identifier quoted for SQL.
 pub fn quote_ident(name: &str) -> String {
@@ -83,7 +83,7 @@ pub struct Ensured {
 pub async fn provision(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
-    delivered: Option<Lsn>,
+    delivered: Delivered,
 ) -> Result<Ensured, PgError> {
     inspect(client, spec).await?;
     ensure(client, spec, delivered).await
@@ -93,7 +93,7 @@ pub async fn provision(
 pub async fn ensure(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
-    delivered: Option<Lsn>,
+    delivered: Delivered,
 ) -> Result<Ensured, PgError> {
     ensure_publication(client, spec, &spec.tables()).await?;
     ensure_slot(client, spec, delivered).await
@@ -250,7 +250,7 @@ async fn ensure_publication(
 async fn ensure_slot(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
-    delivered: Option<Lsn>,
+    delivered: Delivered,
 ) -> Result<Ensured, PgError> {
     let slot = &spec.slot.name;
     if spec.slot.failover {
@@ -287,7 +287,7 @@ async fn ensure_slot(
     };
     let decision = decide(&spec.slot, found.as_ref(), delivered)?;
     if decision.gap {
-        tracing::warn!(slot = %slot, delivered = ?delivered.map(|d| d.to_string()), policy = ?spec.slot.loss_policy(),
+        tracing::warn!(slot = %slot, delivered = ?delivered.lsn().map(|d| d.to_string()), policy = ?spec.slot.loss_policy(),
             "changes after the delivered position cannot be streamed; going on as spec.slot.onLoss says");
     }
     let start = match (decision.action, found) {

@@ -17,6 +17,29 @@ pub struct FoundSlot {
     pub confirmed: Lsn,
 }
 
+/// What the caller knows this connector delivered through the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Nothing: a first start.
+    Nothing,
+    /// Exactly up to here (the engine's own record): a slot ahead of it
+    /// was moved by something else.
+    Exactly(Lsn),
+    /// At least up to here (the operator's last status, which the running
+    /// engine has since passed): only a gone or invalidated slot is a loss.
+    AtLeast(Lsn),
+}
+
+impl Delivered {
+    /// The position, when something was delivered.
+    pub fn lsn(self) -> Option<Lsn> {
+        match self {
+            Delivered::Nothing => None,
+            Delivered::Exactly(l) | Delivered::AtLeast(l) => Some(l),
+        }
+    }
+}
+
 /// What to do with the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotAction {
@@ -44,8 +67,9 @@ pub struct SlotDecision {
 pub fn decide(
     spec: &SlotSpec,
     found: Option<&FoundSlot>,
-    delivered: Option<Lsn>,
+    known: Delivered,
 ) -> Result<SlotDecision, PgError> {
+    let delivered = known.lsn();
     let slot = &spec.name;
     let policy = spec.loss_policy();
     let refuse = |what: String| PgError::SlotLost {
@@ -92,18 +116,20 @@ pub fn decide(
                  and changes were lost{since}"
             ))
         }),
-        (Some(s), Some(d)) if s.confirmed > d => match policy {
-            SlotLossPolicy::Fail => Err(refuse(format!(
-                "slot {slot:?} confirmed {} but {}: something else moved it past what reached \
+        (Some(s), Some(d)) if s.confirmed > d && matches!(known, Delivered::Exactly(_)) => {
+            match policy {
+                SlotLossPolicy::Fail => Err(refuse(format!(
+                    "slot {slot:?} confirmed {} but {}: something else moved it past what reached \
                  Kafka (another consumer, pg_replication_slot_advance, or a different cluster)",
-                s.confirmed,
-                delivered_text(d)
-            ))),
-            SlotLossPolicy::Recreate | SlotLossPolicy::Resnapshot => Ok(SlotDecision {
-                action: SlotAction::Use,
-                gap: true,
-            }),
-        },
+                    s.confirmed,
+                    delivered_text(d)
+                ))),
+                SlotLossPolicy::Recreate | SlotLossPolicy::Resnapshot => Ok(SlotDecision {
+                    action: SlotAction::Use,
+                    gap: true,
+                }),
+            }
+        }
         (Some(_), _) => Ok(SlotDecision {
             action: SlotAction::Use,
             gap: false,
@@ -140,21 +166,21 @@ mod tests {
     fn a_first_start_creates_and_a_present_slot_is_used() {
         let fail = spec(SlotLossPolicy::Fail);
         assert_eq!(
-            decide(&fail, None, None).ok(),
+            decide(&fail, None, Delivered::Nothing).ok(),
             Some(ok(SlotAction::Create, false))
         );
         let present = found(false, 100);
         assert_eq!(
-            decide(&fail, Some(&present), None).ok(),
+            decide(&fail, Some(&present), Delivered::Nothing).ok(),
             Some(ok(SlotAction::Use, false))
         );
         assert_eq!(
-            decide(&fail, Some(&present), Some(Lsn(100))).ok(),
+            decide(&fail, Some(&present), Delivered::Exactly(Lsn(100))).ok(),
             Some(ok(SlotAction::Use, false)),
             "delivered exactly what the slot confirmed"
         );
         assert_eq!(
-            decide(&fail, Some(&present), Some(Lsn(150))).ok(),
+            decide(&fail, Some(&present), Delivered::Exactly(Lsn(150))).ok(),
             Some(ok(SlotAction::Use, false)),
             "delivered past the slot: the slot replays, nothing is lost"
         );
@@ -163,14 +189,19 @@ mod tests {
             ..fail
         };
         assert!(matches!(
-            decide(&no_create, None, None),
+            decide(&no_create, None, Delivered::Nothing),
             Err(PgError::Setup { .. })
         ));
     }
 
     #[test]
     fn a_vanished_slot_is_refused_unless_told() {
-        let err = decide(&spec(SlotLossPolicy::Fail), None, Some(Lsn(0x10))).expect_err("refused");
+        let err = decide(
+            &spec(SlotLossPolicy::Fail),
+            None,
+            Delivered::Exactly(Lsn(0x10)),
+        )
+        .expect_err("refused");
         let text = err.to_string();
         assert!(matches!(err, PgError::SlotLost { .. }));
         assert!(
@@ -179,11 +210,21 @@ mod tests {
         );
         assert!(text.contains("spec.slot.onLoss"), "{text}");
         assert_eq!(
-            decide(&spec(SlotLossPolicy::Recreate), None, Some(Lsn(0x10))).ok(),
+            decide(
+                &spec(SlotLossPolicy::Recreate),
+                None,
+                Delivered::Exactly(Lsn(0x10))
+            )
+            .ok(),
             Some(ok(SlotAction::Create, true))
         );
         assert_eq!(
-            decide(&spec(SlotLossPolicy::Resnapshot), None, Some(Lsn(0x10))).ok(),
+            decide(
+                &spec(SlotLossPolicy::Resnapshot),
+                None,
+                Delivered::Exactly(Lsn(0x10))
+            )
+            .ok(),
             Some(ok(SlotAction::Create, true))
         );
         let alias = SlotSpec {
@@ -191,7 +232,7 @@ mod tests {
             ..spec(SlotLossPolicy::Fail)
         };
         assert_eq!(
-            decide(&alias, None, Some(Lsn(0x10))).ok(),
+            decide(&alias, None, Delivered::Exactly(Lsn(0x10))).ok(),
             Some(ok(SlotAction::Create, true)),
             "recreateIfLost is onLoss: recreate"
         );
@@ -200,7 +241,7 @@ mod tests {
     #[test]
     fn an_invalidated_slot_and_a_slot_ahead_are_refused_unless_told() {
         let lost = found(true, 100);
-        for delivered in [None, Some(Lsn(50))] {
+        for delivered in [Delivered::Nothing, Delivered::Exactly(Lsn(50))] {
             let err =
                 decide(&spec(SlotLossPolicy::Fail), Some(&lost), delivered).expect_err("lost");
             assert!(err.to_string().contains("wal_status = lost"), "{err}");
@@ -209,20 +250,24 @@ mod tests {
             decide(
                 &spec(SlotLossPolicy::Resnapshot),
                 Some(&lost),
-                Some(Lsn(50))
+                Delivered::Exactly(Lsn(50))
             )
             .ok(),
             Some(ok(SlotAction::Recreate, true))
         );
         let ahead = found(false, 200);
-        let err =
-            decide(&spec(SlotLossPolicy::Fail), Some(&ahead), Some(Lsn(100))).expect_err("ahead");
+        let err = decide(
+            &spec(SlotLossPolicy::Fail),
+            Some(&ahead),
+            Delivered::Exactly(Lsn(100)),
+        )
+        .expect_err("ahead");
         assert!(err.to_string().contains("confirmed 0/C8"), "{err}");
         assert_eq!(
             decide(
                 &spec(SlotLossPolicy::Recreate),
                 Some(&ahead),
-                Some(Lsn(100))
+                Delivered::Exactly(Lsn(100))
             )
             .ok(),
             Some(ok(SlotAction::Use, true))

@@ -29,6 +29,7 @@ use crate::source::stream::{identify, Identity, StreamSettings};
 use crate::source::tls::VerifiedName;
 use crate::transform::stage::Transform;
 use offsets::Offsets;
+use pgkafka_postgres::slot_check::Delivered;
 use session::{Session, SessionContext};
 
 /// A session that streamed this long resets the backoff.
@@ -150,12 +151,10 @@ async fn start_up(
             .into());
         }
     }
-    let ensured = provision::ensure(
-        &client,
-        &cfg.spec,
-        delivered.as_ref().map(|d| d.confirmed_lsn),
-    )
-    .await?;
+    let known = delivered
+        .as_ref()
+        .map_or(Delivered::Nothing, |d| Delivered::Exactly(d.confirmed_lsn));
+    let ensured = provision::ensure(&client, &cfg.spec, known).await?;
     if ensured.gap && cfg.spec.slot.loss_policy() == SlotLossPolicy::Resnapshot {
         let tables: Vec<QualifiedTable> = cfg
             .spec
