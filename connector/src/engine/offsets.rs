@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::now_ms;
 use crate::lsn::Lsn;
 use crate::sink::compacted::{read_compacted, CompactedWriter};
+use crate::sink::kafka::client_config_with;
 use crate::sink::SinkError;
 use crate::source::stream::Identity;
 
@@ -91,10 +92,10 @@ impl Offsets {
 
     /// The last record of `cfg`'s connector (`None`: it never delivered).
     pub async fn read(cfg: &EngineConfig) -> Result<Option<Delivered>, Error> {
-        let writer = CompactedWriter::new(&cfg.spec.kafka, &cfg.kafka, offsets_topic(&cfg.spec))?;
+        // A reader needs no producer: the client settings suffice.
         let (config, topic, key) = (
-            writer.config().clone(),
-            writer.topic().to_owned(),
+            client_config_with(&cfg.spec.kafka, &cfg.kafka),
+            offsets_topic(&cfg.spec),
             record_key(&cfg.spec),
         );
         let group = format!("{key}.offsets-reader");
