@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use pgwire_replication::PgWireError;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::ack::tracker::UnknownSeq;
 use crate::credentials::SecretError;
@@ -161,11 +162,19 @@ impl Error {
                     || is_transient_server_error(e)
             }
             ErrorKind::Stream(StreamError::Ended) => true,
+            // Settings the broker refuses would be refused again; a broker
+            // not ready (or an ACL an administrator adds) may pass next time.
+            ErrorKind::Sink(SinkError::CreateTopic { code, .. }) => !matches!(
+                code,
+                RDKafkaErrorCode::InvalidConfig
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidReplicaAssignment
+                    | RDKafkaErrorCode::PolicyViolation
+                    | RDKafkaErrorCode::InvalidTopic
+            ),
             ErrorKind::Sink(
-                SinkError::Kafka(_)
-                | SinkError::CreateTopic { .. }
-                | SinkError::Delivery { .. }
-                | SinkError::Fatal(_),
+                SinkError::Kafka(_) | SinkError::Delivery { .. } | SinkError::Fatal(_),
             ) => true,
             ErrorKind::Database(
                 PgError::Setup { .. } | PgError::Tls { .. } | PgError::SlotLost { .. },

@@ -81,6 +81,7 @@
 //! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,stage,watch}.rs` |
 //! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/stage.rs` |
 //! | Kafka producer, compacted topics (writer and reader), exactly-once checkpoints | `sink/{kafka,compacted,transactions}.rs` |
+//! | creating topics (data topics as `topicDefaults`/`topicCreation` say; internal ones compacted, and checked) | `sink/topics.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
 //! | delivery: caps, reports, guarantee (exactly-once commits in the background) | `delivery/{mod,exactly_once}.rs` |
 //! | sessions and their restarts; the start-up checks of the slot against what was delivered | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check` |

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::FilterSpec;
+use crate::topics::TopicCreation;
 
 /// Streams changes of PostgreSQL tables into Kafka topics through logical
 /// replication (pgoutput).
@@ -339,6 +340,12 @@ pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
     pub schema_change_topic: Option<String>,
+    /// How the engine creates the topics it writes to that do not exist yet
+    /// (`partitions`, `replicationFactor`, `configs`; Debezium's
+    /// `topic.creation.default.*`); a target's `topicCreation` overrides it
+    /// for its topic. Topics that exist are left as they are.
+    #[serde(default, skip_serializing_if = "TopicCreation::is_default")]
+    pub topic_defaults: TopicCreation,
 }
 
 /// What a restart may do to records already in Kafka.
@@ -434,6 +441,11 @@ pub struct TargetSpec {
     /// when omitted. Whole-transaction targets never get them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstones_on_delete: Option<bool>,
+    /// How this target's topic is created when it does not exist, over
+    /// `spec.kafka.topicDefaults` (each part set here wins, configs key by
+    /// key). Targets that write to one topic must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_creation: Option<TopicCreation>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -451,6 +463,7 @@ impl Default for TargetSpec {
             group: None,
             snapshot: true,
             tombstones_on_delete: None,
+            topic_creation: None,
         }
     }
 }

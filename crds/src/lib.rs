@@ -6,7 +6,8 @@
 //!   documentation, rendered into the CRD and the README's reference);
 //!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
 //!   SQL reads them; `encoding.rs`: how values are written (Debezium's
-//!   handling modes).
+//!   handling modes); `topics.rs`: how the engine creates data topics
+//!   (`topicDefaults`, a target's `topicCreation`).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -28,6 +29,7 @@ pub mod lsn;
 pub mod report;
 mod schema;
 mod table;
+mod topics;
 mod validate;
 
 pub use connector::*;
@@ -35,4 +37,5 @@ pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, JsonHandlingMode, Ti
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use table::{QualifiedTable, TableNameError};
+pub use topics::TopicCreation;
 pub use validate::{FieldError, ValidationErrors};

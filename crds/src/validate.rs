@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use crate::filter::condition_problems;
-use crate::{Action, PgKafkaConnectorSpec, QualifiedTable, TargetSpec};
+use crate::{Action, PgKafkaConnectorSpec, QualifiedTable, TargetSpec, TopicCreation};
 
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,9 @@ impl PgKafkaConnectorSpec {
                 format!("{:?} {reason}", kafka.topic_prefix),
             );
         }
+        for (path, message) in kafka.topic_defaults.problems("spec.kafka.topicDefaults") {
+            errs.push(path, message);
+        }
         for (key, why) in RESERVED_KAFKA_PROPERTIES {
             if let Some(value) = kafka.properties.get(key) {
                 let harmless = match key {
@@ -248,6 +251,40 @@ impl PgKafkaConnectorSpec {
             }
         }
         self.validate_groups(errs);
+        self.validate_topic_creation(errs);
+    }
+
+    /// Targets that write to one topic agree on how it is created.
+    fn validate_topic_creation(&self, errs: &mut Errors) {
+        let mut seen: BTreeMap<String, (&TopicCreation, String)> = BTreeMap::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let Ok(table) = QualifiedTable::parse(&listener.table) else {
+                continue;
+            };
+            for (j, target) in listener.targets.iter().enumerate() {
+                let Some(creation) = &target.topic_creation else {
+                    continue;
+                };
+                let here = format!("spec.listeners[{i}].targets[{j}].topicCreation");
+                for (path, message) in creation.problems(&here) {
+                    errs.push(path, message);
+                }
+                let topic = target
+                    .topic
+                    .clone()
+                    .unwrap_or_else(|| table.default_topic(&self.kafka.topic_prefix));
+                match seen.get(&topic) {
+                    Some((first, at)) if *first != creation => errs.push(
+                        here,
+                        format!("{topic:?} is also written by {at} with other settings; targets of one topic agree on how it is created"),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(topic, (creation, here));
+                    }
+                }
+            }
+        }
     }
 
     /// Targets of one group share one topic: their messages are one message.
@@ -446,6 +483,21 @@ spec:
                 "- table: public.orders",
                 "- table: orders\n    - table: public.ORDERS",
                 "spec.listeners[1].table",
+            ),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: cdc, topicDefaults: {partitions: 0}",
+                "spec.kafka.topicDefaults.partitions",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{topicCreation: {configs: {\"retention.ms\": \"\"}}}]}",
+                "spec.listeners[0].targets[0].topicCreation.configs.retention.ms",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{topicCreation: {partitions: 3}}, {topicCreation: {partitions: 6}}]}",
+                "spec.listeners[0].targets[1].topicCreation",
             ),
         ];
         for (from, to, field) in cases {

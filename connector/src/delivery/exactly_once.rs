@@ -18,8 +18,8 @@ use super::Delivery;
 use crate::error::Error;
 use crate::event::{Record, TxHeaders};
 use crate::lsn::Lsn;
-use crate::sink::compacted::ensure_compacted;
 use crate::sink::kafka::KafkaSink;
+use crate::sink::topics::ensure_compacted;
 use crate::sink::transactions::{
     checkpoint_topic, checkpoint_value, due, read_checkpoint, transactional_id, OpenTransaction,
 };

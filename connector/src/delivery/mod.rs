@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgkafka_crds::DeliveryGuarantee;
+use pgkafka_crds::{DeliveryGuarantee, TopicCreation};
 use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -35,8 +35,8 @@ use crate::error::{Error, ErrorKind};
 use crate::event::Record;
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
-use crate::sink::compacted::ensure_compacted;
 use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
+use crate::sink::topics::ensure_compacted;
 use crate::sink::transactions::COMMIT_EVERY;
 use crate::sink::SinkError;
 use exactly_once::ExactlyOnce;
@@ -123,12 +123,18 @@ impl<'a> Delivery<'a> {
         })
     }
 
-    /// Creates `topics` (records carry their index in it) and prepares the
-    /// producer; returns where replication starts. Under exactly-once it
-    /// fences older producers, then starts after what Kafka committed when
-    /// that is ahead of `start`.
-    pub async fn start(&mut self, topics: &[Arc<str>], start: Lsn) -> Result<Lsn, Error> {
-        self.sink.ensure_topics(topics).await?;
+    /// Creates the `topics` that do not exist, each as `creation` (same
+    /// index) says (records carry their index in `topics`), and prepares
+    /// the producer; returns where replication starts. Under exactly-once
+    /// it fences older producers, then starts after what Kafka committed
+    /// when that is ahead of `start`.
+    pub async fn start(
+        &mut self,
+        topics: &[Arc<str>],
+        creation: &[TopicCreation],
+        start: Lsn,
+    ) -> Result<Lsn, Error> {
+        self.sink.ensure_topics(topics, creation).await?;
         self.topic_in_flight = topics
             .iter()
             .map(|t| self.metrics.topic_in_flight.with_label_values(&[&**t]))

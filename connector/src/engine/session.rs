@@ -103,7 +103,14 @@ impl<'a> Session<'a> {
         start: Lsn,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        let start = self.delivery.start(self.transform.topics(), start).await?;
+        let start = self
+            .delivery
+            .start(
+                self.transform.topics(),
+                self.transform.topic_creation(),
+                start,
+            )
+            .await?;
         let progress_topic = self.snapshots.topic();
         self.delivery
             .ensure_internal_topics(&[self.offsets.topic()])

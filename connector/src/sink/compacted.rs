@@ -7,11 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use pgkafka_crds::KafkaSpec;
@@ -21,76 +18,6 @@ use rdkafka::ClientConfig;
 use super::kafka::client_config_with;
 use super::SinkError;
 use crate::credentials::KafkaCredentials;
-
-/// How the engine's internal topics are created: compacted, so the latest
-/// record per key stays whatever the retention (a finished snapshot, the
-/// last checkpoint); segments roll hourly so compaction can run.
-const INTERNAL_TOPIC_CONFIG: [(&str, &str); 3] = [
-    ("cleanup.policy", "compact"),
-    ("min.compaction.lag.ms", "0"),
-    ("segment.ms", "3600000"),
-];
-
-/// Creates the engine's internal `topics` compacted, and checks that those
-/// which exist already are: one with `cleanup.policy=delete` would lose its
-/// records to retention (and with them a finished snapshot, or the position
-/// a restart resumes from), so it is refused, naming the topic and the fix.
-/// A broker that does not report the setting is trusted, with a warning.
-pub(crate) async fn ensure_compacted(
-    base: &ClientConfig,
-    topics: &[&str],
-) -> Result<(), SinkError> {
-    let admin: AdminClient<DefaultClientContext> = base.create().map_err(SinkError::Kafka)?;
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| {
-            INTERNAL_TOPIC_CONFIG.iter().fold(
-                NewTopic::new(t, -1, TopicReplication::Fixed(-1)),
-                |n, (k, v)| n.set(k, v),
-            )
-        })
-        .collect();
-    for result in admin
-        .create_topics(&new, &opts)
-        .await
-        .map_err(SinkError::Kafka)?
-    {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(SinkError::CreateTopic {
-                    topic,
-                    source: rdkafka::error::KafkaError::AdminOp(code),
-                })
-            }
-        }
-    }
-    let specifiers: Vec<ResourceSpecifier<'_>> =
-        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-    let described = admin
-        .describe_configs(&specifiers, &opts)
-        .await
-        .map_err(SinkError::Kafka)?;
-    for (topic, result) in topics.iter().zip(described) {
-        let policy = result
-            .ok()
-            .and_then(|r| r.get("cleanup.policy").and_then(|e| e.value.clone()));
-        match policy {
-            Some(p) if p.split(',').any(|v| v.trim() == "compact") => {}
-            Some(p) => {
-                return Err(SinkError::NotCompacted {
-                    topic: (*topic).to_owned(),
-                    policy: p,
-                })
-            }
-            None => tracing::warn!(topic, "the broker does not report this internal topic's cleanup.policy; it must be compact"),
-        }
-    }
-    Ok(())
-}
 
 /// How long one record may take to be acknowledged.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);

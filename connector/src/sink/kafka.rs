@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgkafka_crds::KafkaSpec;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use pgkafka_crds::{KafkaSpec, TopicCreation};
+use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
@@ -295,33 +294,15 @@ impl KafkaSink {
             .await
     }
 
-    /// Creates the topics that do not exist yet, with the broker's default
-    /// partition count and replication factor.
-    pub async fn ensure_topics(&self, topics: &[std::sync::Arc<str>]) -> Result<(), SinkError> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config.create().map_err(SinkError::Kafka)?;
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
-            .collect();
-        let opts = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics(&new, &opts)
-            .await
-            .map_err(SinkError::Kafka)?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(SinkError::CreateTopic {
-                        topic,
-                        source: KafkaError::AdminOp(code),
-                    })
-                }
-            }
-        }
+    /// Creates each of `topics` that does not exist yet as `creation`
+    /// (same index) says.
+    pub async fn ensure_topics(
+        &self,
+        topics: &[Arc<str>],
+        creation: &[TopicCreation],
+    ) -> Result<(), SinkError> {
+        let named = topics.iter().map(|t| &**t).zip(creation);
+        super::topics::create_missing(&self.config, named).await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 
 pub(crate) mod compacted;
 pub(crate) mod kafka;
+pub(crate) mod topics;
 pub(crate) mod transactions;
 
 /// What the sink can fail with.
@@ -22,12 +23,15 @@ pub(crate) enum SinkError {
     #[error("kafka: {0}")]
     Kafka(#[source] KafkaError),
     /// A topic could not be created.
-    #[error("kafka: cannot create topic {topic}: {source}")]
+    #[error("kafka: cannot create topic {topic}{settings}: {code} (see spec.kafka.topicDefaults and the targets' topicCreation)")]
     CreateTopic {
         /// The topic.
         topic: String,
-        /// Why.
-        source: KafkaError,
+        /// What it was to be created with (`" with ..."`), empty for the
+        /// broker's defaults.
+        settings: String,
+        /// Why, as the broker said.
+        code: rdkafka::types::RDKafkaErrorCode,
     },
     /// A record could not be delivered after librdkafka's retries.
     #[error("kafka did not acknowledge a record for topic {topic}: {source}")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgkafka_crds::{
     Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, PgKafkaConnectorSpec, QualifiedTable,
-    TargetSpec,
+    TargetSpec, TopicCreation,
 };
 use prometheus::IntCounter;
 
@@ -90,6 +90,10 @@ pub(crate) struct Routes {
     pub groups: Vec<Group>,
     /// Every topic written to, each once.
     pub topics: Vec<Arc<str>>,
+    /// Per topic (same index): how it is created when it does not exist.
+    pub creation: Vec<TopicCreation>,
+    /// `spec.kafka.topicDefaults`.
+    defaults: TopicCreation,
 }
 
 impl Routes {
@@ -100,6 +104,8 @@ impl Routes {
             by_table: HashMap::new(),
             groups: Vec::new(),
             topics: Vec::new(),
+            creation: Vec::new(),
+            defaults: spec.kafka.topic_defaults.clone(),
         };
         let default_target = [TargetSpec::default()];
         for (i, l) in spec.listeners.iter().enumerate() {
@@ -151,6 +157,10 @@ impl Routes {
         metrics: &Metrics,
     ) -> Target {
         let (topic_index, topic) = self.topic_index(&name);
+        if let Some(over) = &t.topic_creation {
+            // Validation made every target of one topic agree.
+            self.creation[topic_index] = self.defaults.merged(over);
+        }
         let group = t.groups_transactions().then(|| {
             let group_name = t.group.clone().unwrap_or_else(|| path.clone());
             match self.groups.iter().position(|g| g.name == group_name) {
@@ -190,6 +200,7 @@ impl Routes {
             Some(i) => (i, Arc::clone(&self.topics[i])),
             None => {
                 self.topics.push(Arc::from(topic));
+                self.creation.push(self.defaults.clone());
                 (
                     self.topics.len() - 1,
                     Arc::clone(&self.topics[self.topics.len() - 1]),

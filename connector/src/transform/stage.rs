@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pgkafka_crds::{Action, JsonHandlingMode, PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{Action, JsonHandlingMode, PgKafkaConnectorSpec, QualifiedTable, TopicCreation};
 
 use super::encode::EnvelopeContext;
 use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
@@ -153,6 +153,13 @@ impl Transform {
     /// Every topic the pipeline may write to; records carry their index here.
     pub fn topics(&self) -> &[Arc<str>] {
         &self.routes.topics
+    }
+
+    /// How each topic of [`Transform::topics`] (same index) is created when
+    /// it does not exist: `spec.kafka.topicDefaults` under its targets'
+    /// `topicCreation`.
+    pub fn topic_creation(&self) -> &[TopicCreation] {
+        &self.routes.creation
     }
 
     /// Compiles every target's filter and column selection against the
