@@ -91,6 +91,27 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker process (`SIGSTOP`): connections stay open and
+    /// nothing is answered, as a broker hung in a long pause would.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker go on (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a broker of this test's own");
+        let ok = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} on the broker failed");
+    }
+
     /// Kills the broker (its memory engine loses every topic and record).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,6 +1,9 @@
 //! Exactly-once: a crash after Kafka committed but before the slot was told
 //! resends nothing, because the restart resumes after Kafka's checkpoint.
-//! The same crash under at-least-once resends: the check can fail.
+//! The same crash under at-least-once resends: the check can fail. A broker
+//! that hangs mid-transaction past `transaction.timeout.ms` makes the engine
+//! drop that producer and resume from the last committed checkpoint with a
+//! new one: a `read_committed` reader sees every change once.
 
 use std::time::Duration;
 
@@ -110,4 +113,43 @@ async fn a_read_committed_reader_sees_no_duplicate_on_a_transactional_broker() {
         records > distinct,
         "at-least-once should have resent after the crash"
     );
+}
+
+/// The broker hangs (SIGSTOP) while a Kafka transaction is open, longer
+/// than `transaction.timeout.ms`: the timed-out produce fails the session,
+/// the producer is dropped, never retried (KAFKA-18579), and a new one
+/// (a new epoch, fencing the old) resumes from the last checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_hung_past_the_transaction_timeout_costs_no_duplicate_and_no_loss() {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE items (id bigint PRIMARY KEY)").await;
+    let broker = Broker::noida();
+    let (name, prefix) = (unique("hung"), unique("hung"));
+    let topic = format!("{prefix}.public.items");
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: items")
+        .delivery(DeliveryGuarantee::ExactlyOnce)
+        .kafka_property("transaction.timeout.ms", "4000")
+        .kafka_property("message.timeout.ms", "4000")
+        .yaml();
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    db.exec("INSERT INTO items SELECT g FROM generate_series(1, 100) g")
+        .await;
+    assert_eq!(consume(&broker.bootstrap, &topic, 100, LONG).len(), 100);
+
+    broker.pause();
+    db.exec("INSERT INTO items SELECT g FROM generate_series(101, 200) g")
+        .await;
+    std::thread::sleep(Duration::from_secs(9));
+    broker.resume();
+    db.exec("INSERT INTO items SELECT g FROM generate_series(201, 300) g")
+        .await;
+    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
+    let log = engine.log_text();
+    assert!(log.contains("session failed; restarting"), "{log}");
+    let records = read_to_end(&broker.bootstrap, &topic);
+    let ids = distinct_ids(&records);
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>(), "nothing lost:\n{log}");
+    assert_eq!(records.len(), ids.len(), "a duplicate:\n{log}");
+    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
 }

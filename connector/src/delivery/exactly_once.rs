@@ -70,6 +70,8 @@ impl ExactlyOnce {
 
     /// Fences older producers and reads the last committed checkpoint;
     /// a checkpoint ahead of what is known committed is taken as committed.
+    /// The order matters: fencing first completes or aborts whatever an
+    /// older producer left in doubt, so the checkpoint read is final.
     pub async fn start(&mut self, sink: &KafkaSink) -> Result<Option<Lsn>, Error> {
         ensure_compacted(sink.base_config(), &[self.topic.as_str()]).await?;
         sink.init_transactions().await?;
@@ -216,11 +218,12 @@ impl Delivery<'_> {
         let Some(c) = e.committing.take() else {
             return Ok(());
         };
-        if let Err(err) = result {
-            // Best effort: the next session's producer fences it anyway.
-            let _ = self.sink.abort_transaction().await;
-            return Err(err);
-        }
+        // A commit that failed or timed out is never retried nor aborted
+        // here (KAFKA-18579: a timed-out commit may still complete on the
+        // broker). The session ends, this producer is dropped, and the next
+        // one's init_transactions bumps the epoch, which settles the
+        // transaction either way before the checkpoint is read.
+        result?;
         e.committed = e.committed.max(c.covers);
         if c.held.is_empty() && c.held_covers.is_none() {
             return Ok(());
