@@ -22,7 +22,11 @@ struct Delivered {
 }
 
 async fn delivered_then_stopped() -> Delivered {
-    let db = Postgres::shared().fresh_database().await;
+    delivered_then_stopped_on(Postgres::shared()).await
+}
+
+async fn delivered_then_stopped_on(pg: &Postgres) -> Delivered {
+    let db = pg.fresh_database().await;
     let broker = Broker::start();
     db.exec("CREATE TABLE orders (id int PRIMARY KEY, note text)")
         .await;
@@ -96,6 +100,61 @@ async fn a_vanished_slot_is_refused_naming_it_and_the_delivered_position() {
     );
     let (code, log) = engine.wait_exit(LONG);
     assert_eq!(code, Some(1), "{log}");
+}
+
+/// PostgreSQL itself invalidates the slot (past `max_slot_wal_keep_size`,
+/// at a checkpoint): refused under `fail`; `recreate` drops and creates it
+/// and streams on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_postgresql_invalidated_is_refused_and_recreate_streams_on() {
+    // A cluster of its own: the limit holds for every slot of a cluster.
+    let pg = Postgres::start("logical");
+    let d = delivered_then_stopped_on(&pg).await;
+    d.db.exec("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        .await;
+    d.db.exec("SELECT pg_reload_conf()").await;
+    for n in 0..4 {
+        d.db.exec(&format!("INSERT INTO orders VALUES ({}, 'gap')", 10 + n))
+            .await;
+        d.db.exec("SELECT pg_switch_wal()").await;
+    }
+    d.db.exec("CHECKPOINT").await;
+    let status: Option<String> =
+        d.db.client
+            .query_one(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                &[&d.slot],
+            )
+            .await
+            .expect("slot")
+            .get(0);
+    assert_eq!(status.as_deref(), Some("lost"), "PostgreSQL invalidated it");
+
+    let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
+    let halted = wait_halted(&mut engine).await;
+    assert!(
+        halted.contains(&format!(
+            "slot {:?} is invalidated (wal_status = lost)",
+            d.slot
+        )) && halted.contains("delivered changes through it up to"),
+        "{halted}"
+    );
+    assert_eq!(engine.stop(), Some(1), "a halted engine exits failed");
+
+    let recreate = d
+        .manifest
+        .clone()
+        .spec(|s| s.slot.on_loss = SlotLossPolicy::Recreate);
+    let mut engine = Engine::start(ENGINE, &recreate.yaml());
+    engine.wait_streaming();
+    d.db.exec("INSERT INTO orders VALUES (20, 'after')").await;
+    d.db.wait_confirmed_all(&d.slot, LONG).await;
+    let records = read_to_end(&d.broker.bootstrap, &d.topic);
+    assert_eq!(
+        ids(&records, "c"),
+        BTreeSet::from([1, 2, 3, 20]),
+        "rows 10-13 are the gap"
+    );
 }
 
 /// Waits until the engine's `/status` says it halted; its words.
