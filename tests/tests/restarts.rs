@@ -1,5 +1,6 @@
-//! Restart cases other CDC tools lost changes in: a kill -9 in the middle of
-//! one 100,000-row transaction (from `INSERT ... SELECT` and from `COPY`: many
+//! Restart cases other CDC tools lost changes in: kill -9 at several points
+//! (before the first record, early, midway, near the end) of one
+//! 100,000-row transaction (from `INSERT ... SELECT` and from `COPY`: many
 //! changes, one commit LSN), a transaction open across a restart, and
 //! transactions mixing rows with transactional logical messages. Every
 //! committed row arrives. Real PostgreSQL, real broker, the engine as a
@@ -41,18 +42,21 @@ async fn running() -> Running {
     }
 }
 
-/// Kills the engine once `seen` records reached the topic, starts it again
-/// and checks that every id in `1..=expected` arrives.
-async fn kill_after(r: &mut Running, seen: usize, expected: i64) {
-    let got = consume(&r.broker.bootstrap, &r.topic, seen, LONG);
-    assert!(
-        got.len() >= seen,
-        "only {} records before the kill",
-        got.len()
-    );
-    r.engine.kill9();
-    r.engine.restart(ENGINE);
-    r.engine.wait_streaming();
+/// Kills the engine once each of `points` records reached the topic (`0`:
+/// at once, while it may still be decoding), starting it again after each
+/// kill, then checks that every id in `1..=expected` arrives.
+async fn kill_at(r: &mut Running, points: &[usize], expected: i64) {
+    for &seen in points {
+        let got = consume(&r.broker.bootstrap, &r.topic, seen, LONG);
+        assert!(
+            got.len() >= seen,
+            "only {} records before the kill at {seen}",
+            got.len()
+        );
+        r.engine.kill9();
+        r.engine.restart(ENGINE);
+        r.engine.wait_streaming();
+    }
     r.db.wait_confirmed_all(&r.slot, LONG).await;
     let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
     assert_eq!(ids.len() as i64, expected, "{}", r.engine.log_text());
@@ -67,7 +71,7 @@ async fn a_kill_9_inside_one_big_insert_select_loses_no_row() {
         "INSERT INTO items SELECT g, 'bulk' FROM generate_series(1, {ROWS}) g"
     ))
     .await;
-    kill_after(&mut r, 20_000, ROWS).await;
+    kill_at(&mut r, &[5_000, 40_000, 90_000], ROWS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,7 +80,7 @@ async fn a_kill_9_inside_one_big_copy_loses_no_row() {
     // COPY from the server's own program: one statement, one commit.
     r.db.exec(&format!("COPY items (id) FROM PROGRAM 'seq 1 {ROWS}'"))
         .await;
-    kill_after(&mut r, 50_000, ROWS).await;
+    kill_at(&mut r, &[0, 50_000], ROWS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,5 +131,5 @@ async fn rows_mixed_with_logical_messages_arrive_across_a_kill() {
         ))
         .await;
     }
-    kill_after(&mut r, 300, 1000).await;
+    kill_at(&mut r, &[1, 300, 700], 1000).await;
 }
