@@ -27,6 +27,12 @@ use crate::transform::stage::{Boundary, Transform};
 /// How long a session is given to deliver what it sent when asked to stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Stream events handled in one turn of the loop when they are ready at
+/// once: a turn's bookkeeping (recording and confirming the position,
+/// snapshot progress, the `select!` itself) then runs once per batch, not
+/// once per message, which one-row transactions feel most.
+const BATCH: usize = 256;
+
 /// What a session needs from the engine.
 pub(super) struct SessionContext<'a> {
     /// The configuration.
@@ -138,7 +144,7 @@ impl<'a> Session<'a> {
                 event = self.delivery.next_event() => self.delivery.handle(event).await?,
                 Some(event) = self.snapshots.next_event() => self.snapshots.on_event(event).await?,
                 _ = requested.notified() => self.snapshots.take_requests(),
-                event = stream.recv(), if room => self.on_stream_event(event?).await?,
+                event = stream.recv(), if room => self.on_stream_batch(event?, &mut stream).await?,
             }
             self.report(&stream).await?;
             // A chunk's progress is safe once its rows are in Kafka.
@@ -182,6 +188,26 @@ impl<'a> Session<'a> {
             self.reported = safe;
             stream.confirm(safe);
             self.ctx.metrics.confirmed_lsn.set(lsn_gauge(safe));
+        }
+        Ok(())
+    }
+
+    /// Handles `first`, then the events that are ready already (up to
+    /// [`BATCH`], while below the in-flight caps).
+    async fn on_stream_batch(
+        &mut self,
+        first: StreamEvent,
+        stream: &mut ReplicationStream,
+    ) -> Result<(), Error> {
+        self.on_stream_event(first).await?;
+        for _ in 1..BATCH {
+            if !self.delivery.has_room() {
+                break;
+            }
+            match ready_now(stream.recv()) {
+                Some(event) => self.on_stream_event(event?).await?,
+                None => break,
+            }
         }
         Ok(())
     }
@@ -345,5 +371,17 @@ impl<'a> Session<'a> {
         self.records = records;
         self.records.clear();
         Ok(())
+    }
+}
+
+/// The future's output if it is ready at the first poll; otherwise `None`
+/// and the future is dropped (for cancel-safe futures only: the stream's
+/// `recv` loses nothing when dropped before it returned).
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }

@@ -87,7 +87,8 @@ impl ReplicationStream {
         Ok(ReplicationStream { client })
     }
 
-    /// The next message or keepalive.
+    /// The next message or keepalive. Cancel-safe: dropped before it
+    /// returned, it has consumed only events the engine does not use.
     pub async fn recv(&mut self) -> Result<StreamEvent, StreamError> {
         loop {
             let event = self.client.recv().await?.ok_or(StreamError::Ended)?;
