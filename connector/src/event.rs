@@ -143,6 +143,35 @@ pub(crate) struct Change<'a> {
     pub lsn: Lsn,
     /// Its transaction.
     pub tx: TxInfo,
+    /// Its place in the transaction, when transaction metadata is on.
+    pub order: Option<TxOrder>,
+}
+
+/// A change's place in its transaction (Debezium's `transaction` block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TxOrder {
+    /// Among every change of the transaction, from 1.
+    pub total: u64,
+    /// Among the changes of its table, from 1.
+    pub collection: u64,
+}
+
+impl TxOrder {
+    /// The place of the change right after this one, in the same table.
+    pub fn next(self) -> TxOrder {
+        TxOrder {
+            total: self.total + 1,
+            collection: self.collection + 1,
+        }
+    }
+}
+
+impl TxInfo {
+    /// The transaction's id in transaction metadata: `<xid>:<commit LSN>`
+    /// (decimal), the same on BEGIN, every change and END.
+    pub fn metadata_id(&self) -> String {
+        format!("{}:{}", self.xid, self.commit_lsn.0)
+    }
 }
 
 /// One Kafka message to produce.

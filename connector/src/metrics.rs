@@ -51,6 +51,10 @@ pub const TOPIC_DELIVERY_ERRORS_TOTAL: &str = "pgkafka_topic_delivery_errors_tot
 pub const SNAPSHOT_ROWS_TOTAL: &str = "pgkafka_snapshot_rows_total";
 /// Tables by snapshot `state` (pending, running, done, failed).
 pub const SNAPSHOT_TABLES: &str = "pgkafka_snapshot_tables";
+/// Heartbeat records Kafka acknowledged.
+pub const HEARTBEATS_TOTAL: &str = "pgkafka_heartbeats_total";
+/// Heartbeats that failed (the record, or the action query).
+pub const HEARTBEAT_FAILURES_TOTAL: &str = "pgkafka_heartbeat_failures_total";
 /// Unix time the snapshot of `table` started.
 pub const SNAPSHOT_STARTED_SECONDS: &str = "pgkafka_snapshot_started_timestamp_seconds";
 
@@ -108,6 +112,10 @@ pub(crate) struct Metrics {
     pub snapshot_tables: IntGaugeVec,
     /// See [`SNAPSHOT_STARTED_SECONDS`].
     pub snapshot_started: IntGaugeVec,
+    /// See [`HEARTBEATS_TOTAL`].
+    pub heartbeats: IntCounter,
+    /// See [`HEARTBEAT_FAILURES_TOTAL`].
+    pub heartbeat_failures: IntCounter,
 }
 
 /// Creates metrics labelled with the connector and registers each once.
@@ -235,6 +243,11 @@ impl Metrics {
                 SNAPSHOT_STARTED_SECONDS,
                 "Unix time a table's snapshot started.",
                 &["table"],
+            ),
+            heartbeats: r.counter(HEARTBEATS_TOTAL, "Heartbeat records Kafka acknowledged."),
+            heartbeat_failures: r.counter(
+                HEARTBEAT_FAILURES_TOTAL,
+                "Heartbeats that failed (the record or the action query).",
             ),
             registry: r.registry,
         }

@@ -346,6 +346,33 @@ pub struct KafkaSpec {
     /// for its topic. Topics that exist are left as they are.
     #[serde(default, skip_serializing_if = "TopicCreation::is_default")]
     pub topic_defaults: TopicCreation,
+    /// Heartbeat records on an interval (Debezium's `heartbeat.interval.ms`),
+    /// and optionally a statement run on the source database each time; none
+    /// when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<crate::HeartbeatSpec>,
+    /// Debezium's `provide.transaction.metadata`: a BEGIN and an END record
+    /// for each transaction with captured changes on `transactionTopic`, and
+    /// a `transaction` block `{id, total_order, data_collection_order}` in
+    /// each change event.
+    #[serde(default)]
+    pub provide_transaction_metadata: bool,
+    /// Topic of the BEGIN and END records; `<topicPrefix>.transaction`
+    /// (Debezium's default) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    pub transaction_topic: Option<String>,
+}
+
+impl KafkaSpec {
+    /// The transaction metadata topic, when transaction metadata is on.
+    pub fn transaction_topic_name(&self) -> Option<String> {
+        self.provide_transaction_metadata.then(|| {
+            self.transaction_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.transaction", self.topic_prefix))
+        })
+    }
 }
 
 /// What a restart may do to records already in Kafka.

@@ -7,7 +7,8 @@
 //!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
 //!   SQL reads them; `encoding.rs`: how values are written (Debezium's
 //!   handling modes); `topics.rs`: how the engine creates data topics
-//!   (`topicDefaults`, a target's `topicCreation`).
+//!   (`topicDefaults`, a target's `topicCreation`); `heartbeat.rs`:
+//!   heartbeat records and the action query.
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -25,6 +26,7 @@ mod connector;
 mod encoding;
 mod filter;
 mod generate;
+mod heartbeat;
 pub mod lsn;
 pub mod report;
 mod schema;
@@ -36,6 +38,7 @@ pub use connector::*;
 pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, JsonHandlingMode, TimePrecisionMode};
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
+pub use heartbeat::HeartbeatSpec;
 pub use table::{QualifiedTable, TableNameError};
 pub use topics::TopicCreation;
 pub use validate::{FieldError, ValidationErrors};

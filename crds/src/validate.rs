@@ -195,6 +195,20 @@ impl PgKafkaConnectorSpec {
         for (path, message) in kafka.topic_defaults.problems("spec.kafka.topicDefaults") {
             errs.push(path, message);
         }
+        if kafka.transaction_topic.is_some() && !kafka.provide_transaction_metadata {
+            errs.push(
+                "spec.kafka.transactionTopic",
+                "set provideTransactionMetadata: true to write transaction metadata there",
+            );
+        }
+        if let Some(heartbeat) = &kafka.heartbeat {
+            for (path, message) in heartbeat.problems() {
+                errs.push(path, message);
+            }
+            if let Some(reason) = topic_name_problem(&heartbeat.topic_name(&kafka.topic_prefix)) {
+                errs.push("spec.kafka.heartbeat.topic", reason);
+            }
+        }
         for (key, why) in RESERVED_KAFKA_PROPERTIES {
             if let Some(value) = kafka.properties.get(key) {
                 let harmless = match key {
@@ -488,6 +502,21 @@ spec:
                 "topicPrefix: cdc",
                 "topicPrefix: cdc, topicDefaults: {partitions: 0}",
                 "spec.kafka.topicDefaults.partitions",
+            ),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: cdc, transactionTopic: tx",
+                "spec.kafka.transactionTopic",
+            ),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: cdc, heartbeat: {intervalSeconds: 0}",
+                "spec.kafka.heartbeat.intervalSeconds",
+            ),
+            (
+                "topicPrefix: cdc",
+                "topicPrefix: cdc, heartbeat: {intervalSeconds: 5, actionQuery: \" \"}",
+                "spec.kafka.heartbeat.actionQuery",
             ),
             (
                 "- table: public.orders",

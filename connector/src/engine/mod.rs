@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use pgkafka_crds::{QualifiedTable, SlotLossPolicy, SnapshotMode};
 use tokio::sync::watch;
 
+mod heartbeat;
 mod offsets;
 mod session;
 

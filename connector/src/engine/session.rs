@@ -10,6 +10,7 @@ use std::time::Duration;
 use pgkafka_crds::QualifiedTable;
 use tokio::sync::watch;
 
+use super::heartbeat::Heartbeat;
 use super::offsets::Offsets;
 use super::{lsn_gauge, stream_settings, Limits};
 use crate::config::EngineConfig;
@@ -134,6 +135,7 @@ impl<'a> Session<'a> {
             .await?;
         let requested = self.snapshots.requested();
         let (cfg, metrics) = (self.ctx.cfg, self.ctx.metrics);
+        let mut heartbeat = Heartbeat::start(cfg, metrics).await?;
         metrics.streaming.set(1);
         tracing::info!(slot = %cfg.spec.slot.name, from = %start, "streaming");
         loop {
@@ -144,6 +146,7 @@ impl<'a> Session<'a> {
                 event = self.delivery.next_event() => self.delivery.handle(event).await?,
                 Some(event) = self.snapshots.next_event() => self.snapshots.on_event(event).await?,
                 _ = requested.notified() => self.snapshots.take_requests(),
+                _ = heartbeat.due() => heartbeat.beat(),
                 event = stream.recv(), if room => self.on_stream_batch(event?, &mut stream).await?,
             }
             self.report(&stream).await?;

@@ -87,6 +87,15 @@ pub fn write_envelope(
     out.extend_from_slice(change.op.code().as_bytes());
     out.extend_from_slice(b"\",\"ts_ms\":");
     write_int(out, now_ms);
+    if let Some(order) = change.order {
+        let _ = write!(
+            out,
+            ",\"transaction\":{{\"id\":\"{}\",\"total_order\":{},\"data_collection_order\":{}}}",
+            change.tx.metadata_id(),
+            order.total,
+            order.collection
+        );
+    }
     out.push(b'}');
 }
 
@@ -287,6 +296,7 @@ mod tests {
             after: Row::Full(&new),
             lsn: Lsn(4096),
             tx,
+            order: None,
         };
         let ctx = EnvelopeContext {
             name: "orders".into(),
@@ -337,6 +347,7 @@ mod tests {
             after: Row::Absent,
             lsn: Lsn(2),
             tx,
+            order: None,
         };
         let mut out = Vec::new();
         write_envelope(

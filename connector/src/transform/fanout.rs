@@ -165,6 +165,7 @@ fn split_key_change<'a>(change: &Change<'a>) -> (Change<'a>, Change<'a>) {
     let create = Change {
         op: Op::Create,
         before: Row::Absent,
+        order: change.order.map(crate::event::TxOrder::next),
         ..*change
     };
     (delete, create)
@@ -228,6 +229,7 @@ pub(super) fn change_of<'a>(
         after,
         lsn,
         tx,
+        order: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod route;
 pub(crate) mod schema;
 mod spill;
 pub(crate) mod stage;
+mod txmeta;
 pub(crate) mod typed;
 pub(crate) mod watch;
 

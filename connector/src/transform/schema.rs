@@ -154,6 +154,8 @@ fn element_oid(array_oid: u32) -> u32 {
 pub(crate) struct SchemaNamer {
     /// `spec.kafka.topicPrefix`.
     pub prefix: String,
+    /// Envelopes carry the `transaction` block (transaction metadata on).
+    pub transaction: bool,
 }
 
 impl SchemaNamer {
@@ -217,15 +219,21 @@ impl SchemaNamer {
                     json!({"type": "struct", "fields": fields, "optional": true,
                            "name": self.name(relation, "Value"), "field": field})
                 };
+                let mut envelope = vec![
+                    row("before"),
+                    row("after"),
+                    source_schema(),
+                    json!({"type": "string", "optional": false, "field": "op"}),
+                    json!({"type": "int64", "optional": true, "field": "ts_ms"}),
+                ];
+                if self.transaction {
+                    envelope.push(
+                        serde_json::from_str(super::txmeta::BLOCK_SCHEMA).unwrap_or(Value::Null),
+                    );
+                }
                 json!({
                     "type": "struct",
-                    "fields": [
-                        row("before"),
-                        row("after"),
-                        source_schema(),
-                        {"type": "string", "optional": false, "field": "op"},
-                        {"type": "int64", "optional": true, "field": "ts_ms"}
-                    ],
+                    "fields": envelope,
                     "optional": false,
                     "name": self.name(relation, "Envelope"),
                     "version": 1
@@ -327,6 +335,7 @@ mod tests {
     fn key_and_value_schemas_name_debeziums_types() {
         let namer = SchemaNamer {
             prefix: "cdc".into(),
+            transaction: false,
         };
         let modes = ValueModes {
             decimal: DecimalHandlingMode::Precise,
@@ -396,7 +405,10 @@ mod tests {
         let string_modes = ValueModes::default();
         let rel = relation();
         let after = |modes: &ValueModes| {
-            let namer = SchemaNamer { prefix: "p".into() };
+            let namer = SchemaNamer {
+                prefix: "p".into(),
+                transaction: false,
+            };
             parse(namer.value(&rel, Envelope::Debezium, None, modes))["fields"][1]["fields"].clone()
         };
         let fields = after(&string_modes);

@@ -14,6 +14,7 @@ use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
+use super::txmeta::TxMetadata;
 use super::watch::KeyWatch;
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
@@ -62,6 +63,8 @@ pub(crate) struct Transform {
     /// The columns of each captured table last announced there.
     announced: HashMap<QualifiedTable, Vec<Column>>,
     groups: GroupBuffers,
+    /// Transaction metadata, when `spec.kafka.provideTransactionMetadata`.
+    txmeta: Option<TxMetadata>,
 }
 
 impl Transform {
@@ -79,6 +82,10 @@ impl Transform {
             .schema_change_topic
             .as_deref()
             .map(|t| routes.topic_index(t));
+        let txmeta = spec.kafka.transaction_topic_name().map(|t| {
+            let (index, topic) = routes.topic_index(&t);
+            TxMetadata::new(topic, index, spec.kafka.schemas)
+        });
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
@@ -130,7 +137,9 @@ impl Transform {
             announced: HashMap::new(),
             schemas: spec.kafka.schemas.then(|| SchemaNamer {
                 prefix: spec.kafka.topic_prefix.clone(),
+                transaction: txmeta.is_some(),
             }),
+            txmeta,
         })
     }
 
@@ -193,6 +202,9 @@ impl Transform {
                 xid,
             } => return Ok(self.begin(final_lsn, commit_time_us, xid)),
             Message::Commit { end_lsn, .. } => {
+                if let (Some(m), Some((tx, headers))) = (&mut self.txmeta, &self.tx) {
+                    m.end(tx, headers, out);
+                }
                 if let Some((tx, headers)) = self.tx.take() {
                     self.groups.commit(&tx, &headers)?;
                 }
@@ -247,6 +259,9 @@ impl Transform {
         };
         self.tx = Some((tx, Arc::new(TxHeaders::new(final_lsn, xid))));
         self.groups.clear();
+        if let Some(m) = &mut self.txmeta {
+            m.begin();
+        }
         Boundary::Begin(tx)
     }
 
@@ -382,10 +397,16 @@ impl Transform {
                 }
             }
         }
-        let change = change_of(relation, &row, lsn, *tx);
+        let mut change = change_of(relation, &row, lsn, *tx);
         let modes = &self.encoder.context.modes;
         let key = record_key(relation, row.new.or(row.old.map(OldTuple::datums)), modes);
         let old_key = moved_from(relation, &row, modes).filter(|old| Some(old) != key.as_ref());
+        if let Some(m) = &mut self.txmeta {
+            // A key change is sent as two events: a delete and a create.
+            let events = if old_key.is_some() { 2 } else { 1 };
+            let name = format!("{}.{}", table.schema, table.name);
+            change.order = Some(m.place(&name, events, tx, headers, out));
+        }
         let one = RowChange {
             change,
             row,
@@ -446,6 +467,7 @@ impl Transform {
                 after: Row::Full(row),
                 lsn,
                 tx,
+                order: None,
             };
             let one = RowChange {
                 change,
