@@ -87,6 +87,7 @@
 //! | sessions and their restarts; the start-up checks of the slot against what was delivered | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check` |
 //! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
+//! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |
 //! | primary-key changes as delete + tombstone + create | `transform/{stage,fanout}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
 //!

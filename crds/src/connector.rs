@@ -55,6 +55,11 @@ pub struct PgKafkaConnectorSpec {
     /// records through the same targets) before and while changes stream.
     #[serde(default)]
     pub snapshot: SnapshotSpec,
+    /// Logical decoding messages (`pg_logical_emit_message`) sent on, by
+    /// prefix, as Debezium's message events (`op: m`); none when omitted.
+    /// Transactional ones arrive in their transaction, the others at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<crate::MessageSpec>,
     /// CPU and memory of the engine's container; 100m / 128Mi requested and
     /// 512Mi limited when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,8 @@
 //!   SQL reads them; `encoding.rs`: how values are written (Debezium's
 //!   handling modes); `topics.rs`: how the engine creates data topics
 //!   (`topicDefaults`, a target's `topicCreation`); `heartbeat.rs`:
-//!   heartbeat records and the action query.
+//!   heartbeat records and the action query; `messages.rs`: logical
+//!   decoding messages (`spec.messages`).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -28,6 +29,7 @@ mod filter;
 mod generate;
 mod heartbeat;
 pub mod lsn;
+mod messages;
 pub mod report;
 mod schema;
 mod table;
@@ -39,6 +41,7 @@ pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, JsonHandlingMode, Ti
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use heartbeat::HeartbeatSpec;
+pub use messages::MessageSpec;
 pub use table::{QualifiedTable, TableNameError};
 pub use topics::TopicCreation;
 pub use validate::{FieldError, ValidationErrors};

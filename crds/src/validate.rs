@@ -86,6 +86,15 @@ impl PgKafkaConnectorSpec {
         self.validate_names(&mut errs);
         self.validate_kafka(&mut errs);
         self.validate_listeners(&mut errs);
+        for (i, m) in self.messages.iter().enumerate() {
+            let field = format!("spec.messages[{i}]");
+            for (path, message) in m.problems(&field) {
+                errs.push(path, message);
+            }
+            if let Some(reason) = topic_name_problem(&m.topic_name(&self.kafka.topic_prefix)) {
+                errs.push(format!("{field}.topic"), reason);
+            }
+        }
         if errs.0.is_empty() {
             Ok(())
         } else {

@@ -2,8 +2,8 @@
 //! (before the first record, early, midway, near the end) of one
 //! 100,000-row transaction (from `INSERT ... SELECT` and from `COPY`: many
 //! changes, one commit LSN), a transaction open across a restart, and
-//! transactions mixing rows with transactional logical messages. Every
-//! committed row arrives. Real PostgreSQL, real broker, the engine as a
+//! transactions mixing rows with logical messages. Every committed row
+//! arrives, and every message. Real PostgreSQL, real broker, the engine as a
 //! process killed for real.
 
 use std::time::Duration;
@@ -22,6 +22,7 @@ struct Running {
     engine: Engine,
     slot: String,
     topic: String,
+    messages: String,
 }
 
 async fn running() -> Running {
@@ -30,7 +31,12 @@ async fn running() -> Running {
     db.exec("CREATE TABLE items (id bigint PRIMARY KEY, note text)")
         .await;
     let (name, prefix) = (unique("restart"), unique("restart"));
-    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: items");
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: items").spec(|s| {
+        s.messages = vec![pgkafka_crds::MessageSpec {
+            prefixes: vec!["app".into()],
+            topic: None,
+        }]
+    });
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
     Running {
@@ -39,6 +45,7 @@ async fn running() -> Running {
         engine,
         slot: format!("{name}_slot"),
         topic: format!("{prefix}.public.items"),
+        messages: format!("{prefix}.message"),
     }
 }
 
@@ -132,4 +139,12 @@ async fn rows_mixed_with_logical_messages_arrive_across_a_kill() {
         .await;
     }
     kill_at(&mut r, &[1, 300, 700], 1000).await;
+    // Every message too, the transactional and the others.
+    let mut contents: Vec<String> = read_to_end(&r.broker.bootstrap, &r.messages)
+        .iter()
+        .filter_map(|m| m.value["message"]["content"].as_str().map(str::to_owned))
+        .collect();
+    contents.sort();
+    contents.dedup();
+    assert_eq!(contents.len(), 40, "{contents:?}");
 }

@@ -258,6 +258,10 @@ impl<'a> Session<'a> {
                 commit_ms: tx.commit_ms(),
             });
         }
+        if !self.records.is_empty() && self.current.is_none() {
+            // A non-transactional logical message: a transaction of its own.
+            return self.send_alone(lsn).await;
+        }
         // A commit may carry records (whole-transaction messages): they belong
         // to the transaction, so they are sent before it is closed.
         if !self.records.is_empty() {
@@ -328,14 +332,20 @@ impl<'a> Session<'a> {
             self.snapshots.emitted_in_transaction(chunk, kept);
             return Ok(());
         }
+        self.send_alone(lsn).await?;
+        self.snapshots.emitted_at(chunk, kept, lsn);
+        Ok(())
+    }
+
+    /// Sends the records at hand outside any source transaction, as one of
+    /// their own ending at `lsn`.
+    async fn send_alone(&mut self, lsn: Lsn) -> Result<(), Error> {
         let seq = self.delivery.begin();
         self.current = Some(OpenSource { seq, commit_ms: 0 });
         let sent = self.send_records().await;
         self.current = None;
         sent?;
-        self.delivery.commit(seq, lsn).await?;
-        self.snapshots.emitted_at(chunk, kept, lsn);
-        Ok(())
+        self.delivery.commit(seq, lsn).await
     }
 
     /// The committed transaction's whole-transaction messages, built and

@@ -7,6 +7,7 @@ pub(crate) mod encode;
 mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
+mod message;
 pub(crate) mod route;
 pub(crate) mod schema;
 mod spill;

@@ -245,7 +245,7 @@ impl SchemaNamer {
 }
 
 /// `source`: `io.debezium.connector.postgresql.Source`, with our `commitLsn`.
-fn source_schema() -> Value {
+pub(super) fn source_schema() -> Value {
     let field = |kind: &str, optional: bool, name: &str| json!({"type": kind, "optional": optional, "field": name});
     json!({
         "type": "struct",

@@ -12,6 +12,7 @@ use super::encode::EnvelopeContext;
 use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
 use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
+use super::message::{Logical, MessageRoutes, MESSAGE_COLLECTION};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
 use super::txmeta::TxMetadata;
@@ -65,6 +66,8 @@ pub(crate) struct Transform {
     groups: GroupBuffers,
     /// Transaction metadata, when `spec.kafka.provideTransactionMetadata`.
     txmeta: Option<TxMetadata>,
+    /// `spec.messages`: which logical decoding messages are sent, where.
+    messages: MessageRoutes,
 }
 
 impl Transform {
@@ -86,6 +89,7 @@ impl Transform {
             let (index, topic) = routes.topic_index(&t);
             TxMetadata::new(topic, index, spec.kafka.schemas)
         });
+        let messages = MessageRoutes::new(spec, &mut routes, txmeta.is_some());
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
@@ -140,6 +144,7 @@ impl Transform {
                 transaction: txmeta.is_some(),
             }),
             txmeta,
+            messages,
         })
     }
 
@@ -232,9 +237,16 @@ impl Transform {
                 }
                 return Ok(Boundary::Other);
             }
-            Message::Origin { .. } | Message::Type { .. } | Message::Logical { .. } => {
-                return Ok(Boundary::Other)
+            Message::Logical {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => {
+                self.logical(transactional, lsn, &prefix, &content, now_ms, out);
+                return Ok(Boundary::Other);
             }
+            Message::Origin { .. } | Message::Type { .. } => return Ok(Boundary::Other),
         };
         let row = RowView {
             action,
@@ -243,6 +255,43 @@ impl Transform {
         };
         self.row_change(relation_id, row, lsn, now_ms, out, watch)?;
         Ok(Boundary::Other)
+    }
+
+    /// A logical decoding message an entry of `spec.messages` takes: in its
+    /// transaction when transactional, else on its own at `lsn`.
+    fn logical(
+        &mut self,
+        transactional: bool,
+        lsn: Lsn,
+        prefix: &str,
+        content: &[u8],
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) {
+        if !self.messages.takes(prefix) {
+            return;
+        }
+        let in_tx = self.tx.as_ref().filter(|_| transactional);
+        let headers = match in_tx {
+            Some((_, h)) => Arc::clone(h),
+            None => Arc::new(TxHeaders::new(lsn, 0)),
+        };
+        let order = match (in_tx, &mut self.txmeta) {
+            (Some((tx, h)), Some(m)) => Some(m.place(MESSAGE_COLLECTION, 1, tx, h, out)),
+            _ => None,
+        };
+        let message = Logical {
+            prefix,
+            content,
+            lsn,
+            tx: in_tx.map(|(tx, _)| tx),
+            order,
+            now_ms,
+        };
+        out.extend(
+            self.messages
+                .record(&self.encoder.context, &message, &headers),
+        );
     }
 
     /// The stream resumes after the transaction that committed at `lsn`.
