@@ -193,6 +193,17 @@ pub(crate) struct Record {
     /// delete of the old key, `__debezium.newkey`; on the create of the new
     /// one, `__debezium.oldkey`.
     pub moved: Option<MovedKey>,
+    /// An outbox event's headers and Kafka timestamp.
+    pub extras: Option<Arc<EventExtras>>,
+}
+
+/// What an outbox event adds to its record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct EventExtras {
+    /// Headers (name, value's text; `None` for SQL NULL).
+    pub headers: Vec<(String, Option<String>)>,
+    /// The record's Kafka timestamp (Unix ms); the produce time when `None`.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// The other key of a record that a primary-key change split in two.

@@ -51,6 +51,9 @@ pub const TOPIC_DELIVERY_ERRORS_TOTAL: &str = "pgkafka_topic_delivery_errors_tot
 pub const SNAPSHOT_ROWS_TOTAL: &str = "pgkafka_snapshot_rows_total";
 /// Tables by snapshot `state` (pending, running, done, failed).
 pub const SNAPSHOT_TABLES: &str = "pgkafka_snapshot_tables";
+/// Outbox rows an outbox target's spec ignores (updates, deletes), by
+/// `table` and `topic` (the target's topic template).
+pub const OUTBOX_IGNORED_TOTAL: &str = "pgkafka_outbox_ignored_total";
 /// Heartbeat records Kafka acknowledged.
 pub const HEARTBEATS_TOTAL: &str = "pgkafka_heartbeats_total";
 /// Heartbeats that failed (the record, or the action query).
@@ -112,6 +115,8 @@ pub(crate) struct Metrics {
     pub snapshot_tables: IntGaugeVec,
     /// See [`SNAPSHOT_STARTED_SECONDS`].
     pub snapshot_started: IntGaugeVec,
+    /// See [`OUTBOX_IGNORED_TOTAL`].
+    pub outbox_ignored: IntCounterVec,
     /// See [`HEARTBEATS_TOTAL`].
     pub heartbeats: IntCounter,
     /// See [`HEARTBEAT_FAILURES_TOTAL`].
@@ -243,6 +248,11 @@ impl Metrics {
                 SNAPSHOT_STARTED_SECONDS,
                 "Unix time a table's snapshot started.",
                 &["table"],
+            ),
+            outbox_ignored: r.counter_vec(
+                OUTBOX_IGNORED_TOTAL,
+                "Outbox rows an outbox target's spec ignores (updates, deletes).",
+                TABLE_TOPIC,
             ),
             heartbeats: r.counter(HEARTBEATS_TOTAL, "Heartbeat records Kafka acknowledged."),
             heartbeat_failures: r.counter(

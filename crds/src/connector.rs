@@ -478,6 +478,12 @@ pub struct TargetSpec {
     /// key). Targets that write to one topic must agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_creation: Option<TopicCreation>,
+    /// Send the table's rows as outbox events (Debezium's Outbox Event
+    /// Router, its defaults when `{}`): the topic from a column through a
+    /// template, the key, value and headers from columns. Such a target has
+    /// no `topic`, `envelope`, `columns` or grouping of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<crate::OutboxSpec>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -496,6 +502,7 @@ impl Default for TargetSpec {
             snapshot: true,
             tombstones_on_delete: None,
             topic_creation: None,
+            outbox: None,
         }
     }
 }

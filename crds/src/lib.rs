@@ -9,7 +9,8 @@
 //!   handling modes); `topics.rs`: how the engine creates data topics
 //!   (`topicDefaults`, a target's `topicCreation`); `heartbeat.rs`:
 //!   heartbeat records and the action query; `messages.rs`: logical
-//!   decoding messages (`spec.messages`).
+//!   decoding messages (`spec.messages`); `outbox.rs`: outbox targets
+//!   (Debezium's Outbox Event Router).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -30,6 +31,7 @@ mod generate;
 mod heartbeat;
 pub mod lsn;
 mod messages;
+mod outbox;
 pub mod report;
 mod schema;
 mod table;
@@ -42,6 +44,7 @@ pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use heartbeat::HeartbeatSpec;
 pub use messages::MessageSpec;
+pub use outbox::{AdditionalField, OutboxOperation, OutboxSpec, Placement, ROUTED_BY_VALUE};
 pub use table::{QualifiedTable, TableNameError};
 pub use topics::TopicCreation;
 pub use validate::{FieldError, ValidationErrors};

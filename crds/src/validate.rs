@@ -288,6 +288,15 @@ impl PgKafkaConnectorSpec {
                 let Some(creation) = &target.topic_creation else {
                     continue;
                 };
+                if target.outbox.is_some() {
+                    // Its topics are named by its rows: nothing to agree on.
+                    for (path, message) in creation
+                        .problems(&format!("spec.listeners[{i}].targets[{j}].topicCreation"))
+                    {
+                        errs.push(path, message);
+                    }
+                    continue;
+                }
                 let here = format!("spec.listeners[{i}].targets[{j}].topicCreation");
                 for (path, message) in creation.problems(&here) {
                     errs.push(path, message);
@@ -350,6 +359,26 @@ fn validate_target(
     if let Some(topic) = &target.topic {
         if let Some(reason) = topic_name_problem(topic) {
             errs.push(format!("{field}.topic"), format!("{topic:?} {reason}"));
+        }
+    }
+    if let Some(outbox) = &target.outbox {
+        for (path, message) in outbox.problems(&format!("{field}.outbox")) {
+            errs.push(path, message);
+        }
+        let own = [
+            ("topic", target.topic.is_some()),
+            ("envelope", target.envelope.is_some()),
+            ("columns", target.columns.is_some()),
+            ("sendAsTransaction", target.send_as_transaction),
+            ("group", target.group.is_some()),
+        ];
+        for (name, set) in own {
+            if set {
+                errs.push(
+                    format!("{field}.{name}"),
+                    "an outbox target takes its topic and shape from `outbox`: remove it",
+                );
+            }
         }
     }
     if let Some(group) = &target.group {

@@ -123,23 +123,18 @@ impl<'a> Delivery<'a> {
         })
     }
 
-    /// Creates the `topics` that do not exist, each as `creation` (same
-    /// index) says (records carry their index in `topics`), and prepares
-    /// the producer; returns where replication starts. Under exactly-once
-    /// it fences older producers, then starts after what Kafka committed
-    /// when that is ahead of `start`.
+    /// Creates the `topics` that do not exist, each as its settings say
+    /// (records carry their index in `topics`), and prepares the producer;
+    /// returns where replication starts. Under exactly-once it fences older
+    /// producers, then starts after what Kafka committed when that is ahead
+    /// of `start`.
     pub async fn start(
         &mut self,
-        topics: &[Arc<str>],
-        creation: &[TopicCreation],
+        topics: &[(Arc<str>, TopicCreation)],
         start: Lsn,
     ) -> Result<Lsn, Error> {
-        self.sink.ensure_topics(topics, creation).await?;
-        self.topic_in_flight = topics
-            .iter()
-            .map(|t| self.metrics.topic_in_flight.with_label_values(&[&**t]))
-            .collect();
-        self.topic_in_flight.iter().for_each(|g| g.set(0));
+        self.topic_in_flight.clear();
+        self.add_topics(0, topics).await?;
         let Some(e) = &mut self.exactly_once else {
             return Ok(start);
         };
@@ -151,6 +146,30 @@ impl<'a> Delivery<'a> {
             }
             _ => Ok(start),
         }
+    }
+
+    /// Creates the `topics` (indexes from `start` on) that do not exist,
+    /// each as its settings say, and counts their records in flight.
+    pub async fn add_topics(
+        &mut self,
+        start: usize,
+        topics: &[(Arc<str>, TopicCreation)],
+    ) -> Result<(), Error> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        self.sink.ensure_topics(topics).await?;
+        debug_assert_eq!(
+            start,
+            self.topic_in_flight.len(),
+            "topics added in index order"
+        );
+        for (topic, _) in topics {
+            let gauge = self.metrics.topic_in_flight.with_label_values(&[&**topic]);
+            gauge.set(0);
+            self.topic_in_flight.push(gauge);
+        }
+        Ok(())
     }
 
     /// Creates the engine's internal topics (snapshot progress, the

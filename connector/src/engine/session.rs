@@ -110,14 +110,8 @@ impl<'a> Session<'a> {
         start: Lsn,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        let start = self
-            .delivery
-            .start(
-                self.transform.topics(),
-                self.transform.topic_creation(),
-                start,
-            )
-            .await?;
+        let (_, topics) = self.transform.take_added_topics();
+        let start = self.delivery.start(&topics, start).await?;
         let progress_topic = self.snapshots.topic();
         self.delivery
             .ensure_internal_topics(&[self.offsets.topic()])
@@ -252,6 +246,7 @@ impl<'a> Session<'a> {
             &mut self.records,
             &mut self.snapshots,
         )?;
+        self.add_new_topics().await?;
         if let Boundary::Begin(tx) = boundary {
             self.current = Some(OpenSource {
                 seq: self.delivery.begin(),
@@ -325,6 +320,7 @@ impl<'a> Session<'a> {
             now_ms(),
             &mut self.records,
         )?;
+        self.add_new_topics().await?;
         if self.current.is_some() {
             // A transactional watermark: the rows belong to its transaction;
             // its progress is safe once that transaction's end is.
@@ -335,6 +331,12 @@ impl<'a> Session<'a> {
         self.send_alone(lsn).await?;
         self.snapshots.emitted_at(chunk, kept, lsn);
         Ok(())
+    }
+
+    /// Creates the topics outbox rows just named, before their records go.
+    async fn add_new_topics(&mut self) -> Result<(), Error> {
+        let (start, added) = self.transform.take_added_topics();
+        self.delivery.add_topics(start, &added).await
     }
 
     /// Sends the records at hand outside any source transaction, as one of

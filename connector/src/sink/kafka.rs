@@ -167,6 +167,7 @@ struct Outgoing<'a> {
     tx: &'a TxHeaders,
     part: Option<&'a str>,
     moved: Option<&'a crate::event::MovedKey>,
+    extras: Option<&'a crate::event::EventExtras>,
 }
 
 /// The producer of one engine session.
@@ -294,14 +295,12 @@ impl KafkaSink {
             .await
     }
 
-    /// Creates each of `topics` that does not exist yet as `creation`
-    /// (same index) says.
+    /// Creates each of `topics` that does not exist yet as its settings say.
     pub async fn ensure_topics(
         &self,
-        topics: &[Arc<str>],
-        creation: &[TopicCreation],
+        topics: &[(Arc<str>, TopicCreation)],
     ) -> Result<(), SinkError> {
-        let named = topics.iter().map(|t| &**t).zip(creation);
+        let named = topics.iter().map(|(t, c)| (&**t, c));
         super::topics::create_missing(&self.config, named).await?;
         Ok(())
     }
@@ -320,6 +319,7 @@ impl KafkaSink {
             tx: &record.tx,
             part: part.as_deref(),
             moved: record.moved.as_ref(),
+            extras: record.extras.as_deref(),
         };
         self.produce(message, tag)
     }
@@ -340,6 +340,7 @@ impl KafkaSink {
             tx,
             part: None,
             moved: None,
+            extras: None,
         };
         self.produce(message, Tag::Checkpoint)
     }
@@ -366,7 +367,18 @@ impl KafkaSink {
                 value: Some(value),
             });
         }
+        if let Some(extras) = m.extras {
+            for (key, value) in &extras.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: value.as_deref(),
+                });
+            }
+        }
         let mut msg = BaseRecord::with_opaque_to(m.topic, tag.pack()).headers(headers);
+        if let Some(ms) = m.extras.and_then(|e| e.timestamp_ms) {
+            msg = msg.timestamp(ms);
+        }
         if let Some(payload) = m.payload {
             msg = msg.payload(payload);
         }

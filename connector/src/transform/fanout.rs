@@ -14,7 +14,7 @@ use pgkafka_crds::{Action, Envelope};
 use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
 use super::group::GroupBuffers;
-use super::route::{CompiledRoute, Listener};
+use super::route::{CompiledRoute, Listener, TopicRegistry};
 use super::schema::wrap;
 use super::TransformError;
 use crate::decode::values::ValueModes;
@@ -91,6 +91,7 @@ pub(super) fn fan_out(
     one: &RowChange<'_>,
     encoder: &Encoder,
     mut groups: Option<&mut GroupBuffers>,
+    topics: &mut TopicRegistry,
     out: &mut Vec<Record>,
 ) -> Result<(), TransformError> {
     let snapshot = one.change.op == Op::Read;
@@ -111,6 +112,10 @@ pub(super) fn fan_out(
             .is_some_and(|f| !f.matches(&one.row))
         {
             target.filtered.inc();
+            continue;
+        }
+        if let (Some(spec), Some(Some(outbox))) = (&target.outbox, route.outboxes.get(j)) {
+            outbox_event(target, spec, outbox, one, topics, out)?;
             continue;
         }
         let encoding = Encoding {
@@ -150,6 +155,36 @@ pub(super) fn fan_out(
                 emit.push(out, key.clone(), payload, delete, None);
             }
         }
+    }
+    Ok(())
+}
+
+/// An outbox target's event of `one`, if its spec routes the action.
+fn outbox_event(
+    target: &super::route::Target,
+    spec: &pgkafka_crds::OutboxSpec,
+    outbox: &super::outbox::CompiledOutbox,
+    one: &RowChange<'_>,
+    topics: &mut TopicRegistry,
+    out: &mut Vec<Record>,
+) -> Result<(), TransformError> {
+    let row = match one.row.action {
+        Action::Delete => one.row.old.map(|o| match o {
+            crate::event::OldTuple::Full(d) => &d[..],
+            // Only the key: the event's columns are not there.
+            crate::event::OldTuple::Key(_) => &[][..],
+        }),
+        _ => one.row.new,
+    };
+    match outbox.event(spec, one.row.action, row, &one.change.tx, &target.path)? {
+        Some(event) => {
+            let (index, topic) = topics.index_with(&event.topic, &target.creation);
+            target.records.inc();
+            let size = event.value.as_ref().map_or(0, Bytes::len);
+            target.bytes.inc_by(size as u64);
+            out.push(event.into_record(topic, index, one.headers));
+        }
+        None => target.ignored.inc(),
     }
     Ok(())
 }
@@ -197,6 +232,7 @@ impl Emit<'_> {
             tx: Arc::clone(self.headers),
             part: None,
             moved,
+            extras: None,
         };
         let tombstone =
             (delete && self.target.tombstones && record.key.is_some()).then(|| Record {

@@ -202,6 +202,7 @@ impl GroupBuffers {
                 tx: Arc::clone(&f.headers),
                 part: Some((f.part, parts)),
                 moved: None,
+                extras: None,
             }));
         }
     }

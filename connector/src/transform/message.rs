@@ -96,6 +96,7 @@ impl MessageRoutes {
             tx: Arc::clone(headers),
             part: None,
             moved: None,
+            extras: None,
         })
     }
 }

@@ -8,6 +8,7 @@ mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
 mod message;
+mod outbox;
 pub(crate) mod route;
 pub(crate) mod schema;
 mod spill;
@@ -41,6 +42,14 @@ pub(crate) enum TransformError {
     /// A filter or column selection that does not fit the table.
     #[error(transparent)]
     Filter(#[from] filter::FilterError),
+    /// An outbox row that cannot become an event as the spec says.
+    #[error("{path}: {message}")]
+    Outbox {
+        /// The target's outbox field.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A whole-transaction group could not be spilled to disk.
     #[error(transparent)]
     Spill(#[from] spill::SpillError),

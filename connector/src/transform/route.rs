@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pgkafka_crds::{
-    Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, PgKafkaConnectorSpec, QualifiedTable,
-    TargetSpec, TopicCreation,
+    Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, OutboxSpec, PgKafkaConnectorSpec,
+    QualifiedTable, TargetSpec, TopicCreation,
 };
 use prometheus::IntCounter;
 
 use super::filter::{CompiledFilter, FilterError};
+use super::outbox::CompiledOutbox;
 use super::TransformError;
 use crate::event::TableShape;
 use crate::metrics::Metrics;
@@ -33,8 +34,15 @@ pub(crate) struct Target {
     pub path: String,
     /// Destination topic.
     pub topic: Arc<str>,
-    /// Position of `topic` in [`Routes::topics`].
+    /// Position of `topic` in [`Routes::topics`]; [`NO_TOPIC`] for an
+    /// outbox target, whose rows name their topics.
     pub topic_index: usize,
+    /// The outbox spec of an outbox target.
+    pub outbox: Option<OutboxSpec>,
+    /// How the topics it creates at run time are created (outbox targets).
+    pub creation: TopicCreation,
+    /// Outbox rows its spec ignores (updates, deletes).
+    pub ignored: IntCounter,
     /// Message shape.
     pub envelope: Envelope,
     /// Column selection, by name.
@@ -54,6 +62,9 @@ pub(crate) struct Target {
     /// Bytes of the changes it received.
     pub bytes: IntCounter,
 }
+
+/// The `topic_index` of a target with no topic of its own (an outbox).
+pub(crate) const NO_TOPIC: usize = usize::MAX;
 
 /// A listener: a table, the actions it captures, its targets.
 #[derive(Debug)]
@@ -89,11 +100,49 @@ pub(crate) struct Routes {
     /// Transaction groups.
     pub groups: Vec<Group>,
     /// Every topic written to, each once.
-    pub topics: Vec<Arc<str>>,
+    pub topics: TopicRegistry,
+}
+
+/// Every topic records go to, each once, with how it is created; records
+/// carry their topic's index here. Outbox targets add topics while the
+/// stream runs ([`TopicRegistry::take_added`]).
+#[derive(Debug)]
+pub(crate) struct TopicRegistry {
+    /// The topics, in index order.
+    pub names: Vec<Arc<str>>,
     /// Per topic (same index): how it is created when it does not exist.
     pub creation: Vec<TopicCreation>,
     /// `spec.kafka.topicDefaults`.
     defaults: TopicCreation,
+    /// Topics below this index were handed out by `take_added` (or are
+    /// the start-up ones).
+    taken: usize,
+}
+
+impl TopicRegistry {
+    /// The index of `topic`, added with `creation` when new.
+    pub fn index_with(&mut self, topic: &str, creation: &TopicCreation) -> (usize, Arc<str>) {
+        if let Some(i) = self.names.iter().position(|t| &**t == topic) {
+            return (i, Arc::clone(&self.names[i]));
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.names.push(Arc::clone(&name));
+        self.creation.push(creation.clone());
+        (self.names.len() - 1, name)
+    }
+
+    /// The topics added since last asked (the start-up ones count as asked
+    /// once the stream starts), from `start` on.
+    pub fn take_added(&mut self) -> (usize, Vec<(Arc<str>, TopicCreation)>) {
+        let start = self.taken;
+        self.taken = self.names.len();
+        let added = self.names[start..]
+            .iter()
+            .cloned()
+            .zip(self.creation[start..].iter().cloned())
+            .collect();
+        (start, added)
+    }
 }
 
 impl Routes {
@@ -103,9 +152,12 @@ impl Routes {
             listeners: Vec::with_capacity(spec.listeners.len()),
             by_table: HashMap::new(),
             groups: Vec::new(),
-            topics: Vec::new(),
-            creation: Vec::new(),
-            defaults: spec.kafka.topic_defaults.clone(),
+            topics: TopicRegistry {
+                names: Vec::new(),
+                creation: Vec::new(),
+                defaults: spec.kafka.topic_defaults.clone(),
+                taken: 0,
+            },
         };
         let default_target = [TargetSpec::default()];
         for (i, l) in spec.listeners.iter().enumerate() {
@@ -156,10 +208,18 @@ impl Routes {
         table_label: &str,
         metrics: &Metrics,
     ) -> Target {
-        let (topic_index, topic) = self.topic_index(&name);
-        if let Some(over) = &t.topic_creation {
+        let creation = match &t.topic_creation {
+            Some(over) => self.topics.defaults.merged(over),
+            None => self.topics.defaults.clone(),
+        };
+        let (topic_index, topic) = match &t.outbox {
+            // Its rows name its topics; the template labels its metrics.
+            Some(outbox) => (NO_TOPIC, Arc::from(outbox.topic.as_str())),
+            None => self.topics.index_with(&name, &creation),
+        };
+        if t.topic_creation.is_some() && topic_index != NO_TOPIC {
             // Validation made every target of one topic agree.
-            self.creation[topic_index] = self.defaults.merged(over);
+            self.topics.creation[topic_index] = creation.clone();
         }
         let group = t.groups_transactions().then(|| {
             let group_name = t.group.clone().unwrap_or_else(|| path.clone());
@@ -179,6 +239,9 @@ impl Routes {
         Target {
             path,
             topic_index,
+            outbox: t.outbox.clone(),
+            creation,
+            ignored: metrics.outbox_ignored.with_label_values(&labels),
             envelope: t.envelope.unwrap_or(kafka.envelope),
             columns: t.columns.clone(),
             filter: t.filter.clone(),
@@ -194,19 +257,11 @@ impl Routes {
         }
     }
 
-    /// The index of `topic` in [`Routes::topics`], added when new.
+    /// The index of `topic` in [`Routes::topics`], added (as
+    /// `spec.kafka.topicDefaults` says) when new.
     pub(super) fn topic_index(&mut self, topic: &str) -> (usize, Arc<str>) {
-        match self.topics.iter().position(|t| &**t == topic) {
-            Some(i) => (i, Arc::clone(&self.topics[i])),
-            None => {
-                self.topics.push(Arc::from(topic));
-                self.creation.push(self.defaults.clone());
-                (
-                    self.topics.len() - 1,
-                    Arc::clone(&self.topics[self.topics.len() - 1]),
-                )
-            }
-        }
+        let defaults = self.topics.defaults.clone();
+        self.topics.index_with(topic, &defaults)
     }
 
     /// The listener of `table`, by index.
@@ -226,6 +281,8 @@ pub(crate) struct CompiledRoute {
     pub key_schema: Option<Bytes>,
     /// Per target: the schema form's value schema; empty without it.
     pub value_schemas: Vec<Bytes>,
+    /// Per target: its outbox columns, for an outbox target.
+    pub outboxes: Vec<Option<CompiledOutbox>>,
 }
 
 impl CompiledRoute {
@@ -243,6 +300,10 @@ impl CompiledRoute {
             });
             route.masks.push(match &target.columns {
                 Some(c) => Some(column_mask(c, shape, &target.path)?),
+                None => None,
+            });
+            route.outboxes.push(match &target.outbox {
+                Some(o) => Some(CompiledOutbox::compile(o, shape, &target.path)?),
                 None => None,
             });
         }
@@ -308,7 +369,7 @@ listeners:
     #[test]
     fn compiles_topics_groups_and_envelopes() {
         let routes = Routes::new(&spec(), &Metrics::new("t")).expect("compiles");
-        let names: Vec<&str> = routes.topics.iter().map(|t| &**t).collect();
+        let names: Vec<&str> = routes.topics.names.iter().map(|t| &**t).collect();
         assert_eq!(names, ["cdc.public.orders", "audit", "tx", "single"]);
         let groups: Vec<(&str, &str)> = routes
             .groups

@@ -165,15 +165,17 @@ impl Transform {
     }
 
     /// Every topic the pipeline may write to; records carry their index here.
+    #[cfg(test)]
     pub fn topics(&self) -> &[Arc<str>] {
-        &self.routes.topics
+        &self.routes.topics.names
     }
 
-    /// How each topic of [`Transform::topics`] (same index) is created when
-    /// it does not exist: `spec.kafka.topicDefaults` under its targets'
-    /// `topicCreation`.
-    pub fn topic_creation(&self) -> &[TopicCreation] {
-        &self.routes.creation
+    /// The topics added since last asked (at first: every topic known at
+    /// start-up; later: those outbox rows named), from index `start` on,
+    /// each with how it is created when it does not exist
+    /// (`spec.kafka.topicDefaults` under its targets' `topicCreation`).
+    pub fn take_added_topics(&mut self) -> (usize, Vec<(Arc<str>, TopicCreation)>) {
+        self.routes.topics.take_added()
     }
 
     /// Compiles every target's filter and column selection against the
@@ -380,6 +382,7 @@ impl Transform {
             tx: Arc::clone(headers),
             part: None,
             moved: None,
+            extras: None,
         });
         self.announced
             .insert(shape.table.clone(), shape.columns.clone());
@@ -470,6 +473,7 @@ impl Transform {
             &one,
             &self.encoder,
             Some(&mut self.groups),
+            &mut self.routes.topics,
             out,
         )
     }
@@ -526,7 +530,15 @@ impl Transform {
                 headers: &headers,
                 now_ms,
             };
-            fan_out(listener, &route, &one, &self.encoder, None, out)?;
+            fan_out(
+                listener,
+                &route,
+                &one,
+                &self.encoder,
+                None,
+                &mut self.routes.topics,
+                out,
+            )?;
         }
         Ok(kept)
     }

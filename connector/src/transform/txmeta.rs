@@ -142,6 +142,7 @@ impl TxMetadata {
             tx: Arc::clone(headers),
             part: None,
             moved: None,
+            extras: None,
         }
     }
 }
