@@ -18,6 +18,13 @@ pub struct MessageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
     pub topic: Option<String>,
+    /// The outbox without a table: each message's content is a JSON object
+    /// whose fields the outbox router reads as it reads an outbox table's
+    /// columns (`id`, `aggregatetype`, `aggregateid`, `payload`... by
+    /// default), so the event goes where an outbox row would, with nothing
+    /// to insert, delete or vacuum. The topic then comes from `outbox.topic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<crate::OutboxSpec>,
 }
 
 impl MessageSpec {
@@ -39,6 +46,15 @@ impl MessageSpec {
     /// What is wrong with entry `field`, each as (path, message).
     pub(crate) fn problems(&self, field: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if let Some(outbox) = &self.outbox {
+            out.extend(outbox.problems(&format!("{field}.outbox")));
+            if self.topic.is_some() {
+                out.push((
+                    format!("{field}.topic"),
+                    "an outbox entry's topic is `outbox.topic`: remove it".into(),
+                ));
+            }
+        }
         if self.prefixes.is_empty() {
             out.push((
                 format!("{field}.prefixes"),
@@ -68,6 +84,7 @@ mod tests {
         let m = MessageSpec {
             prefixes: vec!["audit".into(), "app.*".into()],
             topic: None,
+            outbox: None,
         };
         assert!(m.takes("audit") && m.takes("app.orders") && m.takes("app."));
         assert!(!m.takes("audit2") && !m.takes("app"));
@@ -75,11 +92,13 @@ mod tests {
         let all = MessageSpec {
             prefixes: vec!["*".into()],
             topic: Some("t".into()),
+            outbox: None,
         };
         assert!(all.takes("") && all.takes("anything"));
         let bad = MessageSpec {
             prefixes: vec![String::new(), "a*b".into()],
             topic: None,
+            outbox: None,
         };
         let paths: Vec<String> = bad
             .problems("spec.messages[0]")

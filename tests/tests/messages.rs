@@ -17,6 +17,7 @@ fn entry(prefixes: &[&str], topic: Option<String>) -> MessageSpec {
     MessageSpec {
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
         topic,
+        outbox: None,
     }
 }
 

@@ -209,3 +209,60 @@ async fn no_event_is_lost_across_a_kill_9() {
         engine.log_text()
     );
 }
+
+/// The outbox without a table: a transactional logical decoding message
+/// whose content is the event, routed by the same router; one rolled back
+/// never arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_without_a_table_sends_messages_as_events() {
+    let db = outbox_db().await;
+    let broker = Broker::start();
+    let (name, prefix) = (unique("obmsg"), unique("obmsg"));
+    let m = Manifest::new(
+        &name,
+        &db,
+        &broker.bootstrap,
+        &prefix,
+        "    - table: orders",
+    )
+    .spec(|s| {
+        s.messages = vec![pgkafka_crds::MessageSpec {
+            prefixes: vec!["outbox".into()],
+            topic: None,
+            outbox: Some(pgkafka_crds::OutboxSpec {
+                topic: format!("{prefix}.${{routedByValue}}"),
+                additional_placement: vec![pgkafka_crds::AdditionalField {
+                    column: "type".into(),
+                    placement: pgkafka_crds::Placement::Header,
+                    alias: None,
+                }],
+                ..Default::default()
+            }),
+        }]
+    });
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    engine.wait_streaming();
+    let event = |id: &str| {
+        format!(
+            "SELECT pg_logical_emit_message(true, 'outbox', json_build_object(
+               'id', '{id}', 'aggregatetype', 'Order', 'aggregateid', '42', 'type', 'OrderCreated',
+               'payload', json_build_object('id', 42, 'total', 10))::text)"
+        )
+    };
+    db.exec(&format!(
+        "BEGIN; INSERT INTO orders VALUES (42, 10); {}; COMMIT;
+         BEGIN; {}; ROLLBACK;",
+        event("e-1"),
+        event("e-2")
+    ))
+    .await;
+    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
+    let events = read_to_end(&broker.bootstrap, &format!("{prefix}.Order"));
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e.key.as_deref(), Some("42"));
+    assert_eq!(e.value, json!({"id": 42, "total": 10}));
+    assert_eq!(header(e, "id"), Some("e-1"));
+    assert_eq!(header(e, "type"), Some("OrderCreated"));
+    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
+}

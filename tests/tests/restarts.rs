@@ -35,6 +35,7 @@ async fn running() -> Running {
         s.messages = vec![pgkafka_crds::MessageSpec {
             prefixes: vec!["app".into()],
             topic: None,
+            outbox: None,
         }]
     });
     let mut engine = Engine::start(ENGINE, &m.yaml());

@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use pgkafka_crds::{BinaryHandlingMode, MessageSpec, PgKafkaConnectorSpec};
+use pgkafka_crds::{BinaryHandlingMode, MessageSpec, PgKafkaConnectorSpec, TopicCreation};
 use serde_json::{json, Value};
 
 use super::encode::EnvelopeContext;
-use super::route::Routes;
+use super::outbox::event_from_json;
+use super::route::{Routes, TopicRegistry, NO_TOPIC};
 use super::schema::{source_schema, wrap};
 use super::txmeta::BLOCK_SCHEMA;
+use super::TransformError;
 use crate::decode::values::write_str;
 use crate::event::{Record, TxHeaders, TxInfo, TxOrder};
 use crate::lsn::Lsn;
@@ -47,13 +49,17 @@ pub(super) struct Logical<'a> {
 }
 
 impl MessageRoutes {
-    /// Registers each entry's topic in `routes`.
+    /// Registers each entry's topic in `routes` (outbox entries' topics are
+    /// named by their messages).
     pub fn new(spec: &PgKafkaConnectorSpec, routes: &mut Routes, transaction: bool) -> Self {
         let entries = spec
             .messages
             .iter()
             .map(|m| {
-                let (index, topic) = routes.topic_index(&m.topic_name(&spec.kafka.topic_prefix));
+                let (index, topic) = match &m.outbox {
+                    Some(o) => (NO_TOPIC, Arc::from(o.topic.as_str())),
+                    None => routes.topic_index(&m.topic_name(&spec.kafka.topic_prefix)),
+                };
                 (m.clone(), index, topic)
             })
             .collect();
@@ -71,24 +77,43 @@ impl MessageRoutes {
         self.entries.iter().any(|(m, _, _)| m.takes(prefix))
     }
 
-    /// The record of `message`, when an entry takes its prefix.
+    /// The record of `message`, when an entry takes its prefix: Debezium's
+    /// message event, or for an outbox entry the event its content
+    /// describes (its topic registered in `topics` when new).
     pub fn record(
         &self,
         ctx: &EnvelopeContext,
         message: &Logical<'_>,
         headers: &Arc<TxHeaders>,
-    ) -> Option<Record> {
-        let (_, index, topic) = self
+        topics: &mut TopicRegistry,
+        defaults: &TopicCreation,
+    ) -> Result<Option<Record>, TransformError> {
+        let Some((i, (m, index, topic))) = self
             .entries
             .iter()
-            .find(|(m, _, _)| m.takes(message.prefix))?;
+            .enumerate()
+            .find(|(_, (m, _, _))| m.takes(message.prefix))
+        else {
+            return Ok(None);
+        };
+        if let Some(outbox) = &m.outbox {
+            let commit_ms = message.tx.map_or(message.now_ms, TxInfo::commit_ms);
+            let event = event_from_json(
+                outbox,
+                message.content,
+                commit_ms,
+                &format!("spec.messages[{i}]"),
+            )?;
+            let (index, topic) = topics.index_with(&event.topic, defaults);
+            return Ok(Some(event.into_record(topic, index, headers)));
+        }
         let key = json!({ "prefix": message.prefix }).to_string().into_bytes();
         let value = value(ctx, message);
         let (key, value) = match &self.schemas {
             Some((k, v)) => (wrap(k, &key), wrap(v, &value)),
             None => (key, value),
         };
-        Some(Record {
+        Ok(Some(Record {
             topic: Arc::clone(topic),
             topic_index: *index,
             key: Some(Bytes::from(key)),
@@ -97,7 +122,7 @@ impl MessageRoutes {
             part: None,
             moved: None,
             extras: None,
-        })
+        }))
     }
 }
 

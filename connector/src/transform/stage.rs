@@ -68,6 +68,8 @@ pub(crate) struct Transform {
     txmeta: Option<TxMetadata>,
     /// `spec.messages`: which logical decoding messages are sent, where.
     messages: MessageRoutes,
+    /// `spec.kafka.topicDefaults`, for topics messages name.
+    topic_defaults: TopicCreation,
 }
 
 impl Transform {
@@ -145,6 +147,7 @@ impl Transform {
             }),
             txmeta,
             messages,
+            topic_defaults: spec.kafka.topic_defaults.clone(),
         })
     }
 
@@ -245,7 +248,7 @@ impl Transform {
                 prefix,
                 content,
             } => {
-                self.logical(transactional, lsn, &prefix, &content, now_ms, out);
+                self.logical(transactional, lsn, &prefix, &content, now_ms, out)?;
                 return Ok(Boundary::Other);
             }
             Message::Origin { .. } | Message::Type { .. } => return Ok(Boundary::Other),
@@ -269,9 +272,9 @@ impl Transform {
         content: &[u8],
         now_ms: i64,
         out: &mut Vec<Record>,
-    ) {
+    ) -> Result<(), TransformError> {
         if !self.messages.takes(prefix) {
-            return;
+            return Ok(());
         }
         let in_tx = self.tx.as_ref().filter(|_| transactional);
         let headers = match in_tx {
@@ -290,10 +293,15 @@ impl Transform {
             order,
             now_ms,
         };
-        out.extend(
-            self.messages
-                .record(&self.encoder.context, &message, &headers),
-        );
+        let record = self.messages.record(
+            &self.encoder.context,
+            &message,
+            &headers,
+            &mut self.routes.topics,
+            &self.topic_defaults,
+        )?;
+        out.extend(record);
+        Ok(())
     }
 
     /// The stream resumes after the transaction that committed at `lsn`.
