@@ -40,6 +40,8 @@ pub(crate) struct CompiledOutbox {
     additional: Vec<(usize, Placement, String)>,
     /// The payload is sent as JSON rather than as a string.
     expand: bool,
+    /// The payload column is `json` or `jsonb`: PostgreSQL checked it.
+    payload_is_json: bool,
 }
 
 /// One outbox event, before it has a topic index.
@@ -113,6 +115,7 @@ impl CompiledOutbox {
             timestamp,
             additional,
             expand: spec.expand_json_payload.unwrap_or(is_json),
+            payload_is_json: is_json,
         })
     }
 
@@ -228,9 +231,12 @@ impl CompiledOutbox {
     fn write_payload(&self, out: &mut Vec<u8>, payload: Option<&str>) {
         match payload {
             None => out.extend_from_slice(b"null"),
-            // JSON text is sent as it is (PostgreSQL checked it for json
-            // and jsonb); other text only when it parses as an object or array.
-            Some(p) if self.expand && is_json_document(p) => out.extend_from_slice(p.as_bytes()),
+            // json and jsonb values are JSON (PostgreSQL checked them) and
+            // go as they are; other text only when it parses as an object
+            // or an array (what Debezium expands).
+            Some(p) if self.expand && (self.payload_is_json || is_json_document(p)) => {
+                out.extend_from_slice(p.as_bytes())
+            }
             Some(p) => write_string(out, p.as_bytes()),
         }
     }

@@ -1,6 +1,6 @@
 //! `pgkafka-bench`: the engine against PostgreSQL's own `pg_recvlogical`
 //! (and `COPY`) on the same data, in the same run, and its latency and
-//! memory. Sections (`--only throughput,latency,bigtx`):
+//! memory. Sections (`--only throughput,outbox,latency,bigtx`):
 //!
 //! - **throughput** (`throughput.rs`): backlogs drained by
 //!   `pg_recvlogical` to /dev/null and by the engine (Debezium JSON into
@@ -10,6 +10,9 @@
 //!   transactions; the 1M-row table snapshotted against `COPY`
 //!   (`snapshot.rs`). Peak RSS of each (the in-flight cap fills when the
 //!   broker is slower than decoding).
+//! - **outbox**: a Debezium-shaped outbox table of 1M events in 100
+//!   transactions, drained as plain row changes and as outbox events
+//!   (the Outbox Event Router's cost), both against `pg_recvlogical`.
 //! - **latency** (`latency.rs`): one-row transactions written open-loop at
 //!   fixed rates; commit-to-consumer p50/p99/max; the engine's resident
 //!   set while streaming steadily.
@@ -29,7 +32,9 @@ mod util;
 use std::path::PathBuf;
 
 use pgkafka_tests::{Broker, Postgres};
-use throughput::{Backlog, Contender, Figures, MODES, PLAIN, PLAIN_BACKLOG, WIDE_BACKLOG};
+use throughput::{
+    Backlog, Contender, Figures, MODES, OUTBOX, OUTBOX_BACKLOG, PLAIN, PLAIN_BACKLOG, WIDE_BACKLOG,
+};
 
 fn engine_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
@@ -160,6 +165,24 @@ async fn throughput_section(pg: &Postgres, broker: &Broker, args: &Args) {
     .await;
 }
 
+/// Outbox events against the same table's rows as plain changes, on one
+/// backlog: the router's cost.
+async fn outbox_section(pg: &Postgres, broker: &Broker, args: &Args) {
+    println!(
+        "{:<44} {:>14} {:>14} {:>6} {:>12} {:>10}",
+        "scenario", "pg_recvlogical", "engine", "ratio", "ratio range", "engine RSS"
+    );
+    backlog_section(
+        pg,
+        broker,
+        args,
+        (&OUTBOX_BACKLOG, 1_000_000, 100),
+        &[&PLAIN, &OUTBOX],
+        false,
+    )
+    .await;
+}
+
 async fn latency_section(pg: &Postgres, broker: &Broker, args: &Args) {
     let db = pg.fresh_database().await;
     let seconds = if args.quick { 3 } else { 10 };
@@ -221,6 +244,9 @@ async fn main() {
     );
     if args.wants("throughput") {
         throughput_section(&pg, &broker, &args).await;
+    }
+    if args.wants("outbox") {
+        outbox_section(&pg, &broker, &args).await;
     }
     if args.wants("latency") {
         latency_section(&pg, &broker, &args).await;

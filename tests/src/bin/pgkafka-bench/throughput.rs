@@ -43,6 +43,27 @@ pub const WIDE_BACKLOG: Backlog = Backlog {
                FROM generate_series({from}, {to}) g",
 };
 
+/// A Debezium-shaped outbox table: events with a jsonb payload of about
+/// the plain backlog's row size, of one aggregate type so that both
+/// contenders write one topic (more topics mean smaller batches: the
+/// broker's cost, not the router's).
+pub const OUTBOX_BACKLOG: Backlog = Backlog {
+    table: "outbox",
+    ddl: "CREATE TABLE outbox (id uuid PRIMARY KEY, aggregatetype text NOT NULL,
+                               aggregateid text NOT NULL, type text NOT NULL, payload jsonb)",
+    insert: "INSERT INTO outbox SELECT md5(g::text)::uuid, 'Order', g::text, 'OrderCreated',
+                    jsonb_build_object('id', g, 'customer', 'customer-' || g, 'amount', g % 10000 / 100.0,
+                                       'note', md5(g::text))
+               FROM generate_series({from}, {to}) g",
+};
+
+/// The outbox table's rows as outbox events (Debezium's defaults).
+pub const OUTBOX: Contender = Contender {
+    name: "outbox events (Outbox Event Router)",
+    kafka_extra: "",
+    listeners: "[{table: {table}, targets: [{outbox: {}}]}]",
+};
+
 /// One way of running the engine on a backlog.
 pub struct Contender {
     pub name: &'static str,
