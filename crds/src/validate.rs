@@ -547,6 +547,21 @@ spec:
                 "spec.kafka.transactionTopic",
             ),
             (
+                "- table: public.orders",
+                "- {table: orders, targets: [{outbox: {topic: \"events.${aggregate}\"}}]}",
+                "spec.listeners[0].targets[0].outbox.topic",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{topic: t, outbox: {}}]}",
+                "spec.listeners[0].targets[0].topic",
+            ),
+            (
+                "  listeners:",
+                "  messages: [{prefixes: []}]\n  listeners:",
+                "spec.messages[0].prefixes",
+            ),
+            (
                 "topicPrefix: cdc",
                 "topicPrefix: cdc, heartbeat: {intervalSeconds: 0}",
                 "spec.kafka.heartbeat.intervalSeconds",

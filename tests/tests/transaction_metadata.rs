@@ -144,3 +144,56 @@ async fn the_schema_form_names_debeziums_transaction_schemas() {
     assert_eq!(block["name"], "event.block");
     assert_eq!(first.value["payload"]["transaction"]["total_order"], 1);
 }
+
+/// Across a kill -9, every transaction's END arrives (a replayed one may
+/// come twice, at least once), with its exact count.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_transactions_end_arrives_across_a_kill_9() {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+        .await;
+    let broker = Broker::start();
+    let (name, prefix) = (unique("txkill"), unique("txkill"));
+    let m = Manifest::new(
+        &name,
+        &db,
+        &broker.bootstrap,
+        &prefix,
+        "    - table: a\n    - table: b",
+    )
+    .spec(|s| s.kafka.provide_transaction_metadata = true);
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    engine.wait_streaming();
+    for t in 0..60 {
+        db.exec(&format!(
+            "BEGIN; INSERT INTO a VALUES ({x}), ({y}); INSERT INTO b VALUES ({t}); COMMIT;",
+            x = 2 * t,
+            y = 2 * t + 1
+        ))
+        .await;
+    }
+    let topic = format!("{prefix}.transaction");
+    let _ = pgkafka_tests::consume(&broker.bootstrap, &topic, 40, LONG);
+    engine.kill9();
+    engine.restart(ENGINE);
+    engine.wait_streaming();
+    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
+    let records = read_to_end(&broker.bootstrap, &topic);
+    let ends: std::collections::BTreeMap<String, Value> = records
+        .iter()
+        .filter(|r| r.value["status"] == "END")
+        .map(|r| {
+            (
+                r.value["id"].as_str().unwrap_or_default().to_owned(),
+                r.value["event_count"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(ends.len(), 60, "{}", engine.log_text());
+    assert!(ends.values().all(|n| *n == 3), "{ends:?}");
+    // Every change names a transaction whose END arrived.
+    let a = read_to_end(&broker.bootstrap, &format!("{prefix}.public.a"));
+    assert!(a
+        .iter()
+        .all(|r| ends.contains_key(r.value["transaction"]["id"].as_str().unwrap_or_default())));
+}
