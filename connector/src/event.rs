@@ -232,6 +232,27 @@ impl MovedKey {
 pub(crate) const RECORD_OVERHEAD: usize = 320;
 
 impl Record {
+    /// A record of source transaction `tx` with nothing beyond its key and
+    /// value (no part, moved key or outbox extras).
+    pub fn keyed(
+        topic: &Arc<str>,
+        topic_index: usize,
+        key: Option<Bytes>,
+        payload: Option<Bytes>,
+        tx: &Arc<TxHeaders>,
+    ) -> Record {
+        Record {
+            topic: Arc::clone(topic),
+            topic_index,
+            key,
+            payload,
+            tx: Arc::clone(tx),
+            part: None,
+            moved: None,
+            extras: None,
+        }
+    }
+
     /// Bytes this record holds while in flight, librdkafka's share included.
     pub fn size(&self) -> usize {
         record_size(

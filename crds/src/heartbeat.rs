@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeartbeatSpec {
     /// Seconds between heartbeats (Debezium's `heartbeat.interval.ms`).
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(schema_with = "crate::schema::heartbeat_seconds")]
     pub interval_seconds: u32,
     /// Topic of the heartbeat records; `__debezium-heartbeat.<topicPrefix>`
     /// (Debezium's default) when omitted. Key `{"serverName": <topicPrefix>}`,

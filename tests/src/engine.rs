@@ -204,6 +204,23 @@ impl Engine {
         self.status()?.halted
     }
 
+    /// Waits (at most `limit`) until the engine's `/status` says it
+    /// halted; its words.
+    pub fn wait_halted(&self, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(h) = self.halted() {
+                return h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the engine did not halt:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// SIGKILL: no drain, no final status update.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

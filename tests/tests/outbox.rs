@@ -150,18 +150,7 @@ async fn updates_are_ignored_routed_or_fatal_as_asked() {
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
     db.exec("UPDATE outbox SET payload = '{\"v\": 3}'").await;
-    let deadline = std::time::Instant::now() + LONG;
-    let halted = loop {
-        if let Some(h) = engine.halted() {
-            break h;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            engine.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let halted = engine.wait_halted(LONG);
     assert!(
         halted.contains("spec.listeners[0].targets[0].outbox") && halted.contains("fail"),
         "{halted}"

@@ -54,6 +54,22 @@ async fn delivered_then_stopped_on(pg: &Postgres) -> Delivered {
     }
 }
 
+/// Starts the engine with `onLoss: recreate`, writes row `id` and returns
+/// what the topic holds once the slot confirmed it.
+async fn recreate_then_write(d: &Delivered, id: i32) -> Vec<pgkafka_tests::Consumed> {
+    let recreate = d
+        .manifest
+        .clone()
+        .spec(|s| s.slot.on_loss = SlotLossPolicy::Recreate);
+    let mut engine = Engine::start(ENGINE, &recreate.yaml());
+    engine.wait_streaming();
+    d.db.exec(&format!("INSERT INTO orders VALUES ({id}, 'after')"))
+        .await;
+    d.db.wait_confirmed_all(&d.slot, LONG).await;
+    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
+    read_to_end(&d.broker.bootstrap, &d.topic)
+}
+
 fn ids(records: &[pgkafka_tests::Consumed], op: &str) -> BTreeSet<i64> {
     records
         .iter()
@@ -81,7 +97,7 @@ async fn a_vanished_slot_is_refused_naming_it_and_the_delivered_position() {
     d.db.exec("INSERT INTO orders VALUES (4, 'gap'), (5, 'gap')")
         .await;
     let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
-    let halted = wait_halted(&mut engine).await;
+    let halted = engine.wait_halted(LONG);
     assert!(
         halted.contains(&format!("{:?} does not exist", d.slot))
             && halted.contains("delivered changes through it up to")
@@ -131,7 +147,7 @@ async fn a_slot_postgresql_invalidated_is_refused_and_recreate_streams_on() {
     assert_eq!(status.as_deref(), Some("lost"), "PostgreSQL invalidated it");
 
     let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
-    let halted = wait_halted(&mut engine).await;
+    let halted = engine.wait_halted(LONG);
     assert!(
         halted.contains(&format!(
             "slot {:?} is invalidated (wal_status = lost)",
@@ -141,36 +157,12 @@ async fn a_slot_postgresql_invalidated_is_refused_and_recreate_streams_on() {
     );
     assert_eq!(engine.stop(), Some(1), "a halted engine exits failed");
 
-    let recreate = d
-        .manifest
-        .clone()
-        .spec(|s| s.slot.on_loss = SlotLossPolicy::Recreate);
-    let mut engine = Engine::start(ENGINE, &recreate.yaml());
-    engine.wait_streaming();
-    d.db.exec("INSERT INTO orders VALUES (20, 'after')").await;
-    d.db.wait_confirmed_all(&d.slot, LONG).await;
-    let records = read_to_end(&d.broker.bootstrap, &d.topic);
+    let records = recreate_then_write(&d, 20).await;
     assert_eq!(
         ids(&records, "c"),
         BTreeSet::from([1, 2, 3, 20]),
         "rows 10-13 are the gap"
     );
-}
-
-/// Waits until the engine's `/status` says it halted; its words.
-async fn wait_halted(engine: &mut Engine) -> String {
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        if let Some(h) = engine.halted() {
-            return h;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the engine did not halt:\n{}",
-            engine.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,16 +172,7 @@ async fn recreate_accepts_the_gap_and_resnapshot_sends_every_row_again() {
         .await;
     d.db.exec("INSERT INTO orders VALUES (4, 'gap')").await;
     // recreate: streams on from a new slot; row 4 is the accepted gap.
-    let recreate = d
-        .manifest
-        .clone()
-        .spec(|s| s.slot.on_loss = SlotLossPolicy::Recreate);
-    let mut engine = Engine::start(ENGINE, &recreate.yaml());
-    engine.wait_streaming();
-    d.db.exec("INSERT INTO orders VALUES (5, 'after')").await;
-    d.db.wait_confirmed_all(&d.slot, LONG).await;
-    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
-    let records = read_to_end(&d.broker.bootstrap, &d.topic);
+    let records = recreate_then_write(&d, 5).await;
     assert_eq!(
         ids(&records, "c"),
         BTreeSet::from([1, 2, 3, 5]),
@@ -245,8 +228,8 @@ async fn a_slot_moved_past_what_was_delivered_is_refused() {
         lsn_text(target)
     ))
     .await;
-    let mut engine = Engine::start(ENGINE, &d.manifest.yaml());
-    let halted = wait_halted(&mut engine).await;
+    let engine = Engine::start(ENGINE, &d.manifest.yaml());
+    let halted = engine.wait_halted(LONG);
     assert!(
         halted.contains("something else moved it past what reached Kafka"),
         "{halted}"
@@ -273,8 +256,8 @@ async fn another_cluster_behind_the_address_is_refused_naming_both_identifiers()
         .await
         .expect("table");
     let moved = d.manifest.clone().spec(|s| s.postgres.port = other.port);
-    let mut engine = Engine::start(ENGINE, &moved.yaml());
-    let halted = wait_halted(&mut engine).await;
+    let engine = Engine::start(ENGINE, &moved.yaml());
+    let halted = engine.wait_halted(LONG);
     assert!(
         halted.contains("this is another cluster") && halted.contains("system identifier"),
         "{halted}"

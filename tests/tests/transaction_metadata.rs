@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pgkafka_tests::{read_to_end, unique, Broker, Consumed, Engine, Manifest, Postgres};
+use pgkafka_tests::{read_to_end, unique, Broker, Consumed, Engine, Manifest, Postgres, TestDb};
 use serde_json::{json, Value};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
@@ -20,11 +20,15 @@ fn lsn_number(text: &str) -> u64 {
 }
 
 struct Run {
+    db: TestDb,
+    name: String,
     prefix: String,
     broker: Broker,
+    engine: Engine,
 }
 
-async fn one_transaction_over_two_tables(schemas: bool) -> Run {
+/// A streaming connector on tables `a` and `b` with transaction metadata.
+async fn streaming(schemas: bool) -> Run {
     let db = Postgres::shared().fresh_database().await;
     db.exec("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
         .await;
@@ -43,6 +47,18 @@ async fn one_transaction_over_two_tables(schemas: bool) -> Run {
     });
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
+    Run {
+        db,
+        name,
+        prefix,
+        broker,
+        engine,
+    }
+}
+
+async fn one_transaction_over_two_tables(schemas: bool) -> Run {
+    let mut run = streaming(schemas).await;
+    let db = &run.db;
     db.exec(
         "BEGIN;
          INSERT INTO a VALUES (1);
@@ -52,9 +68,10 @@ async fn one_transaction_over_two_tables(schemas: bool) -> Run {
          COMMIT;",
     )
     .await;
-    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
-    assert_eq!(engine.stop(), Some(0), "{}", engine.log_text());
-    Run { prefix, broker }
+    db.wait_confirmed_all(&format!("{}_slot", run.name), LONG)
+        .await;
+    assert_eq!(run.engine.stop(), Some(0), "{}", run.engine.log_text());
+    run
 }
 
 /// The records with a value, in the order of their changes (partitions
@@ -149,21 +166,13 @@ async fn the_schema_form_names_debeziums_transaction_schemas() {
 /// come twice, at least once), with its exact count.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_transactions_end_arrives_across_a_kill_9() {
-    let db = Postgres::shared().fresh_database().await;
-    db.exec("CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
-        .await;
-    let broker = Broker::start();
-    let (name, prefix) = (unique("txkill"), unique("txkill"));
-    let m = Manifest::new(
-        &name,
-        &db,
-        &broker.bootstrap,
-        &prefix,
-        "    - table: a\n    - table: b",
-    )
-    .spec(|s| s.kafka.provide_transaction_metadata = true);
-    let mut engine = Engine::start(ENGINE, &m.yaml());
-    engine.wait_streaming();
+    let Run {
+        db,
+        name,
+        prefix,
+        broker,
+        mut engine,
+    } = streaming(false).await;
     for t in 0..60 {
         db.exec(&format!(
             "BEGIN; INSERT INTO a VALUES ({x}), ({y}); INSERT INTO b VALUES ({t}); COMMIT;",

@@ -113,16 +113,13 @@ impl MessageRoutes {
             Some((k, v)) => (wrap(k, &key), wrap(v, &value)),
             None => (key, value),
         };
-        Ok(Some(Record {
-            topic: Arc::clone(topic),
-            topic_index: *index,
-            key: Some(Bytes::from(key)),
-            payload: Some(Bytes::from(value)),
-            tx: Arc::clone(headers),
-            part: None,
-            moved: None,
-            extras: None,
-        }))
+        Ok(Some(Record::keyed(
+            topic,
+            *index,
+            Some(Bytes::from(key)),
+            Some(Bytes::from(value)),
+            headers,
+        )))
     }
 }
 

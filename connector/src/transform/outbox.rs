@@ -413,14 +413,8 @@ impl OutboxEvent {
         headers: &Arc<TxHeaders>,
     ) -> Record {
         Record {
-            topic,
-            topic_index,
-            key: self.key,
-            payload: self.value,
-            tx: Arc::clone(headers),
-            part: None,
-            moved: None,
             extras: Some(Arc::new(self.extras)),
+            ..Record::keyed(&topic, topic_index, self.key, self.value, headers)
         }
     }
 }

@@ -380,18 +380,14 @@ impl Transform {
                        "txId": tx.xid, "lsn": lsn.0, "ts_ms": tx.commit_ms()},
             "ts_ms": now_ms,
         });
-        out.push(Record {
-            topic: Arc::clone(topic),
-            topic_index: *topic_index,
-            key: Some(Bytes::from(
-                serde_json::json!({ "table": table }).to_string(),
-            )),
-            payload: Some(Bytes::from(value.to_string())),
-            tx: Arc::clone(headers),
-            part: None,
-            moved: None,
-            extras: None,
-        });
+        let key = serde_json::json!({ "table": table }).to_string();
+        out.push(Record::keyed(
+            topic,
+            *topic_index,
+            Some(Bytes::from(key)),
+            Some(Bytes::from(value.to_string())),
+            headers,
+        ));
         self.announced
             .insert(shape.table.clone(), shape.columns.clone());
     }

@@ -134,16 +134,13 @@ impl TxMetadata {
         } else {
             (key.into_bytes(), value.into_bytes())
         };
-        Record {
-            topic: Arc::clone(&self.topic),
-            topic_index: self.topic_index,
-            key: Some(Bytes::from(key)),
-            payload: Some(Bytes::from(value)),
-            tx: Arc::clone(headers),
-            part: None,
-            moved: None,
-            extras: None,
-        }
+        Record::keyed(
+            &self.topic,
+            self.topic_index,
+            Some(Bytes::from(key)),
+            Some(Bytes::from(value)),
+            headers,
+        )
     }
 }
 
