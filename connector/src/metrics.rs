@@ -54,6 +54,9 @@ pub const SNAPSHOT_TABLES: &str = "pgkafka_snapshot_tables";
 /// Outbox rows an outbox target's spec ignores (updates, deletes), by
 /// `table` and `topic` (the target's topic template).
 pub const OUTBOX_IGNORED_TOTAL: &str = "pgkafka_outbox_ignored_total";
+/// Records over `spec.kafka.maxRecordBytes` sent to the dead-letter topic
+/// instead (`spec.errors.tolerance: all`).
+pub const RECORDS_DEAD_LETTERED_TOTAL: &str = "pgkafka_records_dead_lettered_total";
 /// Heartbeat records Kafka acknowledged.
 pub const HEARTBEATS_TOTAL: &str = "pgkafka_heartbeats_total";
 /// Heartbeats that failed (the record, or the action query).
@@ -117,6 +120,8 @@ pub(crate) struct Metrics {
     pub snapshot_started: IntGaugeVec,
     /// See [`OUTBOX_IGNORED_TOTAL`].
     pub outbox_ignored: IntCounterVec,
+    /// See [`RECORDS_DEAD_LETTERED_TOTAL`].
+    pub dead_lettered: IntCounter,
     /// See [`HEARTBEATS_TOTAL`].
     pub heartbeats: IntCounter,
     /// See [`HEARTBEAT_FAILURES_TOTAL`].
@@ -253,6 +258,10 @@ impl Metrics {
                 OUTBOX_IGNORED_TOTAL,
                 "Outbox rows an outbox target's spec ignores (updates, deletes).",
                 TABLE_TOPIC,
+            ),
+            dead_lettered: r.counter(
+                RECORDS_DEAD_LETTERED_TOTAL,
+                "Records over maxRecordBytes sent to the dead-letter topic instead.",
             ),
             heartbeats: r.counter(HEARTBEATS_TOTAL, "Heartbeat records Kafka acknowledged."),
             heartbeat_failures: r.counter(

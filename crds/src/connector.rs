@@ -60,6 +60,11 @@ pub struct PgKafkaConnectorSpec {
     /// Transactional ones arrive in their transaction, the others at once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<crate::MessageSpec>,
+    /// Records that cannot be sent as they are (larger than
+    /// `spec.kafka.maxRecordBytes`): halt, or send them to a dead-letter
+    /// topic and go on (Kafka Connect's `errors.*`).
+    #[serde(default, skip_serializing_if = "is_default_errors")]
+    pub errors: crate::ErrorsSpec,
     /// CPU and memory of the engine's container; 100m / 128Mi requested and
     /// 512Mi limited when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +372,13 @@ pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
     pub transaction_topic: Option<String>,
+    /// The largest record (key and value, as encoded) the engine sends;
+    /// the producer's `message.max.bytes` (1,000,000 by default) when
+    /// omitted. A larger one follows `spec.errors`, checked before it is
+    /// sent, so no broker error stops a transaction half way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_record_bytes: Option<i32>,
 }
 
 impl KafkaSpec {
@@ -484,6 +496,10 @@ pub struct TargetSpec {
     /// no `topic`, `envelope`, `columns` or grouping of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<crate::OutboxSpec>,
+}
+
+fn is_default_errors(e: &crate::ErrorsSpec) -> bool {
+    *e == crate::ErrorsSpec::default()
 }
 
 fn is_true(b: &bool) -> bool {

@@ -10,7 +10,8 @@
 //!   (`topicDefaults`, a target's `topicCreation`); `heartbeat.rs`:
 //!   heartbeat records and the action query; `messages.rs`: logical
 //!   decoding messages (`spec.messages`); `outbox.rs`: outbox targets
-//!   (Debezium's Outbox Event Router).
+//!   (Debezium's Outbox Event Router); `errors.rs`: the error policy and
+//!   the dead-letter topic (Connect's `errors.*`).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -26,6 +27,7 @@
 pub mod conditions;
 mod connector;
 mod encoding;
+mod errors;
 mod filter;
 mod generate;
 mod heartbeat;
@@ -40,6 +42,7 @@ mod validate;
 
 pub use connector::*;
 pub use encoding::{BinaryHandlingMode, DecimalHandlingMode, JsonHandlingMode, TimePrecisionMode};
+pub use errors::{DeadLetterQueueSpec, ErrorsSpec, Tolerance};
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use heartbeat::HeartbeatSpec;

@@ -86,6 +86,17 @@ impl PgKafkaConnectorSpec {
         self.validate_names(&mut errs);
         self.validate_kafka(&mut errs);
         self.validate_listeners(&mut errs);
+        for (path, message) in self.errors.problems() {
+            errs.push(path, message);
+        }
+        if let Some(dlq) = &self.errors.dead_letter_queue {
+            if let Some(reason) = topic_name_problem(&dlq.topic) {
+                errs.push("spec.errors.deadLetterQueue.topic", reason);
+            }
+        }
+        if self.kafka.max_record_bytes.is_some_and(|n| n < 1) {
+            errs.push("spec.kafka.maxRecordBytes", "must be at least 1");
+        }
         for (i, m) in self.messages.iter().enumerate() {
             let field = format!("spec.messages[{i}]");
             for (path, message) in m.problems(&field) {
@@ -560,6 +571,11 @@ spec:
                 "  listeners:",
                 "  messages: [{prefixes: []}]\n  listeners:",
                 "spec.messages[0].prefixes",
+            ),
+            (
+                "  listeners:",
+                "  errors: {tolerance: all}\n  listeners:",
+                "spec.errors.deadLetterQueue",
             ),
             (
                 "topicPrefix: cdc",

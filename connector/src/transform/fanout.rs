@@ -14,6 +14,7 @@ use pgkafka_crds::{Action, Envelope};
 use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
 use super::group::GroupBuffers;
+use super::limit::RecordLimit;
 use super::route::{CompiledRoute, Listener, TopicRegistry};
 use super::schema::wrap;
 use super::TransformError;
@@ -27,6 +28,8 @@ use crate::lsn::Lsn;
 pub(crate) struct Encoder {
     pub(super) context: EnvelopeContext,
     pub(super) payload_hint: Cell<usize>,
+    /// The record size limit and the error policy past it.
+    pub(super) limit: RecordLimit,
 }
 
 impl Encoder {
@@ -115,7 +118,15 @@ pub(super) fn fan_out(
             continue;
         }
         if let (Some(spec), Some(Some(outbox))) = (&target.outbox, route.outboxes.get(j)) {
-            outbox_event(target, spec, outbox, one, topics, out)?;
+            outbox_event(
+                target,
+                (&encoder.limit, &listener.label),
+                spec,
+                outbox,
+                one,
+                topics,
+                out,
+            )?;
             continue;
         }
         let encoding = Encoding {
@@ -133,12 +144,14 @@ pub(super) fn fan_out(
         let emit = Emit {
             target,
             headers: one.headers,
+            limit: &encoder.limit,
+            table: &listener.label,
         };
         match (&split, &old_key) {
             (Some((delete, create)), Some(old)) => {
                 let gone = Payloads::get(&mut deletes, encoder, delete, one.now_ms, encoding);
                 let moved = key.clone().map(MovedKey::To);
-                emit.push(out, Some(old.clone()), gone, true, moved);
+                emit.push(out, Some(old.clone()), gone, true, moved)?;
                 let born = Payloads::get(&mut creates, encoder, create, one.now_ms, encoding);
                 emit.push(
                     out,
@@ -146,13 +159,13 @@ pub(super) fn fan_out(
                     born,
                     false,
                     Some(MovedKey::From(old.clone())),
-                );
+                )?;
             }
             _ => {
                 let payload =
                     Payloads::get(&mut payloads, encoder, &one.change, one.now_ms, encoding);
                 let delete = one.change.op == Op::Delete;
-                emit.push(out, key.clone(), payload, delete, None);
+                emit.push(out, key.clone(), payload, delete, None)?;
             }
         }
     }
@@ -162,6 +175,7 @@ pub(super) fn fan_out(
 /// An outbox target's event of `one`, if its spec routes the action.
 fn outbox_event(
     target: &super::route::Target,
+    (limit, table): (&RecordLimit, &str),
     spec: &pgkafka_crds::OutboxSpec,
     outbox: &super::outbox::CompiledOutbox,
     one: &RowChange<'_>,
@@ -182,7 +196,8 @@ fn outbox_event(
             target.records.inc();
             let size = event.value.as_ref().map_or(0, Bytes::len);
             target.bytes.inc_by(size as u64);
-            out.push(event.into_record(topic, index, one.headers));
+            let record = event.into_record(topic, index, one.headers);
+            limit.admit(record, table, &target.path, out)?;
         }
         None => target.ignored.inc(),
     }
@@ -210,6 +225,9 @@ fn split_key_change<'a>(change: &Change<'a>) -> (Change<'a>, Change<'a>) {
 struct Emit<'t> {
     target: &'t super::route::Target,
     headers: &'t Arc<TxHeaders>,
+    limit: &'t RecordLimit,
+    /// `schema.table`.
+    table: &'t str,
 }
 
 impl Emit<'_> {
@@ -222,26 +240,31 @@ impl Emit<'_> {
         payload: Bytes,
         delete: bool,
         moved: Option<MovedKey>,
-    ) {
+    ) -> Result<(), TransformError> {
         self.target.bytes.inc_by(payload.len() as u64);
         let record = Record {
-            topic: Arc::clone(&self.target.topic),
-            topic_index: self.target.topic_index,
-            key,
-            payload: Some(payload),
-            tx: Arc::clone(self.headers),
-            part: None,
             moved,
-            extras: None,
+            ..Record::keyed(
+                &self.target.topic,
+                self.target.topic_index,
+                key,
+                Some(payload),
+                self.headers,
+            )
         };
-        let tombstone =
-            (delete && self.target.tombstones && record.key.is_some()).then(|| Record {
-                payload: None,
-                moved: None,
-                ..record.clone()
-            });
-        out.push(record);
+        let tombstone = (delete && self.target.tombstones && record.key.is_some()).then(|| {
+            Record::keyed(
+                &record.topic,
+                record.topic_index,
+                record.key.clone(),
+                None,
+                self.headers,
+            )
+        });
+        self.limit
+            .admit(record, self.table, &self.target.path, out)?;
         out.extend(tombstone);
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod encode;
 mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
+mod limit;
 mod message;
 mod outbox;
 pub(crate) mod route;
@@ -42,6 +43,14 @@ pub(crate) enum TransformError {
     /// A filter or column selection that does not fit the table.
     #[error(transparent)]
     Filter(#[from] filter::FilterError),
+    /// A record over `spec.kafka.maxRecordBytes` with no dead-letter topic.
+    #[error("{path}: {message}")]
+    TooLarge {
+        /// The target.
+        path: String,
+        /// Its size, the limit, where it came from, what to do.
+        message: String,
+    },
     /// An outbox row that cannot become an event as the spec says.
     #[error("{path}: {message}")]
     Outbox {

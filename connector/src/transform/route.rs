@@ -71,6 +71,8 @@ pub(crate) const NO_TOPIC: usize = usize::MAX;
 pub(crate) struct Listener {
     /// The table.
     pub table: QualifiedTable,
+    /// `schema.table`, for messages.
+    pub label: String,
     /// Captured actions, by [`action_index`].
     pub actions: [bool; 4],
     /// Where changes go.
@@ -190,6 +192,7 @@ impl Routes {
                 changes: metrics
                     .listener_changes
                     .with_label_values(&[table_label.as_str()]),
+                label: table_label,
                 table,
                 actions,
                 targets,

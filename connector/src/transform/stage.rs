@@ -12,6 +12,7 @@ use super::encode::EnvelopeContext;
 use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
 use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
+use super::limit::RecordLimit;
 use super::message::{Logical, MessageRoutes, MESSAGE_COLLECTION};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
@@ -92,6 +93,10 @@ impl Transform {
             TxMetadata::new(topic, index, spec.kafka.schemas)
         });
         let messages = MessageRoutes::new(spec, &mut routes, txmeta.is_some());
+        let dead_letters = spec.errors.dead_letters().map(|d| {
+            let (index, topic) = routes.topic_index(&d.topic);
+            (topic, index, d.context_headers)
+        });
         let mut policy = KeyPolicy {
             primary_keys,
             ..KeyPolicy::default()
@@ -136,6 +141,16 @@ impl Transform {
                     },
                 },
                 payload_hint: Cell::new(256),
+                limit: RecordLimit {
+                    max_bytes: spec
+                        .kafka
+                        .max_record_bytes
+                        .and_then(|n| usize::try_from(n).ok())
+                        .unwrap_or(max_message_bytes),
+                    connector: name.to_owned(),
+                    dead_letters,
+                    dead_lettered: metrics.dead_lettered.clone(),
+                },
             },
             tx: None,
             last_commit: None,

@@ -1,0 +1,142 @@
+//! Records over `spec.kafka.maxRecordBytes`: with `spec.errors.tolerance:
+//! none` the engine halts before sending anything of the transaction, the
+//! slot before it; with `all` the record goes to the dead-letter topic
+//! (original key, a value and `__connect.errors.*` headers saying what and
+//! why), the next rows arrive and the slot moves past, also under
+//! exactly-once. Real PostgreSQL, real broker.
+
+use std::time::Duration;
+
+use pgkafka_crds::{DeadLetterQueueSpec, DeliveryGuarantee, ErrorsSpec, Tolerance};
+use pgkafka_tests::{
+    distinct_ids, read_to_end, unique, Broker, Engine, Manifest, Postgres, TestDb,
+};
+
+const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+const LONG: Duration = Duration::from_secs(60);
+
+struct Run {
+    db: TestDb,
+    broker: Broker,
+    engine: Engine,
+    slot: String,
+    topic: String,
+    dlq: String,
+}
+
+/// Rows 1 and 3 small, row 2 of 5,000 bytes, each its own transaction,
+/// with a limit of 2,000 bytes.
+async fn big_row_between_small_ones(errors: ErrorsSpec, guarantee: DeliveryGuarantee) -> Run {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE big (id int PRIMARY KEY, body text)")
+        .await;
+    let broker = Broker::start();
+    let (name, prefix) = (unique("dlq"), unique("dlq"));
+    let dlq = format!("{prefix}.dead-letters");
+    let errors = ErrorsSpec {
+        dead_letter_queue: errors.dead_letter_queue.map(|d| DeadLetterQueueSpec {
+            topic: dlq.clone(),
+            ..d
+        }),
+        ..errors
+    };
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: big")
+        .delivery(guarantee)
+        .spec(|s| {
+            s.kafka.max_record_bytes = Some(2000);
+            s.errors = errors;
+        });
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    engine.wait_streaming();
+    db.exec(
+        "INSERT INTO big VALUES (1, 'small');
+         INSERT INTO big VALUES (2, repeat('x', 5000));
+         INSERT INTO big VALUES (3, 'small');",
+    )
+    .await;
+    Run {
+        db,
+        broker,
+        engine,
+        slot: format!("{name}_slot"),
+        topic: format!("{prefix}.public.big"),
+        dlq,
+    }
+}
+
+fn dead_letters() -> ErrorsSpec {
+    ErrorsSpec {
+        tolerance: Tolerance::All,
+        dead_letter_queue: Some(DeadLetterQueueSpec {
+            topic: String::new(),
+            context_headers: true,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_record_halts_before_anything_of_its_transaction_is_sent() {
+    let r = big_row_between_small_ones(ErrorsSpec::default(), DeliveryGuarantee::AtLeastOnce).await;
+    let halted = r.engine.wait_halted(LONG);
+    assert!(
+        halted.contains("a record of")
+            && halted.contains("larger than spec.kafka.maxRecordBytes (2000)")
+            && halted.contains("spec.listeners[0].targets[0]"),
+        "{halted}"
+    );
+    let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
+    assert_eq!(ids, [1], "nothing past the oversized row");
+    let confirmed = r.db.confirmed_flush(&r.slot).await;
+    assert!(
+        confirmed < r.db.current_wal().await,
+        "the slot stays before it"
+    );
+}
+
+async fn dead_lettered(guarantee: DeliveryGuarantee) {
+    let r = big_row_between_small_ones(dead_letters(), guarantee).await;
+    r.db.wait_confirmed_all(&r.slot, LONG).await;
+    let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
+    assert_eq!(ids, [1, 3], "{}", r.engine.log_text());
+    let dead = read_to_end(&r.broker.bootstrap, &r.dlq);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let d = &dead[0];
+    assert_eq!(d.key.as_deref(), Some(r#"{"id":2}"#));
+    assert_eq!(d.value["reason"], "RecordTooLarge");
+    assert_eq!(d.value["topic"], r.topic.as_str());
+    assert_eq!(d.value["table"], "public.big");
+    assert_eq!(d.value["limit"], 2000);
+    assert!(d.value["valueBytes"].as_u64().unwrap_or(0) > 5000);
+    let header = |n: &str| {
+        d.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("__connect.errors.topic"), Some(r.topic.clone()));
+    assert_eq!(
+        header("__connect.errors.stage").as_deref(),
+        Some("KAFKA_PRODUCE")
+    );
+    let metrics = r
+        .engine
+        .http_get("/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pgkafka_records_dead_lettered_total") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tolerance_all_it_is_dead_lettered_and_the_stream_goes_on() {
+    dead_lettered(DeliveryGuarantee::AtLeastOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dead_letter_is_in_the_kafka_transaction_under_exactly_once() {
+    dead_lettered(DeliveryGuarantee::ExactlyOnce).await;
+}
