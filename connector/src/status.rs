@@ -68,6 +68,7 @@ impl StatusHandle {
                 records_delivered: m.delivered.get(),
                 delivery_errors: m.delivery_errors.get(),
                 session_restarts: m.restarts.get(),
+                dead_lettered: m.dead_lettered.get(),
             },
             in_flight: InFlight {
                 records: m.in_flight_records.get(),

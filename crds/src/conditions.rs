@@ -94,6 +94,9 @@ words! {
         SlotLost,
         /// SlotHealthy: PostgreSQL could not be asked.
         SlotUnknown,
+        /// Degraded: records went to the dead-letter topic and were not
+        /// acknowledged yet.
+        RecordsDeadLettered,
         /// Degraded: no problem observed.
         AsExpected,
         /// Snapshotting: a table is pending or running.

@@ -75,6 +75,9 @@ pub struct Counters {
     pub delivery_errors: u64,
     /// Sessions restarted after a failure.
     pub session_restarts: u64,
+    /// Records sent to the dead-letter topic since the engine started.
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 /// In-flight work against its cap.

@@ -27,7 +27,9 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::postgres::{Credentials, Database, Dropped};
 use crate::probe::{EngineProbe, SnapshotAnswer};
-use crate::resources::{configmap, deployment, service, Settings, SNAPSHOT_ANNOTATION};
+use crate::resources::{
+    configmap, deployment, service, Settings, DEAD_LETTERS_ACKNOWLEDGED, SNAPSHOT_ANNOTATION,
+};
 use crate::status::{self, Observed, SlotSeen};
 
 /// The finalizer that makes deletion wait for cleanup.
@@ -87,6 +89,11 @@ async fn apply(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
     let mut observed = Observed {
         generation: c.metadata.generation,
         state: c.spec.state,
+        dead_letters_acknowledged: c
+            .annotations()
+            .get(DEAD_LETTERS_ACKNOWLEDGED)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
         ..Observed::default()
     };
     let outcome = apply_children(c, ctx, &mut observed).await;

@@ -50,6 +50,8 @@ pub struct Observed {
     pub engine: Option<EngineStatus>,
     /// The `pgkafka.io/snapshot` value the engine accepted in this reconcile.
     pub snapshot_requested: Option<String>,
+    /// Dead letters acknowledged (`pgkafka.io/dead-letters-acknowledged`).
+    pub dead_letters_acknowledged: u64,
 }
 
 fn condition(type_: ConditionType, status: bool, reason: Reason, message: String) -> Condition {
@@ -235,7 +237,16 @@ fn problem(observed: &Observed) -> Option<(Reason, String)> {
     })
 }
 
-/// `Degraded`: a problem of the reconcile or of the slot.
+/// Records the engine sent to the dead-letter topic since it started.
+fn dead_letters(observed: &Observed) -> u64 {
+    observed
+        .engine
+        .as_ref()
+        .map_or(0, |e| e.counters.dead_lettered)
+}
+
+/// `Degraded`: a problem of the reconcile or of the slot, else dead
+/// letters not yet acknowledged.
 fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
     match (
         &problem(observed),
@@ -250,6 +261,18 @@ fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
             true,
             reason,
             slot_healthy.message.clone(),
+        ),
+        _ if dead_letters(observed) > observed.dead_letters_acknowledged => condition(
+            ConditionType::Degraded,
+            true,
+            Reason::RecordsDeadLettered,
+            format!(
+                "{} records went to the dead-letter topic since the engine started ({} acknowledged); \
+                 once handled, annotate pgkafka.io/dead-letters-acknowledged={}",
+                dead_letters(observed),
+                observed.dead_letters_acknowledged,
+                dead_letters(observed)
+            ),
         ),
         _ => condition(
             ConditionType::Degraded,
@@ -406,6 +429,39 @@ mod tests {
 
     fn get(s: &PgKafkaConnectorStatus, t: ConditionType) -> &Condition {
         pgkafka_crds::conditions::find(&s.conditions, t).expect("condition")
+    }
+
+    #[test]
+    fn dead_letters_degrade_until_acknowledged() {
+        let mut o = Observed {
+            generation: Some(1),
+            slot: slot("reserved"),
+            engine: Some(engine(true)),
+            ..Default::default()
+        };
+        assert_eq!(
+            get(&compute(&o, "s", None, "t0"), ConditionType::Degraded).status,
+            "False"
+        );
+        if let Some(e) = &mut o.engine {
+            e.counters.dead_lettered = 3;
+        }
+        let s = compute(&o, "s", None, "t0");
+        let d = get(&s, ConditionType::Degraded);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "RecordsDeadLettered")
+        );
+        assert!(
+            d.message.contains("3 records") && d.message.contains("dead-letters-acknowledged=3"),
+            "{}",
+            d.message
+        );
+        o.dead_letters_acknowledged = 3;
+        assert_eq!(
+            get(&compute(&o, "s", None, "t0"), ConditionType::Degraded).status,
+            "False"
+        );
     }
 
     #[test]

@@ -537,3 +537,64 @@ async fn a_vanished_slot_is_not_recreated_and_the_status_says_slot_lost() {
     assert!(!env.slot_exists(&slot).await, "no slot created at 'now'");
     operator.assert_never_forbidden();
 }
+
+/// Dead letters show on the resource: `Degraded=True` reason
+/// `RecordsDeadLettered` with the count, a Warning Event, until the
+/// `pgkafka.io/dead-letters-acknowledged` annotation says they were handled.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_degrade_the_connector_until_acknowledged() {
+    let Some(env) = Env::new("dlq").await else {
+        return;
+    };
+    let kubelet = env.kubelet();
+    let operator = env.operator(&kubelet, &[]);
+    let (name, slot, prefix) = (dns("dlq"), unique("dlq"), unique("dlq"));
+    let m = env.connector(&name, &slot, &prefix).spec(|s| {
+        s.kafka.max_record_bytes = Some(2000);
+        s.errors = pgkafka_crds::ErrorsSpec {
+            tolerance: pgkafka_crds::Tolerance::All,
+            dead_letter_queue: Some(pgkafka_crds::DeadLetterQueueSpec {
+                topic: format!("{prefix}.dead-letters"),
+                context_headers: true,
+            }),
+        };
+    });
+    let (ok, out) = env.apply(&m.yaml());
+    assert!(ok, "{out}");
+    env.wait_condition(&name, "Ready", "True", LONG).await;
+    env.db
+        .exec("INSERT INTO orders VALUES (900, repeat('x', 5000))")
+        .await;
+    wait_for(LONG, "Degraded=True RecordsDeadLettered", || async {
+        env.condition(&name, "Degraded")
+            .await
+            .is_some_and(|c| c == ("True".into(), "RecordsDeadLettered".into()))
+    })
+    .await;
+    let c = env.get(&name).await.expect("connector");
+    let conditions = c.status.expect("status").conditions;
+    let degraded =
+        pgkafka_crds::conditions::find(&conditions, ConditionType::Degraded).expect("Degraded");
+    assert!(
+        degraded.message.contains("1 records"),
+        "{}",
+        degraded.message
+    );
+    let described = env.kubectl_ok(&["describe", "pgkc", &name]);
+    assert!(
+        described
+            .split("Events:")
+            .nth(1)
+            .is_some_and(|e| e.contains("RecordsDeadLettered")),
+        "{described}"
+    );
+    env.kubectl_ok(&[
+        "annotate",
+        "pgkc",
+        &name,
+        "pgkafka.io/dead-letters-acknowledged=1",
+        "--overwrite",
+    ]);
+    env.wait_condition(&name, "Degraded", "False", LONG).await;
+    operator.assert_never_forbidden();
+}

@@ -25,6 +25,9 @@ pub const RESTART_ANNOTATION: &str = "pgkafka.io/restart";
 /// for one snapshot of those tables each time it changes.
 pub const SNAPSHOT_ANNOTATION: &str = "pgkafka.io/snapshot";
 
+/// The annotation that acknowledges dead letters: the count handled.
+pub const DEAD_LETTERS_ACKNOWLEDGED: &str = "pgkafka.io/dead-letters-acknowledged";
+
 /// Operator-wide settings for the objects it builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
