@@ -536,8 +536,10 @@ async fn a_record_kafka_refuses_stops_the_engine_before_the_slot_moves() {
         .await;
     let name = unique("big");
     let prefix = unique("g");
+    // The engine's own limit above the producer's: the producer refuses.
     let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: docs")
         .kafka_property("message.max.bytes", "4000")
+        .spec(|s| s.kafka.max_record_bytes = Some(1_000_000))
         .yaml();
     let mut engine = Engine::start(ENGINE, &m);
     engine.wait_streaming();
