@@ -89,7 +89,7 @@
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
 //! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |
 //! | the record size limit and the error policy (dead letters) | `transform/limit.rs` |
-//! | outbox targets (Debezium's Outbox Event Router); topics named by rows, created as they appear | `transform/outbox.rs`, `transform/route.rs` (`TopicRegistry`), `delivery::Delivery::add_topics` |
+//! | outbox targets (Debezium's Outbox Event Router), and messages read as outbox rows; topics named by rows, created as they appear | `transform/{outbox,outbox_message}.rs`, `transform/route.rs` (`TopicRegistry`), `delivery::Delivery::add_topics` |
 //! | primary-key changes as delete + tombstone + create | `transform/{stage,fanout}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |
 //!

@@ -2,7 +2,7 @@
 //! from these enums and the tests assert with them, so a reason cannot be
 //! misspelt on one side only. On the wire they stay Kubernetes' strings.
 
-use crate::connector::Condition;
+use crate::status::Condition;
 
 macro_rules! words {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {

@@ -2,7 +2,7 @@
 //! defaults, and the validation that names the offending field. No I/O here: the
 //! engine reads these types from a file and the operator from the API server.
 //!
-//! - `connector.rs`: spec and status types (their doc comments are the user
+//! - `connector.rs`: spec types, `status.rs`: status types (their doc comments are the user
 //!   documentation, rendered into the CRD and the README's reference);
 //!   `filter.rs`: row-filter conditions; `table.rs`: `schema.table` names as
 //!   SQL reads them; `encoding.rs`: how values are written (Debezium's
@@ -36,6 +36,7 @@ mod messages;
 mod outbox;
 pub mod report;
 mod schema;
+mod status;
 mod table;
 mod topics;
 mod validate;
@@ -48,6 +49,7 @@ pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown,
 pub use heartbeat::HeartbeatSpec;
 pub use messages::MessageSpec;
 pub use outbox::{AdditionalField, OutboxOperation, OutboxSpec, Placement, ROUTED_BY_VALUE};
+pub use status::*;
 pub use table::{QualifiedTable, TableNameError};
 pub use topics::TopicCreation;
 pub use validate::{FieldError, ValidationErrors};

@@ -17,7 +17,7 @@ use pgkafka_crds::{BinaryHandlingMode, MessageSpec, PgKafkaConnectorSpec, TopicC
 use serde_json::{json, Value};
 
 use super::encode::EnvelopeContext;
-use super::outbox::event_from_json;
+use super::outbox_message::event_from_json;
 use super::route::{Routes, TopicRegistry, NO_TOPIC};
 use super::schema::{source_schema, wrap};
 use super::txmeta::BLOCK_SCHEMA;

@@ -10,6 +10,7 @@ pub(crate) mod group;
 mod limit;
 mod message;
 mod outbox;
+mod outbox_message;
 pub(crate) mod route;
 pub(crate) mod schema;
 mod spill;
