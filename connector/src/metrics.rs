@@ -175,14 +175,23 @@ impl Registrar<'_> {
 
 const TABLE_TOPIC: &[&str] = &["table", "topic"];
 
-impl Metrics {
-    /// Creates and registers every metric, labelled with the connector name.
-    pub fn new(connector: &str) -> Self {
-        let r = Registrar {
-            registry: Registry::new(),
-            connector,
-        };
-        Metrics {
+/// The metrics with labels (by table, topic or state).
+struct Labelled {
+    target_records: IntCounterVec,
+    target_filtered: IntCounterVec,
+    target_bytes: IntCounterVec,
+    listener_changes: IntCounterVec,
+    topic_delivery_errors: IntCounterVec,
+    topic_in_flight: IntGaugeVec,
+    snapshot_rows: IntCounterVec,
+    snapshot_tables: IntGaugeVec,
+    snapshot_started: IntGaugeVec,
+    outbox_ignored: IntCounterVec,
+}
+
+impl Labelled {
+    fn new(r: &Registrar<'_>) -> Self {
+        Labelled {
             target_records: r.counter_vec(
                 TARGET_RECORDS_TOTAL,
                 "Changes a target received.",
@@ -213,6 +222,52 @@ impl Metrics {
                 "Records not yet acknowledged, by topic.",
                 &["topic"],
             ),
+            snapshot_rows: r.counter_vec(SNAPSHOT_ROWS_TOTAL, "Snapshot rows sent.", &["table"]),
+            snapshot_tables: r.gauge_vec(SNAPSHOT_TABLES, "Tables by snapshot state.", &["state"]),
+            snapshot_started: r.gauge_vec(
+                SNAPSHOT_STARTED_SECONDS,
+                "Unix time a table's snapshot started.",
+                &["table"],
+            ),
+            outbox_ignored: r.counter_vec(
+                OUTBOX_IGNORED_TOTAL,
+                "Outbox rows an outbox target's spec ignores (updates, deletes).",
+                TABLE_TOPIC,
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric, labelled with the connector name.
+    pub fn new(connector: &str) -> Self {
+        let r = Registrar {
+            registry: Registry::new(),
+            connector,
+        };
+        let Labelled {
+            target_records,
+            target_filtered,
+            target_bytes,
+            listener_changes,
+            topic_delivery_errors,
+            topic_in_flight,
+            snapshot_rows,
+            snapshot_tables,
+            snapshot_started,
+            outbox_ignored,
+        } = Labelled::new(&r);
+        Metrics {
+            target_records,
+            target_filtered,
+            target_bytes,
+            listener_changes,
+            topic_delivery_errors,
+            topic_in_flight,
+            snapshot_rows,
+            snapshot_tables,
+            snapshot_started,
+            outbox_ignored,
             events: r.counter(EVENTS_TOTAL, "Row changes captured by a listener."),
             transactions: r.counter(
                 TRANSACTIONS_TOTAL,
@@ -246,18 +301,6 @@ impl Metrics {
             last_event_ms: r.gauge(
                 LAST_EVENT_TIMESTAMP_MS,
                 "Commit time of the last transaction that produced records.",
-            ),
-            snapshot_rows: r.counter_vec(SNAPSHOT_ROWS_TOTAL, "Snapshot rows sent.", &["table"]),
-            snapshot_tables: r.gauge_vec(SNAPSHOT_TABLES, "Tables by snapshot state.", &["state"]),
-            snapshot_started: r.gauge_vec(
-                SNAPSHOT_STARTED_SECONDS,
-                "Unix time a table's snapshot started.",
-                &["table"],
-            ),
-            outbox_ignored: r.counter_vec(
-                OUTBOX_IGNORED_TOTAL,
-                "Outbox rows an outbox target's spec ignores (updates, deletes).",
-                TABLE_TOPIC,
             ),
             dead_lettered: r.counter(
                 RECORDS_DEAD_LETTERED_TOTAL,

@@ -147,27 +147,9 @@ pub(super) fn fan_out(
             limit: &encoder.limit,
             table: &listener.label,
         };
-        match (&split, &old_key) {
-            (Some((delete, create)), Some(old)) => {
-                let gone = Payloads::get(&mut deletes, encoder, delete, one.now_ms, encoding);
-                let moved = key.clone().map(MovedKey::To);
-                emit.push(out, Some(old.clone()), gone, true, moved)?;
-                let born = Payloads::get(&mut creates, encoder, create, one.now_ms, encoding);
-                emit.push(
-                    out,
-                    key.clone(),
-                    born,
-                    false,
-                    Some(MovedKey::From(old.clone())),
-                )?;
-            }
-            _ => {
-                let payload =
-                    Payloads::get(&mut payloads, encoder, &one.change, one.now_ms, encoding);
-                let delete = one.change.op == Op::Delete;
-                emit.push(out, key.clone(), payload, delete, None)?;
-            }
-        }
+        let keys = (key.as_ref(), old_key.as_ref());
+        let cache = (&mut payloads, &mut deletes, &mut creates);
+        emit.change(one, split.as_ref(), keys, encoder, encoding, cache, out)?;
     }
     Ok(())
 }
@@ -230,7 +212,39 @@ struct Emit<'t> {
     table: &'t str,
 }
 
-impl Emit<'_> {
+impl<'t> Emit<'t> {
+    /// The records of `one` for this target: one, or for a key change
+    /// (`split`, with the old key) the delete of the old key and the create
+    /// of the new one. Payloads are shared through `cache` by targets with
+    /// the same encoding.
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &self,
+        one: &RowChange<'_>,
+        split: Option<&(Change<'_>, Change<'_>)>,
+        (key, old_key): (Option<&Bytes>, Option<&Bytes>),
+        encoder: &Encoder,
+        encoding: Encoding<'t>,
+        (payloads, deletes, creates): (&mut Payloads<'t>, &mut Payloads<'t>, &mut Payloads<'t>),
+        out: &mut Vec<Record>,
+    ) -> Result<(), TransformError> {
+        match (split, old_key) {
+            (Some((delete, create)), Some(old)) => {
+                let gone = Payloads::get(deletes, encoder, delete, one.now_ms, encoding);
+                let moved = key.cloned().map(MovedKey::To);
+                self.push(out, Some(old.clone()), gone, true, moved)?;
+                let born = Payloads::get(creates, encoder, create, one.now_ms, encoding);
+                let moved = Some(MovedKey::From(old.clone()));
+                self.push(out, key.cloned(), born, false, moved)
+            }
+            _ => {
+                let payload = Payloads::get(payloads, encoder, &one.change, one.now_ms, encoding);
+                let delete = one.change.op == Op::Delete;
+                self.push(out, key.cloned(), payload, delete, None)
+            }
+        }
+    }
+
     /// The record, and after a delete the same key with a null value:
     /// compaction then forgets the key (Debezium's tombstones.on.delete).
     fn push(

@@ -97,21 +97,7 @@ impl Transform {
             let (index, topic) = routes.topic_index(&d.topic);
             (topic, index, d.context_headers)
         });
-        let mut policy = KeyPolicy {
-            primary_keys,
-            ..KeyPolicy::default()
-        };
-        for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
-            if let Some(keys) = &l.key_columns {
-                policy.key_columns.insert(
-                    listener.table.clone(),
-                    KeyColumns {
-                        field: format!("spec.listeners[{i}].keyColumns"),
-                        columns: keys.clone(),
-                    },
-                );
-            }
-        }
+        let policy = key_policy(&routes, spec, primary_keys);
         let max_message_bytes = spec
             .kafka
             .properties
@@ -128,30 +114,7 @@ impl Transform {
             policy,
             relations: RelationCache::default(),
             compiled: HashMap::new(),
-            encoder: Encoder {
-                context: EnvelopeContext {
-                    name: name.to_owned(),
-                    database: spec.postgres.database.clone(),
-                    modes: ValueModes {
-                        decimal: spec.kafka.decimal_handling_mode,
-                        time: spec.kafka.time_precision_mode,
-                        binary: spec.kafka.binary_handling_mode,
-                        json_as_text: spec.kafka.schemas
-                            || spec.kafka.json_handling_mode == JsonHandlingMode::String,
-                    },
-                },
-                payload_hint: Cell::new(256),
-                limit: RecordLimit {
-                    max_bytes: spec
-                        .kafka
-                        .max_record_bytes
-                        .and_then(|n| usize::try_from(n).ok())
-                        .unwrap_or(max_message_bytes),
-                    connector: name.to_owned(),
-                    dead_letters,
-                    dead_lettered: metrics.dead_lettered.clone(),
-                },
-            },
+            encoder: encoder(name, spec, metrics, max_message_bytes, dead_letters),
             tx: None,
             last_commit: None,
             schema_changes,
@@ -475,8 +438,7 @@ impl Transform {
         if let Some(m) = &mut self.txmeta {
             // A key change is sent as two events: a delete and a create.
             let events = if old_key.is_some() { 2 } else { 1 };
-            let name = format!("{}.{}", table.schema, table.name);
-            change.order = Some(m.place(&name, events, tx, headers, out));
+            change.order = Some(m.place(&listener.label, events, tx, headers, out));
         }
         let one = RowChange {
             change,
@@ -560,6 +522,65 @@ impl Transform {
             )?;
         }
         Ok(kept)
+    }
+}
+
+/// Record keys: the catalog's primary keys, and `keyColumns` where given.
+fn key_policy(
+    routes: &Routes,
+    spec: &PgKafkaConnectorSpec,
+    primary_keys: HashMap<QualifiedTable, Vec<String>>,
+) -> KeyPolicy {
+    let mut policy = KeyPolicy {
+        primary_keys,
+        ..KeyPolicy::default()
+    };
+    for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
+        if let Some(keys) = &l.key_columns {
+            policy.key_columns.insert(
+                listener.table.clone(),
+                KeyColumns {
+                    field: format!("spec.listeners[{i}].keyColumns"),
+                    columns: keys.clone(),
+                },
+            );
+        }
+    }
+    policy
+}
+
+/// How records are written: the handling modes, and the size limit with
+/// what to do past it (`dead_letters`: the dead-letter topic, its index,
+/// context headers or not).
+fn encoder(
+    name: &str,
+    spec: &PgKafkaConnectorSpec,
+    metrics: &Metrics,
+    max_message_bytes: usize,
+    dead_letters: Option<(Arc<str>, usize, bool)>,
+) -> Encoder {
+    let kafka = &spec.kafka;
+    Encoder {
+        context: EnvelopeContext {
+            name: name.to_owned(),
+            database: spec.postgres.database.clone(),
+            modes: ValueModes {
+                decimal: kafka.decimal_handling_mode,
+                time: kafka.time_precision_mode,
+                binary: kafka.binary_handling_mode,
+                json_as_text: kafka.schemas || kafka.json_handling_mode == JsonHandlingMode::String,
+            },
+        },
+        payload_hint: Cell::new(256),
+        limit: RecordLimit {
+            max_bytes: kafka
+                .max_record_bytes
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(max_message_bytes),
+            connector: name.to_owned(),
+            dead_letters,
+            dead_lettered: metrics.dead_lettered.clone(),
+        },
     }
 }
 
