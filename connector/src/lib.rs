@@ -52,8 +52,10 @@
 //! ```
 //!
 //! `engine::session` wires them: one `select!` over shutdown, the
-//! delivery's background events, the snapshot reader, snapshot requests and
-//! the stream (read only while the delivery has room).
+//! delivery's background events, the snapshot reader, snapshot requests,
+//! heartbeats and the stream (read only while the delivery has room; the
+//! events already waiting are taken in batches of up to 256, so the
+//! position bookkeeping runs once per batch).
 //!
 //! Imports go one way too. `event` (rows, changes, records; a table's
 //! shape comes from `pgkafka-postgres`) and `lsn` are neutral: every stage
