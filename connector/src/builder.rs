@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
 use crate::snapshot::SharedSnapshots;
 use crate::status::{Halted, StatusHandle};
+use crate::transform::mask::Salts;
 
 /// A configured engine, ready to [`run`](Engine::run).
 pub struct Engine {
@@ -36,6 +37,7 @@ impl Engine {
             spec: None,
             postgres: PgCredentials::default(),
             kafka: KafkaCredentials::default(),
+            salts: Salts::default(),
             limits: Limits::default(),
         }
     }
@@ -133,6 +135,7 @@ pub struct EngineBuilder {
     spec: Option<PgKafkaConnectorSpec>,
     postgres: PgCredentials,
     kafka: KafkaCredentials,
+    salts: Salts,
     limits: Limits,
 }
 
@@ -190,6 +193,17 @@ impl EngineBuilder {
         self.merge("kafka", json!({"properties": {key: value}}))
     }
 
+    /// The salt a hashed column's `saltSecretRef` names (`name`/`key`), as
+    /// the Secret would hold it.
+    pub fn with_salt(mut self, name: &str, key: &str, salt: Secret) -> Self {
+        let r = pgkafka_crds::SecretKeyRef {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        };
+        self.salts.insert(&r, salt.expose());
+        self
+    }
+
     /// Kafka SASL credentials and broker CA, as `spec.kafka.saslSecretRef`
     /// and `caSecretRef` would give them.
     pub fn with_kafka_credentials(mut self, credentials: KafkaCredentials) -> Self {
@@ -228,6 +242,7 @@ impl EngineBuilder {
             postgres: self.postgres,
             kafka: self.kafka,
             pg_ca_file: None,
+            salts: self.salts,
         };
         Ok(Engine::new(cfg, self.limits))
     }

@@ -11,6 +11,7 @@ use crate::credentials::{
     SecretProblem,
 };
 use crate::error::{Error, ErrorKind};
+use crate::transform::mask::Salts;
 
 /// Everything an engine run needs, resolved and validated.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub(crate) struct EngineConfig {
     /// The PostgreSQL CA bundle as a file, for the replication connection
     /// (its carrier reads a path); written once at start when only PEM is known.
     pub pg_ca_file: Option<PathBuf>,
+    /// The salts of hashed columns (`columnMasks[].hash.saltSecretRef`).
+    pub salts: Salts,
 }
 
 impl EngineConfig {
@@ -62,21 +65,22 @@ impl EngineConfig {
             Some(r) => Some(secret_path(secrets_dir, "spec.postgres.caSecretRef", r)?),
             None => None,
         };
+        let mut salts = Salts::default();
+        for (field, r) in spec.salt_refs() {
+            salts.insert(r, &read_secret(secrets_dir, &field, r)?);
+        }
         Ok(EngineConfig {
             name,
             spec,
             postgres,
             kafka,
             pg_ca_file,
+            salts,
         })
     }
 }
 
-fn secret_path(
-    dir: Option<&Path>,
-    field: &'static str,
-    r: &SecretKeyRef,
-) -> Result<PathBuf, SecretError> {
+fn secret_path(dir: Option<&Path>, field: &str, r: &SecretKeyRef) -> Result<PathBuf, SecretError> {
     let missing = |reason: String| SecretError::new(field, r, SecretProblem::Missing(reason));
     let dir = dir.ok_or_else(|| {
         missing(
@@ -91,11 +95,7 @@ fn secret_path(
     }
 }
 
-fn read_secret(
-    dir: Option<&Path>,
-    field: &'static str,
-    r: &SecretKeyRef,
-) -> Result<String, SecretError> {
+fn read_secret(dir: Option<&Path>, field: &str, r: &SecretKeyRef) -> Result<String, SecretError> {
     let path = secret_path(dir, field, r)?;
     let value = std::fs::read_to_string(&path)
         .map_err(|e| SecretError::new(field, r, SecretProblem::Io(e)))?;

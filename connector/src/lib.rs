@@ -36,7 +36,8 @@
 //!                       total); relation cache; a value's text -> its JSON (types outside
 //!                       the OID table resolved once through the catalog: source::lookup,
 //!                       also partition roots)
-//!   -> transform        listener per table -> targets -> filter -> columns -> envelope -> groups
+//!   -> transform        listener per table -> targets -> filter -> columns and masks -> envelope
+//!                       -> groups
 //!                       (transform::stage::Transform; the keys a change touches go to a
 //!                       KeyWatch, which is how snapshots hear of them)
 //!   -> delivery         the one object between the session and Kafka: producer and delivery
@@ -90,7 +91,8 @@
 //! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
 //! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |
-//! | the record size limit and the error policy (dead letters) | `transform/limit.rs` |
+//! | the record size limit and the error policy (dead letters; a target's own policy) | `transform/limit.rs`, `transform/route.rs` (`Target::limit`) |
+//! | masked, hashed and truncated columns (`columnMasks`; salts read with the config) | `transform/mask.rs`, applied by `transform/encode.rs` |
 //! | outbox targets (Debezium's Outbox Event Router), and messages read as outbox rows; topics named by rows, created as they appear | `transform/{outbox,outbox_message}.rs`, `transform/route.rs` (`TopicRegistry`), `delivery::Delivery::add_topics` |
 //! | primary-key changes as delete + tombstone + create | `transform/{stage,fanout}.rs` |
 //! | HTTP endpoints, metrics, command line | `http.rs`, `metrics.rs`, `cli.rs` |

@@ -497,6 +497,17 @@ pub struct TargetSpec {
     /// no `topic`, `envelope`, `columns` or grouping of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<crate::OutboxSpec>,
+    /// Columns masked, hashed or truncated in this target's records
+    /// (Debezium's `column.mask.*` and `column.truncate.*`): changes and
+    /// snapshot rows, `before` and `after`; filters still see the real
+    /// values. Refused at start-up when a column does not exist or is not
+    /// a character column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_masks: Vec<crate::ColumnMaskSpec>,
+    /// This target's own error policy, instead of `spec.errors`, for its
+    /// records that cannot be sent as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<crate::ErrorsSpec>,
 }
 
 fn is_default_errors(e: &crate::ErrorsSpec) -> bool {
@@ -520,6 +531,8 @@ impl Default for TargetSpec {
             tombstones_on_delete: None,
             topic_creation: None,
             outbox: None,
+            column_masks: Vec::new(),
+            errors: None,
         }
     }
 }

@@ -57,15 +57,15 @@ impl ErrorsSpec {
         }
     }
 
-    /// What is wrong with it, each as (path, message).
-    pub(crate) fn problems(&self) -> Vec<(String, String)> {
+    /// What is wrong with it at `field`, each as (path, message).
+    pub(crate) fn problems(&self, field: &str) -> Vec<(String, String)> {
         match (self.tolerance, &self.dead_letter_queue) {
             (Tolerance::All, None) => vec![(
-                "spec.errors.deadLetterQueue".into(),
+                format!("{field}.deadLetterQueue"),
                 "required with tolerance: all (no record is dropped without a trace)".into(),
             )],
             (Tolerance::None, Some(_)) => vec![(
-                "spec.errors.tolerance".into(),
+                format!("{field}.tolerance"),
                 "set tolerance: all for records to go to the dead-letter queue".into(),
             )],
             _ => Vec::new(),

@@ -11,7 +11,8 @@
 //!   heartbeat records and the action query; `messages.rs`: logical
 //!   decoding messages (`spec.messages`); `outbox.rs`: outbox targets
 //!   (Debezium's Outbox Event Router); `errors.rs`: the error policy and
-//!   the dead-letter topic (Connect's `errors.*`).
+//!   the dead-letter topic (Connect's `errors.*`); `masks.rs`: masked,
+//!   hashed and truncated columns (Debezium's `column.mask.*`).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -32,6 +33,7 @@ mod filter;
 mod generate;
 mod heartbeat;
 pub mod lsn;
+mod masks;
 mod messages;
 mod outbox;
 pub mod report;
@@ -47,6 +49,7 @@ pub use errors::{DeadLetterQueueSpec, ErrorsSpec, Tolerance};
 pub use filter::{ConditionSpec, Field, FilterSpec, Image, Logic, Operator};
 pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown, ManifestError};
 pub use heartbeat::HeartbeatSpec;
+pub use masks::{ColumnMaskSpec, HashAlgorithm, HashSpec, MaskOperation};
 pub use messages::MessageSpec;
 pub use outbox::{AdditionalField, OutboxOperation, OutboxSpec, Placement, ROUTED_BY_VALUE};
 pub use status::*;

@@ -86,7 +86,7 @@ impl PgKafkaConnectorSpec {
         self.validate_names(&mut errs);
         self.validate_kafka(&mut errs);
         self.validate_listeners(&mut errs);
-        for (path, message) in self.errors.problems() {
+        for (path, message) in self.errors.problems("spec.errors") {
             errs.push(path, message);
         }
         if let Some(dlq) = &self.errors.dead_letter_queue {
@@ -382,6 +382,7 @@ fn validate_target(
             ("columns", target.columns.is_some()),
             ("sendAsTransaction", target.send_as_transaction),
             ("group", target.group.is_some()),
+            ("columnMasks", !target.column_masks.is_empty()),
         ];
         for (name, set) in own {
             if set {
@@ -390,6 +391,16 @@ fn validate_target(
                     "an outbox target takes its topic and shape from `outbox`: remove it",
                 );
             }
+        }
+    }
+    for (path, message) in
+        crate::masks::problems(&target.column_masks, &format!("{field}.columnMasks"))
+    {
+        errs.push(path, message);
+    }
+    if let Some(errors) = &target.errors {
+        for (path, message) in errors.problems(&format!("{field}.errors")) {
+            errs.push(path, message);
         }
     }
     if let Some(group) = &target.group {

@@ -124,6 +124,21 @@ fn each_bad_field_is_named() {
                 "spec.errors.deadLetterQueue",
             ),
             (
+                "- table: public.orders",
+                "- {table: orders, targets: [{errors: {tolerance: all}}]}",
+                "spec.listeners[0].targets[0].errors.deadLetterQueue",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{columnMasks: [{columns: [a], maskWithChars: 2, truncateToChars: 2}]}]}",
+                "spec.listeners[0].targets[0].columnMasks[0]",
+            ),
+            (
+                "- table: public.orders",
+                "- {table: orders, targets: [{outbox: {}, columnMasks: [{columns: [a], maskWithChars: 2}]}]}",
+                "spec.listeners[0].targets[0].columnMasks",
+            ),
+            (
                 "topicPrefix: cdc",
                 "topicPrefix: cdc, heartbeat: {intervalSeconds: 0}",
                 "spec.kafka.heartbeat.intervalSeconds",

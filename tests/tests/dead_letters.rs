@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pgkafka_crds::{DeadLetterQueueSpec, DeliveryGuarantee, ErrorsSpec, Tolerance};
+use pgkafka_crds::{DeadLetterQueueSpec, DeliveryGuarantee, ErrorsSpec, TargetSpec, Tolerance};
 use pgkafka_tests::{
     distinct_ids, read_to_end, unique, Broker, Engine, Manifest, Postgres, TestDb,
 };
@@ -24,9 +24,22 @@ struct Run {
     dlq: String,
 }
 
+/// Where the error policy is written.
+#[derive(Clone, Copy)]
+enum Policy {
+    /// `spec.errors`.
+    Connector,
+    /// `spec.listeners[0].targets[0].errors`, `spec.errors` left as it is.
+    Target,
+}
+
 /// Rows 1 and 3 small, row 2 of 5,000 bytes, each its own transaction,
 /// with a limit of 2,000 bytes.
-async fn big_row_between_small_ones(errors: ErrorsSpec, guarantee: DeliveryGuarantee) -> Run {
+async fn big_row_between_small_ones(
+    errors: ErrorsSpec,
+    guarantee: DeliveryGuarantee,
+    policy: Policy,
+) -> Run {
     let db = Postgres::shared().fresh_database().await;
     db.exec("CREATE TABLE big (id int PRIMARY KEY, body text)")
         .await;
@@ -44,7 +57,15 @@ async fn big_row_between_small_ones(errors: ErrorsSpec, guarantee: DeliveryGuara
         .delivery(guarantee)
         .spec(|s| {
             s.kafka.max_record_bytes = Some(2000);
-            s.errors = errors;
+            match policy {
+                Policy::Connector => s.errors = errors,
+                Policy::Target => {
+                    s.listeners[0].targets = vec![TargetSpec {
+                        errors: Some(errors),
+                        ..TargetSpec::default()
+                    }]
+                }
+            }
         });
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
@@ -76,7 +97,12 @@ fn dead_letters() -> ErrorsSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_record_halts_before_anything_of_its_transaction_is_sent() {
-    let r = big_row_between_small_ones(ErrorsSpec::default(), DeliveryGuarantee::AtLeastOnce).await;
+    let r = big_row_between_small_ones(
+        ErrorsSpec::default(),
+        DeliveryGuarantee::AtLeastOnce,
+        Policy::Connector,
+    )
+    .await;
     let halted = r.engine.wait_halted(LONG);
     assert!(
         halted.contains("a record of")
@@ -93,8 +119,8 @@ async fn an_oversized_record_halts_before_anything_of_its_transaction_is_sent() 
     );
 }
 
-async fn dead_lettered(guarantee: DeliveryGuarantee) {
-    let r = big_row_between_small_ones(dead_letters(), guarantee).await;
+async fn dead_lettered(guarantee: DeliveryGuarantee, policy: Policy) {
+    let r = big_row_between_small_ones(dead_letters(), guarantee, policy).await;
     r.db.wait_confirmed_all(&r.slot, LONG).await;
     let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
     assert_eq!(ids, [1, 3], "{}", r.engine.log_text());
@@ -133,10 +159,15 @@ async fn dead_lettered(guarantee: DeliveryGuarantee) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_tolerance_all_it_is_dead_lettered_and_the_stream_goes_on() {
-    dead_lettered(DeliveryGuarantee::AtLeastOnce).await;
+    dead_lettered(DeliveryGuarantee::AtLeastOnce, Policy::Connector).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_s_own_policy_overrides_the_connector_s() {
+    dead_lettered(DeliveryGuarantee::AtLeastOnce, Policy::Target).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dead_letter_is_in_the_kafka_transaction_under_exactly_once() {
-    dead_lettered(DeliveryGuarantee::ExactlyOnce).await;
+    dead_lettered(DeliveryGuarantee::ExactlyOnce, Policy::Connector).await;
 }

@@ -48,7 +48,7 @@ pub enum SecretProblem {
 #[error("{field}: cannot read secret {name}/{key}: {problem}")]
 pub struct SecretError {
     /// The spec field holding the reference.
-    pub field: &'static str,
+    pub field: String,
     /// Secret name.
     pub name: String,
     /// Key in the secret.
@@ -60,9 +60,9 @@ pub struct SecretError {
 
 impl SecretError {
     /// The error for `r`, referenced from `field`.
-    pub fn new(field: &'static str, r: &SecretKeyRef, problem: SecretProblem) -> Self {
+    pub fn new(field: impl Into<String>, r: &SecretKeyRef, problem: SecretProblem) -> Self {
         SecretError {
-            field,
+            field: field.into(),
             name: r.name.clone(),
             key: r.key.clone(),
             problem,

@@ -51,6 +51,10 @@ pub(crate) mod oid {
     pub const MACADDR_ARRAY: u32 = 1040;
     pub const INET_ARRAY: u32 = 1041;
     pub const TEXT: u32 = 25;
+    pub const CHAR: u32 = 18;
+    pub const NAME: u32 = 19;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
     pub const BOX_ARRAY: u32 = 1020;
     pub const DATE: u32 = 1082;
     pub const TIME: u32 = 1083;
@@ -134,8 +138,8 @@ fn known(type_oid: u32) -> Option<PgType> {
         TIMETZ => Scalar(Base::TimeTz),
         XML | POINT | LSEG | PATH | BOX | POLYGON | LINE | CIRCLE => Scalar(Base::Unordered),
         // Built-in scalars whose text form is their value.
-        18 | 19 | TEXT | 790 | 829 | 869 | 650 | 774 | 1042 | 1043 | 1186 | 1560 | 1562 | UUID
-        | 3220 => Scalar(Base::Text),
+        CHAR | NAME | TEXT | 790 | 829 | 869 | 650 | 774 | BPCHAR | VARCHAR | 1186 | 1560
+        | 1562 | UUID | 3220 => Scalar(Base::Text),
         BOOL_ARRAY => Array(Base::Bool),
         INT2_ARRAY | INT4_ARRAY | INT8_ARRAY | OID_ARRAY | XID_ARRAY => Array(Base::Integer),
         FLOAT4_ARRAY | FLOAT8_ARRAY => Array(Base::Float),

@@ -189,7 +189,7 @@ async fn check_listeners(
     for info in tables.values_mut() {
         types.resolve(client, &mut info.shape.columns).await?;
     }
-    Transform::new(&cfg.name, &cfg.spec, HashMap::new(), metrics)?
+    Transform::new(&cfg.name, &cfg.spec, HashMap::new(), metrics, &cfg.salts)?
         .check_tables(tables.values().map(|info| &info.shape))?;
     if cfg.spec.snapshot.mode == SnapshotMode::Initial {
         // Every table will be snapshotted by its key: refuse now, naming the

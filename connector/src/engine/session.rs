@@ -83,8 +83,13 @@ impl<'a> Session<'a> {
     /// A session resuming after `flushed`.
     pub fn new(ctx: SessionContext<'a>, flushed: Lsn) -> Result<Self, Error> {
         let cfg = ctx.cfg;
-        let mut transform =
-            Transform::new(&cfg.name, &cfg.spec, ctx.primary_keys.clone(), ctx.metrics)?;
+        let mut transform = Transform::new(
+            &cfg.name,
+            &cfg.spec,
+            ctx.primary_keys.clone(),
+            ctx.metrics,
+            &cfg.salts,
+        )?;
         transform.resume_after(flushed);
         let lookups = Lookups::new(
             format!("pgkafka-{}-catalog", cfg.name),

@@ -6,6 +6,7 @@ use std::io::Write as _;
 
 use pgkafka_crds::Envelope;
 
+use super::mask::ColumnMask;
 use crate::decode::values::{
     write_binary_value, write_str, write_text_value, ValueModes, UNAVAILABLE_VALUE,
 };
@@ -18,6 +19,8 @@ pub struct Encoding<'a> {
     pub envelope: Envelope,
     /// Columns kept, by position; every column when `None`.
     pub columns: Option<&'a [bool]>,
+    /// Masked, hashed and truncated columns, by position.
+    pub masks: Option<&'a [Option<ColumnMask>]>,
     /// The schema form's value schema: the envelope is then its payload.
     pub schema: Option<&'a [u8]>,
 }
@@ -41,14 +44,18 @@ pub fn write_envelope(
     now_ms: i64,
     encoding: Encoding<'_>,
 ) {
+    let columns = Columns {
+        kept: encoding.columns,
+        masks: encoding.masks,
+        modes: &ctx.modes,
+    };
     if encoding.envelope == Envelope::Flat {
-        return write_flat(out, change, encoding.columns, &ctx.modes);
+        return write_flat(out, change, &columns);
     }
     out.extend_from_slice(b"{\"before\":");
-    let modes = &ctx.modes;
-    write_row(out, change.relation, change.before, encoding.columns, modes);
+    write_row(out, change.relation, change.before, &columns);
     out.extend_from_slice(b",\"after\":");
-    write_row(out, change.relation, change.after, encoding.columns, modes);
+    write_row(out, change.relation, change.after, &columns);
     out.extend_from_slice(b",\"source\":{\"version\":\"");
     out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     out.extend_from_slice(b"\",\"connector\":\"postgresql\",\"name\":");
@@ -102,12 +109,7 @@ pub fn write_envelope(
 /// The row itself with `__` metadata fields, as Debezium's
 /// ExtractNewRecordState writes it (`delete.handling.mode=rewrite`): the new
 /// row, or the old one for a delete; a truncate has only the metadata.
-fn write_flat(
-    out: &mut Vec<u8>,
-    change: &Change<'_>,
-    columns: Option<&[bool]>,
-    modes: &ValueModes,
-) {
+fn write_flat(out: &mut Vec<u8>, change: &Change<'_>, columns: &Columns<'_>) {
     let row = match change.op {
         Op::Delete => change.before,
         _ => change.after,
@@ -118,7 +120,7 @@ fn write_flat(
         Row::Full(d) => (d, false),
         Row::KeyOnly(d) => (d, true),
     };
-    if write_fields(out, change.relation, datums, key_only, columns, modes) {
+    if write_fields(out, change.relation, datums, key_only, columns) {
         out.push(b',');
     }
     out.extend_from_slice(b"\"__op\":\"");
@@ -150,18 +152,24 @@ fn write_int(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     let _ = write!(out, "{n}");
 }
 
-/// Writes the record key, `{"id":1}`, from the key columns of `row`. `false`
-/// when the table has no key or the row lacks a key value: such records are
-/// produced without a key.
+/// Writes the record key, `{"id":1}`, from the key columns of `row`, with
+/// `masks` (by column position) applied. `false` when the table has no key
+/// or the row lacks a key value: such records are produced without a key.
 pub fn write_key(
     out: &mut Vec<u8>,
     relation: &Relation,
     row: &[Datum],
     modes: &ValueModes,
+    masks: Option<&[Option<ColumnMask>]>,
 ) -> bool {
     if relation.key.is_empty() {
         return false;
     }
+    let columns = Columns {
+        kept: None,
+        masks,
+        modes,
+    };
     out.push(b'{');
     for (n, &i) in relation.key.iter().enumerate() {
         let Some(datum) = row.get(i) else {
@@ -171,19 +179,51 @@ pub fn write_key(
             out.push(b',');
         }
         out.extend_from_slice(&relation.json_names[i]);
-        write_datum(out, relation, i, datum, modes);
+        columns.write_datum(out, relation, i, datum);
     }
     out.push(b'}');
     true
 }
 
-fn write_row(
-    out: &mut Vec<u8>,
-    relation: &Relation,
-    row: Row<'_>,
-    columns: Option<&[bool]>,
-    modes: &ValueModes,
-) {
+/// How a target writes a row's columns: which it keeps, which it masks,
+/// the value modes.
+struct Columns<'a> {
+    kept: Option<&'a [bool]>,
+    masks: Option<&'a [Option<ColumnMask>]>,
+    modes: &'a ValueModes,
+}
+
+impl Columns<'_> {
+    fn keeps(&self, i: usize) -> bool {
+        self.kept
+            .is_none_or(|keep| keep.get(i).copied().unwrap_or(true))
+    }
+
+    fn write_datum(&self, out: &mut Vec<u8>, relation: &Relation, i: usize, datum: &Datum) {
+        let mask = self.masks.and_then(|m| m.get(i)).and_then(Option::as_ref);
+        match (datum, mask) {
+            (Datum::Null, None) => out.extend_from_slice(b"null"),
+            (Datum::Null, Some(m)) => match m.null() {
+                Some(text) => write_str(out, text),
+                None => out.extend_from_slice(b"null"),
+            },
+            // The placeholder holds no data of the row: consumers must
+            // still recognise it.
+            (Datum::UnchangedToast, _) => write_str(out, UNAVAILABLE_VALUE),
+            (Datum::Text(t) | Datum::Binary(t), Some(m)) => {
+                // Masks apply to character columns, whose both forms are
+                // the text itself.
+                write_str(out, &m.text(&String::from_utf8_lossy(t)));
+            }
+            (Datum::Text(t), None) => {
+                write_text_value(out, &relation.shape.columns[i], t, self.modes)
+            }
+            (Datum::Binary(b), None) => write_binary_value(out, b),
+        }
+    }
+}
+
+fn write_row(out: &mut Vec<u8>, relation: &Relation, row: Row<'_>, columns: &Columns<'_>) {
     let (datums, key_only) = match row {
         Row::Absent => {
             out.extend_from_slice(b"null");
@@ -193,7 +233,7 @@ fn write_row(
         Row::KeyOnly(d) => (d, true),
     };
     out.push(b'{');
-    write_fields(out, relation, datums, key_only, columns, modes);
+    write_fields(out, relation, datums, key_only, columns);
     out.push(b'}');
 }
 
@@ -203,15 +243,14 @@ fn write_fields(
     relation: &Relation,
     datums: &[Datum],
     key_only: bool,
-    columns: Option<&[bool]>,
-    modes: &ValueModes,
+    columns: &Columns<'_>,
 ) -> bool {
     let mut first = true;
     for (i, datum) in datums.iter().enumerate().take(relation.shape.columns.len()) {
         if key_only && !relation.shape.columns[i].is_key {
             continue;
         }
-        if columns.is_some_and(|keep| !keep.get(i).copied().unwrap_or(true)) {
+        if !columns.keeps(i) {
             continue;
         }
         if !first {
@@ -219,24 +258,9 @@ fn write_fields(
         }
         first = false;
         out.extend_from_slice(&relation.json_names[i]);
-        write_datum(out, relation, i, datum, modes);
+        columns.write_datum(out, relation, i, datum);
     }
     !first
-}
-
-fn write_datum(
-    out: &mut Vec<u8>,
-    relation: &Relation,
-    i: usize,
-    datum: &Datum,
-    modes: &ValueModes,
-) {
-    match datum {
-        Datum::Null => out.extend_from_slice(b"null"),
-        Datum::UnchangedToast => write_str(out, UNAVAILABLE_VALUE),
-        Datum::Text(t) => write_text_value(out, &relation.shape.columns[i], t, modes),
-        Datum::Binary(b) => write_binary_value(out, b),
-    }
 }
 
 #[cfg(test)]
@@ -320,7 +344,13 @@ mod tests {
             })
         );
         let mut key = Vec::new();
-        assert!(write_key(&mut key, &rel, &new, &ValueModes::default()));
+        assert!(write_key(
+            &mut key,
+            &rel,
+            &new,
+            &ValueModes::default(),
+            None
+        ));
         assert_eq!(key, br#"{"id":7}"#);
     }
 
@@ -359,6 +389,7 @@ mod tests {
                 envelope: Envelope::Flat,
                 columns: Some(&keep),
                 schema: None,
+                masks: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -382,6 +413,7 @@ mod tests {
                 envelope: Envelope::Flat,
                 columns: None,
                 schema: None,
+                masks: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -396,6 +428,7 @@ mod tests {
                 envelope: Envelope::Debezium,
                 columns: Some(&keep),
                 schema: None,
+                masks: None,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -411,7 +444,8 @@ mod tests {
             &mut key,
             &rel,
             &[text("1")],
-            &ValueModes::default()
+            &ValueModes::default(),
+            None
         ));
     }
 }

@@ -9,12 +9,13 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgkafka_crds::{Action, Envelope};
+use pgkafka_crds::Action;
 
 use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
 use super::group::GroupBuffers;
 use super::limit::RecordLimit;
+use super::mask::ColumnMask;
 use super::route::{CompiledRoute, Listener, TopicRegistry};
 use super::schema::wrap;
 use super::TransformError;
@@ -57,10 +58,10 @@ pub(super) struct RowChange<'a> {
     pub now_ms: i64,
 }
 
-/// Payloads already written for one change, by (envelope, columns): targets
-/// with the same encoding share one.
+/// Payloads already written for one change, by encoding: targets with the
+/// same envelope, column selection and masks share one.
 #[derive(Default)]
-struct Payloads<'e>(Vec<(Envelope, Option<&'e [bool]>, Bytes)>);
+struct Payloads<'e>(Vec<(Encoding<'e>, Bytes)>);
 
 impl<'e> Payloads<'e> {
     fn get(
@@ -70,16 +71,16 @@ impl<'e> Payloads<'e> {
         now_ms: i64,
         encoding: Encoding<'e>,
     ) -> Bytes {
-        let hit = self
-            .0
-            .iter()
-            .find(|(e, c, _)| *e == encoding.envelope && *c == encoding.columns);
-        if let Some((_, _, payload)) = hit {
+        let same = |e: &Encoding<'_>| {
+            e.envelope == encoding.envelope
+                && e.columns == encoding.columns
+                && e.masks.map(<[_]>::as_ptr) == encoding.masks.map(<[_]>::as_ptr)
+        };
+        if let Some((_, payload)) = self.0.iter().find(|(e, _)| same(e)) {
             return payload.clone();
         }
         let payload = encoder.encode(change, now_ms, encoding);
-        self.0
-            .push((encoding.envelope, encoding.columns, payload.clone()));
+        self.0.push((encoding, payload.clone()));
         payload
     }
 }
@@ -120,7 +121,10 @@ pub(super) fn fan_out(
         if let (Some(spec), Some(Some(outbox))) = (&target.outbox, route.outboxes.get(j)) {
             outbox_event(
                 target,
-                (&encoder.limit, &listener.label),
+                (
+                    target.limit.as_ref().unwrap_or(&encoder.limit),
+                    &listener.label,
+                ),
                 spec,
                 outbox,
                 one,
@@ -129,9 +133,11 @@ pub(super) fn fan_out(
             )?;
             continue;
         }
+        let masked = route.masked[j].as_ref();
         let encoding = Encoding {
             envelope: target.envelope,
-            columns: route.masks[j].as_deref(),
+            columns: route.kept[j].as_deref(),
+            masks: masked.map(|m| &m.values[..]),
             schema: route.value_schemas.get(j).map(|s| &s[..]),
         };
         target.records.inc();
@@ -144,10 +150,16 @@ pub(super) fn fan_out(
         let emit = Emit {
             target,
             headers: one.headers,
-            limit: &encoder.limit,
+            limit: target.limit.as_ref().unwrap_or(&encoder.limit),
             table: &listener.label,
         };
-        let keys = (key.as_ref(), old_key.as_ref());
+        let own_keys = masked
+            .and_then(|m| m.key.as_deref())
+            .map(|masks| masked_keys(one, &encoder.context.modes, masks, wrap_key));
+        let keys = match &own_keys {
+            Some((key, old_key)) => (key.as_ref(), old_key.as_ref()),
+            None => (key.as_ref(), old_key.as_ref()),
+        };
         let cache = (&mut payloads, &mut deletes, &mut creates);
         emit.change(one, split.as_ref(), keys, encoder, encoding, cache, out)?;
     }
@@ -319,7 +331,34 @@ pub(super) fn record_key(
     row: Option<&[Datum]>,
     modes: &ValueModes,
 ) -> Option<Bytes> {
+    masked_key(relation, row, modes, None)
+}
+
+fn masked_key(
+    relation: &Relation,
+    row: Option<&[Datum]>,
+    modes: &ValueModes,
+    masks: Option<&[Option<ColumnMask>]>,
+) -> Option<Bytes> {
     let row = row?;
     let mut key = Vec::with_capacity(32);
-    write_key(&mut key, relation, row, modes).then(|| Bytes::from(key))
+    write_key(&mut key, relation, row, modes, masks).then(|| Bytes::from(key))
+}
+
+/// The key (and, for a key change, the old key) of `one` for a target
+/// whose masks apply to key columns, in the schema form when it is on.
+fn masked_keys(
+    one: &RowChange<'_>,
+    modes: &ValueModes,
+    masks: &[Option<ColumnMask>],
+    wrap_key: impl Fn(&Bytes) -> Bytes,
+) -> (Option<Bytes>, Option<Bytes>) {
+    let relation = one.change.relation;
+    let row = one.row.new.or(one.row.old.map(OldTuple::datums));
+    let key = masked_key(relation, row, modes, Some(masks)).map(|k| wrap_key(&k));
+    let old_key = one.old_key.as_ref().and_then(|_| {
+        let old = one.row.old.map(OldTuple::datums);
+        masked_key(relation, old, modes, Some(masks)).map(|k| wrap_key(&k))
+    });
+    (key, old_key)
 }

@@ -8,6 +8,7 @@ mod fanout;
 pub(crate) mod filter;
 pub(crate) mod group;
 mod limit;
+pub(crate) mod mask;
 mod message;
 mod outbox;
 mod outbox_message;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pgkafka_crds::{
-    Action, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, OutboxSpec, PgKafkaConnectorSpec,
-    QualifiedTable, TargetSpec, TopicCreation,
+    Action, ColumnMaskSpec, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, OutboxSpec,
+    PgKafkaConnectorSpec, QualifiedTable, TargetSpec, TopicCreation,
 };
 use prometheus::IntCounter;
 
 use super::filter::{CompiledFilter, FilterError};
+use super::limit::RecordLimit;
+use super::mask::{self, CompiledMasks, Salts};
 use super::outbox::CompiledOutbox;
 use super::TransformError;
 use crate::event::TableShape;
@@ -47,6 +49,8 @@ pub(crate) struct Target {
     pub envelope: Envelope,
     /// Column selection, by name.
     pub columns: Option<ColumnsSpec>,
+    /// Masked, hashed and truncated columns, by name.
+    pub column_masks: Vec<ColumnMaskSpec>,
     /// Filter spec, compiled per table shape.
     pub filter: Option<FilterSpec>,
     /// The transaction group it feeds, if it sends whole transactions.
@@ -61,6 +65,9 @@ pub(crate) struct Target {
     pub filtered: IntCounter,
     /// Bytes of the changes it received.
     pub bytes: IntCounter,
+    /// Its own size limit and error policy (`targets[].errors`), instead
+    /// of the connector's.
+    pub limit: Option<RecordLimit>,
 }
 
 /// The `topic_index` of a target with no topic of its own (an outbox).
@@ -247,6 +254,7 @@ impl Routes {
             ignored: metrics.outbox_ignored.with_label_values(&labels),
             envelope: t.envelope.unwrap_or(kafka.envelope),
             columns: t.columns.clone(),
+            column_masks: t.column_masks.clone(),
             filter: t.filter.clone(),
             group,
             snapshot: t.snapshot,
@@ -256,6 +264,7 @@ impl Routes {
             records: metrics.target_records.with_label_values(&labels),
             filtered: metrics.target_filtered.with_label_values(&labels),
             bytes: metrics.target_bytes.with_label_values(&labels),
+            limit: None,
             topic,
         }
     }
@@ -279,7 +288,9 @@ pub(crate) struct CompiledRoute {
     /// Per target: its filter, if any.
     pub filters: Vec<Option<CompiledFilter>>,
     /// Per target: the columns kept, by position, if it selects columns.
-    pub masks: Vec<Option<Vec<bool>>>,
+    pub kept: Vec<Option<Vec<bool>>>,
+    /// Per target: its masked, hashed and truncated columns, if any.
+    pub masked: Vec<Option<CompiledMasks>>,
     /// The schema form's key schema (`spec.kafka.schemas`).
     pub key_schema: Option<Bytes>,
     /// Per target: the schema form's value schema; empty without it.
@@ -289,8 +300,13 @@ pub(crate) struct CompiledRoute {
 }
 
 impl CompiledRoute {
-    /// Compiles `listener`'s targets for `shape`; errors name the spec path.
-    pub fn compile(listener: &Listener, shape: &TableShape) -> Result<Self, FilterError> {
+    /// Compiles `listener`'s targets for `shape` (hashes salted from
+    /// `salts`); errors name the spec path.
+    pub fn compile(
+        listener: &Listener,
+        shape: &TableShape,
+        salts: &Salts,
+    ) -> Result<Self, FilterError> {
         let mut route = CompiledRoute::default();
         for target in &listener.targets {
             route.filters.push(match &target.filter {
@@ -301,7 +317,13 @@ impl CompiledRoute {
                 )?),
                 None => None,
             });
-            route.masks.push(match &target.columns {
+            route.masked.push(mask::compile(
+                &target.column_masks,
+                salts,
+                shape,
+                &format!("{}.columnMasks", target.path),
+            )?);
+            route.kept.push(match &target.columns {
                 Some(c) => Some(column_mask(c, shape, &target.path)?),
                 None => None,
             });
@@ -414,10 +436,12 @@ listeners:
             columns: vec![col("id"), col("secret")],
             replica_identity: b'd',
         };
-        let route = CompiledRoute::compile(&routes.listeners[0], &shape).expect("compiles");
-        assert_eq!(route.masks, [None, Some(vec![true, false]), None]);
+        let route = CompiledRoute::compile(&routes.listeners[0], &shape, &Salts::default())
+            .expect("compiles");
+        assert_eq!(route.kept, [None, Some(vec![true, false]), None]);
         shape.columns = vec![col("id")];
-        let err = CompiledRoute::compile(&routes.listeners[0], &shape).expect_err("must fail");
+        let err = CompiledRoute::compile(&routes.listeners[0], &shape, &Salts::default())
+            .expect_err("must fail");
         assert_eq!(err.path, "spec.listeners[0].targets[1].columns.exclude[0]");
     }
 }

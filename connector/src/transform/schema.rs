@@ -8,6 +8,7 @@
 use pgkafka_crds::{BinaryHandlingMode, DecimalHandlingMode, Envelope, TimePrecisionMode};
 use serde_json::{json, Map, Value};
 
+use super::mask::ColumnMask;
 use crate::decode::decimal::{numeric_precision, numeric_scale};
 use crate::decode::temporal::{time_in_millis, timestamp_in_millis};
 use crate::decode::types::{oid, pg_type, Base, PgType};
@@ -181,11 +182,14 @@ impl SchemaNamer {
     }
 
     /// The row struct: the kept columns; key columns are required, the rest
-    /// optional (pgoutput does not say which columns are NOT NULL).
+    /// optional (pgoutput does not say which columns are NOT NULL). A
+    /// masked column carries the parameter Debezium's column mapper sets
+    /// (`masked`, or `truncateLength`).
     fn row_fields(
         &self,
         relation: &Relation,
         columns: Option<&[bool]>,
+        masks: Option<&[Option<ColumnMask>]>,
         modes: &ValueModes,
     ) -> Vec<Value> {
         relation
@@ -194,19 +198,27 @@ impl SchemaNamer {
             .iter()
             .enumerate()
             .filter(|(i, _)| columns.is_none_or(|keep| keep.get(*i).copied().unwrap_or(true)))
-            .map(|(i, c)| column_schema(c, !relation.key.contains(&i), modes))
+            .map(|(i, c)| {
+                let mut field = column_schema(c, !relation.key.contains(&i), modes);
+                let mask = masks.and_then(|m| m.get(i)).and_then(Option::as_ref);
+                if let (Some(mask), Value::Object(m)) = (mask, &mut field) {
+                    let (name, value) = mask.schema_parameter();
+                    m.insert("parameters".into(), json!({ name: value }));
+                }
+                field
+            })
             .collect()
     }
 
-    /// The value's schema for a target with `envelope` and `columns`.
+    /// The value's schema for a target with `envelope`, `columns` and `masks`.
     pub fn value(
         &self,
         relation: &Relation,
         envelope: Envelope,
-        columns: Option<&[bool]>,
+        (columns, masks): (Option<&[bool]>, Option<&[Option<ColumnMask>]>),
         modes: &ValueModes,
     ) -> Vec<u8> {
-        let fields = self.row_fields(relation, columns, modes);
+        let fields = self.row_fields(relation, columns, masks, modes);
         let schema = match envelope {
             Envelope::Flat => {
                 let mut fields = fields;
@@ -349,7 +361,7 @@ mod tests {
             json!({"type": "struct", "optional": false, "name": "cdc.shop.orders.Key",
                    "fields": [{"type": "int32", "optional": false, "field": "id"}]})
         );
-        let value = parse(namer.value(&rel, Envelope::Debezium, None, &modes));
+        let value = parse(namer.value(&rel, Envelope::Debezium, (None, None), &modes));
         assert_eq!(value["name"], "cdc.shop.orders.Envelope");
         let after = &value["fields"][1];
         assert_eq!(after["field"], "after");
@@ -378,7 +390,7 @@ mod tests {
             json!({"type": "string", "optional": false, "field": "op"})
         );
         let keep = [true, false, false, false, true];
-        let flat = parse(namer.value(&rel, Envelope::Flat, Some(&keep), &modes));
+        let flat = parse(namer.value(&rel, Envelope::Flat, (Some(&keep), None), &modes));
         let names: Vec<&str> = flat["fields"]
             .as_array()
             .expect("fields")
@@ -409,7 +421,8 @@ mod tests {
                 prefix: "p".into(),
                 transaction: false,
             };
-            parse(namer.value(&rel, Envelope::Debezium, None, modes))["fields"][1]["fields"].clone()
+            parse(namer.value(&rel, Envelope::Debezium, (None, None), modes))["fields"][1]["fields"]
+                .clone()
         };
         let fields = after(&string_modes);
         assert_eq!(

@@ -13,6 +13,7 @@ use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
 use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
 use super::limit::RecordLimit;
+use super::mask::Salts;
 use super::message::{Logical, MessageRoutes, MESSAGE_COLLECTION};
 use super::route::{action_index, CompiledRoute, Routes};
 use super::schema::SchemaNamer;
@@ -71,6 +72,8 @@ pub(crate) struct Transform {
     messages: MessageRoutes,
     /// `spec.kafka.topicDefaults`, for topics messages name.
     topic_defaults: TopicCreation,
+    /// The salts of hashed columns.
+    salts: Salts,
 }
 
 impl Transform {
@@ -81,6 +84,7 @@ impl Transform {
         spec: &PgKafkaConnectorSpec,
         primary_keys: HashMap<QualifiedTable, Vec<String>>,
         metrics: &Metrics,
+        salts: &Salts,
     ) -> Result<Self, TransformError> {
         let mut routes = Routes::new(spec, metrics)?;
         let schema_changes = spec
@@ -104,6 +108,8 @@ impl Transform {
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let encoder = encoder(name, spec, metrics, max_message_bytes, dead_letters);
+        own_limits(&mut routes, spec, &encoder.limit);
         Ok(Transform {
             groups: GroupBuffers::new(
                 routes.groups.clone(),
@@ -114,7 +120,8 @@ impl Transform {
             policy,
             relations: RelationCache::default(),
             compiled: HashMap::new(),
-            encoder: encoder(name, spec, metrics, max_message_bytes, dead_letters),
+            encoder,
+            salts: salts.clone(),
             tx: None,
             last_commit: None,
             schema_changes,
@@ -167,7 +174,7 @@ impl Transform {
     ) -> Result<(), TransformError> {
         for shape in tables {
             if let Some(l) = self.routes.listener_of(&shape.table) {
-                CompiledRoute::compile(&self.routes.listeners[l], shape)?;
+                CompiledRoute::compile(&self.routes.listeners[l], shape, &self.salts)?;
             }
         }
         Ok(())
@@ -374,16 +381,17 @@ impl Transform {
     /// form's schemas when it is on.
     fn compile(&self, l: usize, relation: &Relation) -> Result<CompiledRoute, TransformError> {
         let listener = &self.routes.listeners[l];
-        let mut route = CompiledRoute::compile(listener, &relation.shape)?;
+        let mut route = CompiledRoute::compile(listener, &relation.shape, &self.salts)?;
         if let Some(namer) = &self.schemas {
             let modes = &self.encoder.context.modes;
             route.key_schema = Some(Bytes::from(namer.key(relation, modes)));
             route.value_schemas = listener
                 .targets
                 .iter()
-                .zip(&route.masks)
-                .map(|(t, mask)| {
-                    Bytes::from(namer.value(relation, t.envelope, mask.as_deref(), modes))
+                .zip(route.kept.iter().zip(&route.masked))
+                .map(|(t, (kept, masked))| {
+                    let masks = masked.as_ref().map(|m| &m.values[..]);
+                    Bytes::from(namer.value(relation, t.envelope, (kept.as_deref(), masks), modes))
                 })
                 .collect();
         }
@@ -581,6 +589,26 @@ fn encoder(
             dead_letters,
             dead_lettered: metrics.dead_lettered.clone(),
         },
+    }
+}
+
+/// Targets with an error policy of their own (`targets[].errors`) get a
+/// limit of their own: the connector's, with their dead-letter topic.
+fn own_limits(routes: &mut Routes, spec: &PgKafkaConnectorSpec, base: &RecordLimit) {
+    for (l, listener) in spec.listeners.iter().enumerate() {
+        for (j, t) in listener.targets.iter().enumerate() {
+            let Some(errors) = &t.errors else {
+                continue;
+            };
+            let dead_letters = errors.dead_letters().map(|d| {
+                let (index, topic) = routes.topic_index(&d.topic);
+                (topic, index, d.context_headers)
+            });
+            routes.listeners[l].targets[j].limit = Some(RecordLimit {
+                dead_letters,
+                ..base.clone()
+            });
+        }
     }
 }
 

@@ -42,7 +42,14 @@ fn row(v: &str) -> Vec<Datum> {
 
 #[test]
 fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
-    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new(
+        "c",
+        &spec(),
+        HashMap::new(),
+        &Metrics::new("c"),
+        &Default::default(),
+    )
+    .expect("compiles");
     assert_eq!(
         p.topics(),
         [
@@ -148,7 +155,14 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
 
 #[test]
 fn change_for_unknown_relation_is_an_error() {
-    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new(
+        "c",
+        &spec(),
+        HashMap::new(),
+        &Metrics::new("c"),
+        &Default::default(),
+    )
+    .expect("compiles");
     let err = p.handle(
         Message::Insert {
             relation_id: 77,
@@ -164,7 +178,14 @@ fn change_for_unknown_relation_is_an_error() {
 
 #[test]
 fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
-    let mut p = Transform::new("c", &spec(), HashMap::new(), &Metrics::new("c")).expect("compiles");
+    let mut p = Transform::new(
+        "c",
+        &spec(),
+        HashMap::new(),
+        &Metrics::new("c"),
+        &Default::default(),
+    )
+    .expect("compiles");
     let orders = QualifiedTable::parse("public.orders").expect("valid");
     let mut out = Vec::new();
     p.handle(relation(1, "orders"), Lsn(1), 0, &mut out, &mut NoWatch)

@@ -35,8 +35,10 @@ pub fn secret_refs(c: &PgKafkaConnector) -> Vec<&SecretKeyRef> {
     let mut refs: Vec<&SecretKeyRef> = Vec::new();
     let all = postgres_refs(&c.spec.postgres)
         .into_iter()
-        .chain(kafka_refs(&c.spec.kafka));
-    for (_, r) in all {
+        .chain(kafka_refs(&c.spec.kafka))
+        .map(|(_, r)| r)
+        .chain(c.spec.salt_refs().into_iter().map(|(_, r)| r));
+    for r in all {
         if !refs.contains(&r) {
             refs.push(r);
         }
@@ -295,6 +297,9 @@ mod tests {
         let spec = SPEC.replace(
             "user: cdc, passwordSecretRef: {name: shop-db, key: password}",
             "userSecretRef: {name: shop-db, key: user}, passwordSecretRef: {name: shop-db, key: password}, sslMode: verify-full, caSecretRef: {name: shop-ca, key: ca.crt}",
+        ).replace(
+            "listeners: [{table: public.orders}]",
+            "listeners: [{table: public.orders, targets: [{columnMasks: [{columns: [email], hash: {algorithm: SHA-256, saltSecretRef: {name: pii, key: salt}}}]}]}]",
         );
         let d = deployment(&connector(&spec), &Settings::default(), "x");
         let volumes = pod(&d).volumes.as_ref().expect("volumes");
@@ -318,7 +323,8 @@ mod tests {
             [
                 ("shop-db".to_owned(), "shop-db/user".to_owned()),
                 ("shop-db".to_owned(), "shop-db/password".to_owned()),
-                ("shop-ca".to_owned(), "shop-ca/ca.crt".to_owned())
+                ("shop-ca".to_owned(), "shop-ca/ca.crt".to_owned()),
+                ("pii".to_owned(), "pii/salt".to_owned())
             ]
         );
         let env = pod(&d).containers[0].env.clone().unwrap_or_default();
