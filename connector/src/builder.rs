@@ -15,6 +15,7 @@ use crate::credentials::{KafkaCredentials, PgCredentials, Secret};
 use crate::engine::{self, Limits};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
+use crate::snapshot::condition::ConditionCheck;
 use crate::snapshot::SharedSnapshots;
 use crate::status::{Halted, StatusHandle};
 use crate::transform::mask::Salts;
@@ -93,6 +94,10 @@ impl Engine {
                 .iter()
                 .filter_map(|l| QualifiedTable::parse(&l.table).ok())
                 .collect(),
+            condition_check: Some(ConditionCheck {
+                postgres: self.cfg.spec.postgres.clone(),
+                credentials: self.cfg.postgres.clone(),
+            }),
         }
     }
 

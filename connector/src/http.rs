@@ -1,5 +1,8 @@
 //! The engine's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (the
-//! process runs), `/readyz` (200 only while streaming) and `/status` (JSON).
+//! process runs), `/readyz` (200 only while streaming) and `/status` (JSON);
+//! and the snapshot signals (Debezium's names): `POST /snapshots`
+//! (execute-snapshot, with an optional condition), `POST
+//! /snapshots/pause`, `/snapshots/resume` and `/snapshots/stop`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,9 +33,13 @@ impl HttpState {
         if req.method() != hyper::Method::POST {
             return self.respond(req.uri().path());
         }
-        if req.uri().path() != "/snapshots" {
-            return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
-        }
+        let control = match req.uri().path() {
+            "/snapshots" => None,
+            "/snapshots/pause" => Some(StatusHandle::pause_snapshots as Control),
+            "/snapshots/resume" => Some(StatusHandle::resume_snapshots as Control),
+            "/snapshots/stop" => Some(StatusHandle::stop_snapshots as Control),
+            _ => return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        };
         let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
             .collect()
             .await
@@ -40,35 +47,66 @@ impl HttpState {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB"),
         };
-        self.request_snapshot(&body)
+        match control {
+            None => self.request_snapshot(&body).await,
+            Some(control) => self.control(&body, control),
+        }
     }
 
-    /// `POST /snapshots` with `{"tables": ["public.orders"]}`: 202 with the
-    /// tables accepted, or 400 naming what is wrong.
-    fn request_snapshot(&self, body: &[u8]) -> Response<Full<Bytes>> {
+    /// `POST /snapshots` with `{"tables": ["public.orders"]}` and an
+    /// optional `"condition": "<SQL boolean expression>"`: 202 with the
+    /// tables accepted, or 400 naming what is wrong (PostgreSQL's message
+    /// for a condition it refuses).
+    async fn request_snapshot(&self, body: &[u8]) -> Response<Full<Bytes>> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Request {
             tables: Vec<String>,
+            #[serde(default)]
+            condition: Option<String>,
         }
         let request: Request = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
-                let message = format!("expected {{\"tables\": [\"schema.table\", ...]}}: {e}");
+                let message = format!(
+                    "expected {{\"tables\": [\"schema.table\", ...], \"condition\": \"...\" (optional)}}: {e}"
+                );
                 return json_error(StatusCode::BAD_REQUEST, &message);
             }
         };
-        match self.status.request_snapshot(&request.tables) {
-            Ok(accepted) => {
-                let body = serde_json::json!({ "accepted": accepted });
-                reply(
-                    StatusCode::ACCEPTED,
-                    "application/json",
-                    body.to_string().into_bytes(),
-                )
+        let answer = match &request.condition {
+            None => self.status.request_snapshot(&request.tables),
+            Some(condition) => {
+                self.status
+                    .request_snapshot_where(&request.tables, condition)
+                    .await
             }
-            Err(message) => json_error(StatusCode::BAD_REQUEST, &message),
+        };
+        accepted(answer)
+    }
+
+    /// `POST /snapshots/{pause,resume,stop}`, with `{"tables": [...]}` or
+    /// no body (every table concerned).
+    fn control(&self, body: &[u8], control: Control) -> Response<Full<Bytes>> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct Request {
+            #[serde(default)]
+            tables: Vec<String>,
         }
+        let request: Request = if body.iter().all(u8::is_ascii_whitespace) {
+            Request::default()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => {
+                    let message =
+                        format!("expected no body or {{\"tables\": [\"schema.table\", ...]}}: {e}");
+                    return json_error(StatusCode::BAD_REQUEST, &message);
+                }
+            }
+        };
+        accepted(control(&self.status, &request.tables))
     }
 
     fn respond(&self, path: &str) -> Response<Full<Bytes>> {
@@ -95,6 +133,24 @@ impl HttpState {
             _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         };
         reply(status, content_type, body)
+    }
+}
+
+/// A snapshot signal of the status handle.
+type Control = fn(&StatusHandle, &[String]) -> Result<Vec<String>, String>;
+
+/// 202 with the tables accepted, or 400 with why not.
+fn accepted(answer: Result<Vec<String>, String>) -> Response<Full<Bytes>> {
+    match answer {
+        Ok(accepted) => {
+            let body = serde_json::json!({ "accepted": accepted });
+            reply(
+                StatusCode::ACCEPTED,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+        }
+        Err(message) => json_error(StatusCode::BAD_REQUEST, &message),
     }
 }
 
@@ -163,6 +219,7 @@ mod tests {
                 shared: Default::default(),
                 halted: Default::default(),
                 listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
+                condition_check: None,
             },
         };
         assert_eq!(
@@ -179,8 +236,8 @@ mod tests {
         assert_eq!(state.respond("/nope").status(), StatusCode::NOT_FOUND);
     }
 
-    #[test]
-    fn snapshot_requests_name_what_is_wrong() {
+    #[tokio::test]
+    async fn snapshot_requests_name_what_is_wrong() {
         let metrics = Metrics::new("c");
         let state = HttpState {
             status: StatusHandle {
@@ -190,14 +247,24 @@ mod tests {
                 shared: Default::default(),
                 halted: Default::default(),
                 listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
+                condition_check: None,
             },
         };
-        let accepted = state.request_snapshot(br#"{"tables": ["orders"]}"#);
+        let accepted = state.request_snapshot(br#"{"tables": ["orders"]}"#).await;
         assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-        let unknown = state.request_snapshot(br#"{"tables": ["public.nope"]}"#);
+        let unknown = state
+            .request_snapshot(br#"{"tables": ["public.nope"]}"#)
+            .await;
         assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
-        let malformed = state.request_snapshot(br#"{"table": "orders"}"#);
+        let malformed = state.request_snapshot(br#"{"table": "orders"}"#).await;
         assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+        let pause = state.control(b"", StatusHandle::pause_snapshots);
+        assert_eq!(pause.status(), StatusCode::ACCEPTED);
+        let stop = state.control(
+            br#"{"tables": ["public.nope"]}"#,
+            StatusHandle::stop_snapshots,
+        );
+        assert_eq!(stop.status(), StatusCode::BAD_REQUEST);
         let tables = state.status.status().snapshot.tables;
         assert_eq!(tables.len(), 1, "only the accepted table is pending");
         assert_eq!(tables[0].table, "public.orders");

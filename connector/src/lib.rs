@@ -79,7 +79,7 @@
 //! | SQL session, TLS, provisioning, catalog, slot state | the crate `pgkafka-postgres` (`connector/postgres/`) |
 //! | catalog lookups for Relation messages (domains, enums, arrays of them; partition roots) | `source/lookup.rs` |
 //! | replication stream | `source/stream.rs` |
-//! | snapshots: reader and watermarks, changed keys, progress store, requests and `/status` | `snapshot/{reader,changed,progress,shared,mod}.rs` |
+//! | snapshots: reader and watermarks, changed keys, progress store, requests (execute with a condition, pause, resume, stop) and `/status` | `snapshot/{reader,changed,progress,shared,condition,mod}.rs` |
 //! | pgoutput, relations, PostgreSQL types, values, Debezium's handling modes | `decode/{pgoutput,relations,types,values,decimal,temporal}.rs` |
 //! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,stage,watch}.rs` |
 //! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/stage.rs` |

@@ -7,7 +7,8 @@ use pgkafka_crds::QualifiedTable;
 
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
-use crate::snapshot::{table_name, SharedSnapshots};
+use crate::snapshot::condition::ConditionCheck;
+use crate::snapshot::{table_name, Command, SharedSnapshots};
 
 /// Where a stopped engine leaves its reason for `/status`.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +46,8 @@ pub struct StatusHandle {
     pub(crate) shared: SharedSnapshots,
     pub(crate) halted: Halted,
     pub(crate) listened: Vec<QualifiedTable>,
+    /// How PostgreSQL is reached to check a snapshot's condition.
+    pub(crate) condition_check: Option<ConditionCheck>,
 }
 
 impl StatusHandle {
@@ -87,7 +90,70 @@ impl StatusHandle {
     /// again. Returns the tables accepted, or an error naming the first
     /// table that is not listened (nothing is accepted then).
     pub fn request_snapshot(&self, tables: &[String]) -> Result<Vec<String>, String> {
-        if tables.is_empty() {
+        let accepted = self.listened_tables(tables, false)?;
+        let names = accepted.iter().map(table_name).collect();
+        self.shared.request(accepted, None);
+        Ok(names)
+    }
+
+    /// [`StatusHandle::request_snapshot`] of only the rows where
+    /// `condition` (a SQL boolean expression, Debezium's
+    /// `additional-conditions`) holds. PostgreSQL checks it on every table
+    /// first; its message is the refusal.
+    pub async fn request_snapshot_where(
+        &self,
+        tables: &[String],
+        condition: &str,
+    ) -> Result<Vec<String>, String> {
+        let accepted = self.listened_tables(tables, false)?;
+        let check = self
+            .condition_check
+            .as_ref()
+            .ok_or("this engine has no PostgreSQL to check a condition with")?;
+        check.check(&accepted, condition).await?;
+        let names = accepted.iter().map(table_name).collect();
+        self.shared.request(accepted, Some(condition.to_owned()));
+        Ok(names)
+    }
+
+    /// Pauses the snapshots of `tables`, or of every pending and running
+    /// table when empty (Debezium's `pause-snapshot`); returns the tables
+    /// named.
+    pub fn pause_snapshots(&self, tables: &[String]) -> Result<Vec<String>, String> {
+        self.control(tables, Command::Pause)
+    }
+
+    /// Resumes paused snapshots after their last row sent (every paused
+    /// table when `tables` is empty; Debezium's `resume-snapshot`).
+    pub fn resume_snapshots(&self, tables: &[String]) -> Result<Vec<String>, String> {
+        self.control(tables, Command::Resume)
+    }
+
+    /// Stops the snapshots of `tables`, or of every unfinished table when
+    /// empty, before their end (Debezium's `stop-snapshot`).
+    pub fn stop_snapshots(&self, tables: &[String]) -> Result<Vec<String>, String> {
+        self.control(tables, Command::Stop)
+    }
+
+    fn control(
+        &self,
+        tables: &[String],
+        command: fn(Vec<QualifiedTable>) -> Command,
+    ) -> Result<Vec<String>, String> {
+        let named = self.listened_tables(tables, true)?;
+        let names = named.iter().map(table_name).collect();
+        self.shared.command(command(named));
+        Ok(names)
+    }
+
+    /// `tables` parsed, each a listened table; none at all only when
+    /// `empty_means_all`.
+    fn listened_tables(
+        &self,
+        tables: &[String],
+        empty_means_all: bool,
+    ) -> Result<Vec<QualifiedTable>, String> {
+        if tables.is_empty() && !empty_means_all {
             return Err("tables: name at least one listened table".into());
         }
         let mut accepted = Vec::with_capacity(tables.len());
@@ -102,9 +168,7 @@ impl StatusHandle {
             }
             accepted.push(table);
         }
-        let names = accepted.iter().map(table_name).collect();
-        self.shared.request(accepted);
-        Ok(names)
+        Ok(accepted)
     }
 
     /// The replication stream is open and streaming.

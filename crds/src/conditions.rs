@@ -105,6 +105,8 @@ words! {
         Idle,
         /// Snapshotting: a table's snapshot failed.
         SnapshotFailed,
+        /// Snapshotting: a table's snapshot is paused on request.
+        SnapshotPaused,
     }
 }
 

@@ -105,23 +105,34 @@ pub enum SnapshotState {
     Done,
     /// Stopped on an error (see `error`); a new request starts it again.
     Failed,
+    /// Paused on request (Debezium's `pause-snapshot`); a resume goes on
+    /// after the last row sent, with the same condition.
+    Paused,
+    /// Stopped on request before its end (Debezium's `stop-snapshot`); a
+    /// new request starts it again.
+    Stopped,
 }
 
 impl SnapshotState {
     /// Every state, in the order a snapshot goes through them.
-    pub const ALL: [SnapshotState; 4] = [
+    pub const ALL: [SnapshotState; 6] = [
         SnapshotState::Pending,
         SnapshotState::Running,
+        SnapshotState::Paused,
         SnapshotState::Done,
+        SnapshotState::Stopped,
         SnapshotState::Failed,
     ];
 
-    /// The word on the wire (`pending`, `running`, `done`, `failed`).
+    /// The word on the wire (`pending`, `running`, `paused`, `done`,
+    /// `stopped`, `failed`).
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotState::Pending => "pending",
             SnapshotState::Running => "running",
+            SnapshotState::Paused => "paused",
             SnapshotState::Done => "done",
+            SnapshotState::Stopped => "stopped",
             SnapshotState::Failed => "failed",
         }
     }
@@ -145,8 +156,12 @@ impl std::fmt::Display for SnapshotState {
 pub struct TableSnapshot {
     /// `schema.table`.
     pub table: String,
-    /// pending, running, done or failed.
+    /// pending, running, paused, done, stopped or failed.
     pub state: SnapshotState,
+    /// The condition that selects the rows sent (a request's SQL `WHERE`
+    /// expression, Debezium's `additional-conditions`); every row when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// Rows sent so far.
     #[schemars(schema_with = "crate::schema::count")]
     pub rows: u64,

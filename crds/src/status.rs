@@ -32,6 +32,9 @@ pub struct SnapshotStatus {
     /// The last `pgkafka.io/snapshot` annotation value the engine accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested: Option<String>,
+    /// The last `pgkafka.io/snapshot-stop` annotation value the engine accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested: Option<String>,
     /// Per table.
     #[serde(default)]
     pub tables: Vec<crate::report::TableSnapshot>,

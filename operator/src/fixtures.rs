@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::postgres::{Credentials, Database, Dropped, SlotState};
-use crate::probe::{EngineProbe, SnapshotAnswer};
+use crate::probe::{EngineProbe, SnapshotAnswer, SnapshotSignal};
 use crate::reconcile::Context;
 use crate::resources::fixtures::{connector, SPEC};
 use crate::resources::Settings;
@@ -109,7 +109,7 @@ impl FakeDb {
 pub struct FakeProbe {
     report: Option<EngineStatus>,
     /// Snapshot requests received, in order.
-    pub snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+    pub snapshot_requests: Arc<Mutex<Vec<SnapshotSignal>>>,
 }
 
 #[async_trait]
@@ -118,9 +118,9 @@ impl EngineProbe for FakeProbe {
         self.report.clone()
     }
 
-    async fn request_snapshot(&self, _: &PgKafkaConnector, tables: &[String]) -> SnapshotAnswer {
+    async fn signal(&self, _: &PgKafkaConnector, signal: &SnapshotSignal) -> SnapshotAnswer {
         if let Ok(mut requests) = self.snapshot_requests.lock() {
-            requests.push(tables.to_vec());
+            requests.push(signal.clone());
         }
         SnapshotAnswer::Accepted
     }
@@ -230,7 +230,7 @@ pub struct Started {
     /// The reconciler's context on both.
     pub ctx: Arc<Context>,
     /// Snapshot requests the engine double received.
-    pub snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+    pub snapshot_requests: Arc<Mutex<Vec<SnapshotSignal>>>,
 }
 
 impl Scenario {
@@ -411,7 +411,7 @@ pub fn context_recording(
     client: Client,
     db: Arc<FakeDb>,
     probe: Option<EngineStatus>,
-    snapshot_requests: Arc<Mutex<Vec<Vec<String>>>>,
+    snapshot_requests: Arc<Mutex<Vec<SnapshotSignal>>>,
 ) -> Arc<Context> {
     Arc::new(Context {
         recorder: Recorder::new(

@@ -23,7 +23,10 @@
 //!               and no replication carrier is linked (a test checks the binary)
 //! probe         the `EngineProbe` seam: the engine's `/status` over HTTP, read
 //!               as `pgkafka_crds::report::EngineStatus` (the type the engine
-//!               writes)
+//!               writes), and snapshot signals sent to it
+//! signals       the snapshot annotations (`pgkafka.io/snapshot` with an optional
+//!               WHERE, `-paused`, `-stop`) turned into signals once the
+//!               engine answered, each an Event
 //! status        `status::compute`: conditions (Ready, SlotHealthy, Degraded) and
 //!               `status.replication` from observations, pure; `Ready` follows the
 //!               running engine, never the last reconcile
@@ -47,6 +50,7 @@ pub mod postgres;
 pub mod probe;
 pub mod reconcile;
 pub mod resources;
+mod signals;
 pub mod status;
 
 #[cfg(test)]

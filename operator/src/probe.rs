@@ -18,8 +18,46 @@ use pgkafka_crds::report::EngineStatus;
 pub trait EngineProbe: Send + Sync {
     /// The engine of connector `c`.
     async fn report(&self, c: &PgKafkaConnector) -> Option<EngineStatus>;
-    /// Asks the engine of `c` to snapshot `tables` (`POST /snapshots`).
-    async fn request_snapshot(&self, c: &PgKafkaConnector, tables: &[String]) -> SnapshotAnswer;
+    /// Sends a snapshot signal to the engine of `c` (`POST /snapshots...`).
+    async fn signal(&self, c: &PgKafkaConnector, signal: &SnapshotSignal) -> SnapshotAnswer;
+}
+
+/// A snapshot signal (Debezium's names), as the engine's HTTP API takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotSignal {
+    /// `execute-snapshot` of `tables`, only the rows where `condition` holds.
+    Execute {
+        /// `schema.table` names.
+        tables: Vec<String>,
+        /// A SQL boolean expression (`additional-conditions`).
+        condition: Option<String>,
+    },
+    /// `pause-snapshot`: every pending and running table.
+    Pause,
+    /// `resume-snapshot`: every paused table.
+    Resume,
+    /// `stop-snapshot` of `tables` (every unfinished one when empty).
+    Stop(Vec<String>),
+}
+
+impl SnapshotSignal {
+    /// The engine's path and the JSON body.
+    pub fn request(&self) -> (&'static str, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            SnapshotSignal::Execute {
+                tables,
+                condition: None,
+            } => ("/snapshots", json!({ "tables": tables })),
+            SnapshotSignal::Execute {
+                tables,
+                condition: Some(c),
+            } => ("/snapshots", json!({ "tables": tables, "condition": c })),
+            SnapshotSignal::Pause => ("/snapshots/pause", json!({})),
+            SnapshotSignal::Resume => ("/snapshots/resume", json!({})),
+            SnapshotSignal::Stop(tables) => ("/snapshots/stop", json!({ "tables": tables })),
+        }
+    }
 }
 
 /// What the engine said to a snapshot request.
@@ -72,14 +110,15 @@ impl EngineProbe for HttpProbe {
         parse_report(&body)
     }
 
-    async fn request_snapshot(&self, c: &PgKafkaConnector, tables: &[String]) -> SnapshotAnswer {
+    async fn signal(&self, c: &PgKafkaConnector, signal: &SnapshotSignal) -> SnapshotAnswer {
         let Some(address) = self.address(c) else {
             return SnapshotAnswer::Unreachable;
         };
-        let Ok(uri) = format!("http://{address}/snapshots").parse::<hyper::Uri>() else {
+        let (path, body) = signal.request();
+        let Ok(uri) = format!("http://{address}{path}").parse::<hyper::Uri>() else {
             return SnapshotAnswer::Unreachable;
         };
-        let body = serde_json::json!({ "tables": tables }).to_string();
+        let body = body.to_string();
         let Ok(request) = hyper::Request::post(uri)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes::Bytes::from(body)))

@@ -26,10 +26,8 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::postgres::{Credentials, Database, Dropped};
-use crate::probe::{EngineProbe, SnapshotAnswer};
-use crate::resources::{
-    configmap, deployment, service, Settings, DEAD_LETTERS_ACKNOWLEDGED, SNAPSHOT_ANNOTATION,
-};
+use crate::probe::EngineProbe;
+use crate::resources::{configmap, deployment, service, Settings, DEAD_LETTERS_ACKNOWLEDGED};
 use crate::status::{self, Observed, SlotSeen};
 
 /// The finalizer that makes deletion wait for cleanup.
@@ -175,58 +173,10 @@ async fn apply_children(
     if c.spec.state == ConnectorState::Running {
         observed.engine = ctx.probe.report(c).await;
         if observed.engine.is_some() {
-            request_snapshot(c, ctx, observed).await;
+            crate::signals::send(c, ctx, observed).await;
         }
     }
     Ok(())
-}
-
-/// Hands a new `pgkafka.io/snapshot` value (comma-separated tables) to the
-/// engine, once per value: `status.snapshot.requested` remembers it. A value
-/// the engine refuses is remembered too (asking again would not help) and
-/// reported in a Warning Event naming the table.
-async fn request_snapshot(c: &PgKafkaConnector, ctx: &Context, observed: &mut Observed) {
-    let Some(value) = c.annotations().get(SNAPSHOT_ANNOTATION) else {
-        return;
-    };
-    let already = c
-        .status
-        .as_ref()
-        .and_then(|s| s.snapshot.as_ref())
-        .and_then(|s| s.requested.as_deref());
-    if value.trim().is_empty() || already == Some(value.as_str()) {
-        return;
-    }
-    let tables: Vec<String> = value
-        .split(',')
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .collect();
-    match ctx.probe.request_snapshot(c, &tables).await {
-        SnapshotAnswer::Accepted => {
-            publish(
-                c,
-                ctx,
-                EventType::Normal,
-                "SnapshotRequested",
-                &format!("snapshot of {}", tables.join(", ")),
-            )
-            .await;
-            observed.snapshot_requested = Some(value.clone());
-        }
-        SnapshotAnswer::Refused(message) => {
-            publish(
-                c,
-                ctx,
-                EventType::Warning,
-                "SnapshotRefused",
-                &format!("{SNAPSHOT_ANNOTATION}: {message}"),
-            )
-            .await;
-            observed.snapshot_requested = Some(value.clone());
-        }
-        SnapshotAnswer::Unreachable => {}
-    }
 }
 
 async fn ssa<K>(api: Api<K>, obj: &K, params: &PatchParams) -> Result<(), Error>
@@ -379,7 +329,13 @@ async fn publish_changes(
     }
 }
 
-async fn publish(c: &PgKafkaConnector, ctx: &Context, kind: EventType, reason: &str, note: &str) {
+pub(crate) async fn publish(
+    c: &PgKafkaConnector,
+    ctx: &Context,
+    kind: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = KubeEvent {
         type_: kind,
         reason: reason.to_owned(),

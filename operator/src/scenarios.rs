@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::fixtures::{engine, healthy_slot, not_found_answer, Answer, ApiServer, Doc, Scenario};
 use crate::postgres::Dropped;
+use crate::probe::SnapshotSignal;
 use crate::reconcile::{reconcile, FIELD_MANAGER};
 use pgkafka_crds::conditions::{ConditionType, Reason};
 use pgkafka_crds::report::{EngineStatus, SnapshotReport, SnapshotState, TableSnapshot};
@@ -363,7 +364,10 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
         .expect("reconciles");
     assert_eq!(
         requests.lock().map(|r| r.clone()).unwrap_or_default(),
-        vec![vec!["public.orders".to_owned(), "public.lines".to_owned()]]
+        vec![SnapshotSignal::Execute {
+            tables: vec!["public.orders".to_owned(), "public.lines".to_owned()],
+            condition: None
+        }]
     );
     let status = api.last_status();
     assert_eq!(
@@ -383,4 +387,73 @@ async fn the_snapshot_annotation_asks_the_engine_once_per_value() {
         .await
         .expect("reconciles");
     assert_eq!(requests.lock().map(|r| r.len()).unwrap_or_default(), 1);
+}
+
+#[tokio::test]
+async fn pause_follows_its_annotation_and_stop_and_conditions_go_once() {
+    let with = |state: SnapshotState| EngineStatus {
+        snapshot: SnapshotReport {
+            tables: vec![TableSnapshot {
+                state,
+                rows: 10,
+                condition: Some("id > 5".into()),
+                ..TableSnapshot::pending("public.orders".into())
+            }],
+        },
+        ..engine(true)
+    };
+    let s = Scenario::new()
+        .slot(healthy_slot())
+        .engine(with(SnapshotState::Running))
+        .start();
+    let doc = Doc::test()
+        .finalized()
+        .annotated("pgkafka.io/snapshot", "public.orders WHERE id > 5")
+        .annotated("pgkafka.io/snapshot-paused", "true")
+        .annotated("pgkafka.io/snapshot-stop", "*");
+    reconcile(doc.clone().build(), s.ctx.clone())
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        s.snapshot_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
+        vec![
+            SnapshotSignal::Execute {
+                tables: vec!["public.orders".to_owned()],
+                condition: Some("id > 5".to_owned())
+            },
+            SnapshotSignal::Stop(vec![]),
+            SnapshotSignal::Pause,
+        ]
+    );
+    let status = s.api.last_status();
+    assert_eq!(status["snapshot"]["stopRequested"], "*");
+    assert_eq!(status["snapshot"]["tables"][0]["condition"], "id > 5");
+
+    // Paused now, the annotation gone: resumed once, nothing else again.
+    let s = Scenario::new()
+        .slot(healthy_slot())
+        .engine(with(SnapshotState::Paused))
+        .start();
+    let resumed = Doc::test()
+        .finalized()
+        .annotated("pgkafka.io/snapshot", "public.orders WHERE id > 5")
+        .annotated("pgkafka.io/snapshot-stop", "*")
+        .status(status);
+    reconcile(resumed.build(), s.ctx.clone())
+        .await
+        .expect("reconciles");
+    assert_eq!(
+        s.snapshot_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
+        vec![SnapshotSignal::Resume]
+    );
+    assert_eq!(
+        s.api.condition(ConditionType::Snapshotting),
+        ("False", Some(Reason::SnapshotPaused))
+    );
 }

@@ -50,6 +50,8 @@ pub struct Observed {
     pub engine: Option<EngineStatus>,
     /// The `pgkafka.io/snapshot` value the engine accepted in this reconcile.
     pub snapshot_requested: Option<String>,
+    /// The `pgkafka.io/snapshot-stop` value the engine accepted in this reconcile.
+    pub snapshot_stop_requested: Option<String>,
     /// Dead letters acknowledged (`pgkafka.io/dead-letters-acknowledged`).
     pub dead_letters_acknowledged: u64,
 }
@@ -98,6 +100,10 @@ fn snapshot(
         .snapshot_requested
         .clone()
         .or_else(|| before.and_then(|b| b.requested.clone()));
+    let stop_requested = observed
+        .snapshot_stop_requested
+        .clone()
+        .or_else(|| before.and_then(|b| b.stop_requested.clone()));
     let tables = match &observed.engine {
         Some(engine) => engine.snapshot.tables.clone(),
         None => before.map(|b| b.tables.clone()).unwrap_or_default(),
@@ -114,6 +120,7 @@ fn snapshot(
     Some(SnapshotStatus {
         summary,
         requested,
+        stop_requested,
         tables,
     })
 }
@@ -131,6 +138,11 @@ fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condi
         .filter(|t| t.state == SnapshotState::Failed)
         .map(|t| t.table.as_str())
         .collect();
+    let paused: Vec<String> = tables
+        .iter()
+        .filter(|t| t.state == SnapshotState::Paused)
+        .map(|t| format!("{} ({} rows)", t.table, t.rows))
+        .collect();
     match (&observed.engine, active.is_empty()) {
         (None, _) => unknown(
             ConditionType::Snapshotting,
@@ -142,6 +154,12 @@ fn snapshotting(observed: &Observed, snapshot: Option<&SnapshotStatus>) -> Condi
             true,
             Reason::Snapshotting,
             active.join(", "),
+        ),
+        (Some(_), true) if !paused.is_empty() => condition(
+            ConditionType::Snapshotting,
+            false,
+            Reason::SnapshotPaused,
+            format!("paused: {}", paused.join(", ")),
         ),
         (Some(_), true) if !failed.is_empty() => condition(
             ConditionType::Snapshotting,
@@ -379,6 +397,7 @@ mod tests {
             snapshot: Some(SnapshotStatus {
                 summary: "0/1".into(),
                 requested: requested.map(str::to_owned),
+                stop_requested: None,
                 tables: vec![t],
             }),
             ..Default::default()

@@ -144,7 +144,7 @@ impl<'a> Session<'a> {
                 _ = shutdown.changed() => break,
                 event = self.delivery.next_event() => self.delivery.handle(event).await?,
                 Some(event) = self.snapshots.next_event() => self.snapshots.on_event(event).await?,
-                _ = requested.notified() => self.snapshots.take_requests(),
+                _ = requested.notified() => self.snapshots.take_requests().await?,
                 _ = heartbeat.due() => heartbeat.beat(),
                 event = stream.recv(), if room => self.on_stream_batch(event?, &mut stream).await?,
             }

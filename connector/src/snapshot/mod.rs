@@ -7,7 +7,8 @@
 //! | the reader: chunks and watermarks, on a thread of its own | `reader.rs` |
 //! | the keys the stream changed while a chunk was open | `changed.rs` |
 //! | progress kept in a compacted topic, read back at start | `progress.rs` |
-//! | progress and requests shared with `/status` and `POST /snapshots` | `shared.rs` |
+//! | progress and requests (execute, pause, resume, stop) shared with `/status` and `POST /snapshots` | `shared.rs` |
+//! | a request's condition, checked before it starts | `condition.rs` |
 //! | the session's interface: [`Snapshots`] | this file |
 //!
 //! The session calls [`Snapshots`] at a watermark in the stream
@@ -18,16 +19,24 @@
 //! progress is written once the position of that high watermark is safe
 //! (acknowledged, or committed under exactly-once). A crash re-reads at
 //! most the chunks in flight, one per table.
+//!
+//! Pausing or stopping a table cancels its reader task (before its next
+//! chunk) and drops the chunks it has in flight. The new state is written
+//! at once with the last progress already kept (so a kill right after it
+//! still stays paused or stopped), and every progress kept later carries
+//! it; a resume reads on after the last row sent, with the same condition.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgkafka_crds::report::SnapshotState;
+use pgkafka_crds::report::{SnapshotState, TableSnapshot};
 use pgkafka_crds::{QualifiedTable, SnapshotMode};
 use tokio::sync::{mpsc, Notify};
 
 mod changed;
+pub(crate) mod condition;
 mod progress;
 pub(crate) mod reader;
 mod shared;
@@ -41,9 +50,9 @@ use crate::transform::watch::KeyWatch;
 use changed::Watched;
 use progress::ProgressStore;
 pub(crate) use reader::Watermark;
-use reader::{chunk_ids, run_reader, Chunk, ReaderEvent, ReaderSettings, TableRequest};
+use reader::{chunk_ids, run_reader, Chunk, ReaderEvent, ReaderSettings, Run, TableRequest};
 use shared::{pending, Progress};
-pub(crate) use shared::{table_name, SharedSnapshots};
+pub(crate) use shared::{table_name, Command, SharedSnapshots};
 
 /// A chunk emitted whose progress waits for its position to be safe.
 struct Emitted {
@@ -76,6 +85,13 @@ pub(crate) struct Snapshots<'a> {
     /// their progress waits for its end.
     in_transaction: Vec<(Chunk, u64)>,
     emitted: VecDeque<Emitted>,
+    /// The request each table is read for, by table.
+    runs: HashMap<QualifiedTable, Run>,
+    /// The progress a restart would resume from, by table name: what was
+    /// kept last (or nothing yet, for a read started anew).
+    kept: HashMap<String, Progress>,
+    /// The last generation handed out.
+    generation: u64,
 }
 
 /// Runs the reader on a thread of its own (reading and parsing chunks
@@ -129,6 +145,9 @@ impl<'a> Snapshots<'a> {
             watched: Watched::default(),
             in_transaction: Vec::new(),
             emitted: VecDeque::new(),
+            runs: HashMap::new(),
+            kept: HashMap::new(),
+            generation: 0,
         })
     }
 
@@ -138,6 +157,8 @@ impl<'a> Snapshots<'a> {
     /// watermarks have to reach it.
     pub async fn start(&mut self) -> Result<(), Error> {
         for progress in self.store.read().await? {
+            self.kept
+                .insert(progress.shown.table.clone(), progress.clone());
             self.shared.set(progress, self.metrics);
         }
         let Some(Unstarted { requests, events }) = self.unstarted.take() else {
@@ -153,8 +174,7 @@ impl<'a> Snapshots<'a> {
             ids: chunk_ids(),
         });
         spawn_reader(settings, requests, events)?;
-        self.plan();
-        Ok(())
+        self.plan().await
     }
 
     /// The progress topic, created with the others.
@@ -167,24 +187,56 @@ impl<'a> Snapshots<'a> {
         self.shared.notify()
     }
 
-    /// Hands the reader every listened table that needs reading.
-    fn plan(&mut self) {
-        let requested = self.shared.take_requests();
+    /// Hands the reader every listened table that needs reading (under
+    /// `initial`, those never snapshotted; those left pending or running),
+    /// then does what was asked meanwhile.
+    async fn plan(&mut self) -> Result<(), Error> {
+        let commands = self.shared.take_commands();
+        let asked: Vec<&QualifiedTable> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Execute { tables, .. } => Some(tables),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut reads = Vec::new();
         for (i, l) in self.cfg.spec.listeners.iter().enumerate() {
             let Ok(table) = QualifiedTable::parse(&l.table) else {
                 continue;
             };
-            let after = match self.shared.get(&table_name(&table)) {
-                _ if requested.contains(&table) => None,
-                None if self.cfg.spec.snapshot.mode == SnapshotMode::Initial => None,
-                Some(p) if p.shown.state.is_active() => p.after,
-                _ => continue,
-            };
-            self.read(i, table, after);
+            if asked.contains(&&table) {
+                continue;
+            }
+            match self.shared.get(&table_name(&table)) {
+                None if self.cfg.spec.snapshot.mode == SnapshotMode::Initial => {
+                    reads.push((i, table, None, None))
+                }
+                Some(p) if p.shown.state.is_active() => {
+                    reads.push((i, table, p.after, p.shown.condition))
+                }
+                _ => {}
+            }
         }
+        for (i, table, after, condition) in reads {
+            self.read(i, table, after, condition);
+        }
+        for command in commands {
+            self.apply(command).await?;
+        }
+        Ok(())
     }
 
-    fn read(&mut self, listener: usize, table: QualifiedTable, after: Option<Vec<String>>) {
+    /// Has the reader read `table` (listener `listener`) after `after` (from
+    /// the start when `None`), where `condition` holds; a read of it under
+    /// way is cancelled.
+    fn read(
+        &mut self,
+        listener: usize,
+        table: QualifiedTable,
+        after: Option<Vec<String>>,
+        condition: Option<String>,
+    ) {
         let spec = &self.cfg.spec.listeners[listener];
         if after.is_none() {
             // A fresh start keeps the reason a request gave.
@@ -193,32 +245,157 @@ impl<'a> Snapshots<'a> {
                 .shared
                 .get(&table_name(&table))
                 .and_then(|p| p.shown.reason);
+            fresh.shown.condition = condition.clone();
+            // Nothing of this read is kept yet.
+            self.kept.insert(fresh.shown.table.clone(), fresh.clone());
             self.shared.set(fresh, self.metrics);
+        }
+        self.generation += 1;
+        let run = Run {
+            generation: self.generation,
+            cancel: Arc::default(),
+        };
+        if let Some(old) = self.runs.insert(table.clone(), run.clone()) {
+            old.cancel.store(true, Ordering::Relaxed);
         }
         let request = TableRequest {
             table,
             after,
             key_columns: spec.key_columns.clone(),
             field: format!("spec.listeners[{listener}]"),
+            condition,
+            run,
         };
         // The reader lives as long as this session; a send fails only
         // while it is being torn down.
         let _ = self.requests.send(request);
     }
 
-    /// Starts what was asked for since the last call.
-    pub fn take_requests(&mut self) {
-        for table in self.shared.take_requests() {
-            let listener = self
-                .cfg
-                .spec
-                .listeners
-                .iter()
-                .position(|l| QualifiedTable::parse(&l.table).ok().as_ref() == Some(&table));
-            if let Some(i) = listener {
-                self.read(i, table, None);
+    fn listener_of(&self, table: &QualifiedTable) -> Option<usize> {
+        self.cfg
+            .spec
+            .listeners
+            .iter()
+            .position(|l| QualifiedTable::parse(&l.table).ok().as_ref() == Some(table))
+    }
+
+    /// Does what was asked since the last call.
+    pub async fn take_requests(&mut self) -> Result<(), Error> {
+        for command in self.shared.take_commands() {
+            self.apply(command).await?;
+        }
+        Ok(())
+    }
+
+    /// `tables`, or when empty the known tables in a state `wanted` takes.
+    fn targets(
+        &self,
+        tables: Vec<QualifiedTable>,
+        wanted: impl Fn(SnapshotState) -> bool,
+    ) -> Vec<QualifiedTable> {
+        if !tables.is_empty() {
+            return tables;
+        }
+        self.shared
+            .in_state(wanted)
+            .iter()
+            .filter_map(|name| QualifiedTable::parse(name).ok())
+            .collect()
+    }
+
+    async fn apply(&mut self, command: Command) -> Result<(), Error> {
+        match command {
+            Command::Execute { tables, condition } => {
+                for table in tables {
+                    if let Some(i) = self.listener_of(&table) {
+                        self.read(i, table, None, condition.clone());
+                    }
+                }
+            }
+            Command::Pause(tables) => {
+                for table in self.targets(tables, SnapshotState::is_active) {
+                    self.halt(&table, SnapshotState::Paused).await?;
+                }
+            }
+            Command::Resume(tables) => {
+                for table in self.targets(tables, |s| s == SnapshotState::Paused) {
+                    self.resume(table).await?;
+                }
+            }
+            Command::Stop(tables) => {
+                let unfinished = |s: SnapshotState| s.is_active() || s == SnapshotState::Paused;
+                for table in self.targets(tables, unfinished) {
+                    self.halt(&table, SnapshotState::Stopped).await?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Pauses or stops `table` if it is unfinished: its reader stops before
+    /// the next chunk, the chunks in flight are dropped, and the new state
+    /// is kept at once.
+    async fn halt(&mut self, table: &QualifiedTable, state: SnapshotState) -> Result<(), Error> {
+        let name = table_name(table);
+        let Some(mut progress) = self.shared.get(&name) else {
+            return Ok(());
+        };
+        let from = progress.shown.state;
+        if !(from.is_active() || (from == SnapshotState::Paused && state == SnapshotState::Stopped))
+        {
+            return Ok(());
+        }
+        if let Some(run) = self.runs.remove(table) {
+            run.cancel.store(true, Ordering::Relaxed);
+        }
+        // Dropping a chunk tells its reader the engine is gone.
+        self.arrived.retain(|_, c| &c.shape.table != table);
+        self.lows.retain(|_, t| t != table);
+        progress.shown.state = state;
+        if state == SnapshotState::Stopped {
+            progress.shown.finished_ms = Some(now_ms());
+        }
+        tracing::info!(table = %name, state = %state, rows = progress.shown.rows, "snapshot {state}");
+        self.keep_state(progress).await
+    }
+
+    /// Shows `progress`, and keeps its state at once with the progress
+    /// kept last (its rows and key are safe; the newer ones are not yet).
+    async fn keep_state(&mut self, progress: Progress) -> Result<(), Error> {
+        let name = progress.shown.table.clone();
+        let mut record = self.kept.get(&name).cloned().unwrap_or_else(|| Progress {
+            after: None,
+            shown: TableSnapshot {
+                rows: 0,
+                ..progress.shown.clone()
+            },
+        });
+        record.shown.state = progress.shown.state;
+        record.shown.finished_ms = progress.shown.finished_ms;
+        record.shown.condition = progress.shown.condition.clone();
+        self.shared.set(progress, self.metrics);
+        self.store.write(&record).await?;
+        self.kept.insert(name, record);
+        Ok(())
+    }
+
+    /// Reads a paused `table` on after its last row sent, with its condition.
+    async fn resume(&mut self, table: QualifiedTable) -> Result<(), Error> {
+        let Some(mut progress) = self.shared.get(&table_name(&table)) else {
+            return Ok(());
+        };
+        let Some(i) = self.listener_of(&table) else {
+            return Ok(());
+        };
+        if progress.shown.state != SnapshotState::Paused {
+            return Ok(());
+        }
+        progress.shown.state = SnapshotState::Pending;
+        let (after, condition) = (progress.after.clone(), progress.shown.condition.clone());
+        tracing::info!(table = %progress.shown.table, rows = progress.shown.rows, "snapshot resumed");
+        self.keep_state(progress).await?;
+        self.read(i, table, after, condition);
+        Ok(())
     }
 
     /// The next event of the reader (cancel-safe).
@@ -229,15 +406,30 @@ impl<'a> Snapshots<'a> {
     /// Takes in one reader event.
     pub async fn on_event(&mut self, event: ReaderEvent) -> Result<(), Error> {
         match event {
-            ReaderEvent::Low { id, table } => {
-                self.lows.insert(id, table);
+            ReaderEvent::Low {
+                id,
+                table,
+                generation,
+            } => {
+                if self.current(&table, generation) {
+                    self.lows.insert(id, table);
+                }
             }
             ReaderEvent::Chunk(chunk) => {
-                self.arrived.insert(chunk.id, chunk);
+                // A chunk of a paused, stopped or restarted read is dropped.
+                if self.current(&chunk.shape.table, chunk.generation) {
+                    self.arrived.insert(chunk.id, chunk);
+                }
             }
-            ReaderEvent::Failed(e) => {
+            ReaderEvent::Failed { generation, error } => {
+                let e = error;
+                let table = e.table().clone();
+                if !self.current(&table, generation) {
+                    return Ok(());
+                }
+                self.runs.remove(&table);
                 tracing::error!(error = %e, "snapshot failed");
-                let table = e.table();
+                let table = &table;
                 let mut progress = self
                     .shared
                     .get(&table_name(table))
@@ -250,6 +442,13 @@ impl<'a> Snapshots<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `generation` is the read of `table` under way.
+    fn current(&self, table: &QualifiedTable, generation: u64) -> bool {
+        self.runs
+            .get(table)
+            .is_some_and(|r| r.generation == generation)
     }
 
     /// A watermark of chunk `mark.id` in the stream. At a low one the
@@ -311,11 +510,17 @@ impl<'a> Snapshots<'a> {
             .get(&table_name(table))
             .unwrap_or_else(|| pending(table));
         let shown = &mut progress.shown;
-        shown.state = if chunk.last {
-            SnapshotState::Done
-        } else {
-            SnapshotState::Running
+        // A chunk emitted in the transaction of its watermark may end after
+        // the table was paused or stopped: its rows count, the state stays.
+        let halted = matches!(shown.state, SnapshotState::Paused | SnapshotState::Stopped);
+        shown.state = match (chunk.last, halted) {
+            (true, _) => SnapshotState::Done,
+            (false, true) => shown.state,
+            (false, false) => SnapshotState::Running,
         };
+        if chunk.last {
+            self.runs.remove(table);
+        }
         shown.rows += kept;
         shown.started_ms.get_or_insert(now);
         if chunk.last {
@@ -338,12 +543,26 @@ impl<'a> Snapshots<'a> {
         let _ = chunk.taken.send(());
     }
 
-    /// Writes the progress of every chunk at or before `safe`.
+    /// Writes the progress of every chunk at or before `safe`; a table
+    /// paused or stopped since keeps that state.
     pub async fn persist(&mut self, safe: Lsn) -> Result<(), Error> {
         while self.emitted.front().is_some_and(|e| e.at <= safe) {
-            if let Some(e) = self.emitted.pop_front() {
-                self.store.write(&e.progress).await?;
+            let Some(Emitted { mut progress, .. }) = self.emitted.pop_front() else {
+                break;
+            };
+            let shown = &mut progress.shown;
+            if let Some(now) = self.shared.get(&shown.table) {
+                let halted = matches!(
+                    now.shown.state,
+                    SnapshotState::Paused | SnapshotState::Stopped
+                );
+                if halted && shown.state != SnapshotState::Done {
+                    shown.state = now.shown.state;
+                    shown.finished_ms = now.shown.finished_ms;
+                }
             }
+            self.store.write(&progress).await?;
+            self.kept.insert(progress.shown.table.clone(), progress);
         }
         Ok(())
     }

@@ -16,9 +16,15 @@
 //!
 //! Values are read in PostgreSQL's text format (the simple query protocol)
 //! under the replication session's settings, so they are byte for byte what
-//! pgoutput would send for the same row.
+//! pgoutput would send for the same row. Each chunk is read in a read-only
+//! transaction; a request's condition (checked before, `condition.rs`)
+//! narrows every chunk's query.
+//!
+//! Every request carries a generation and a cancel flag: pausing or
+//! stopping a table raises the flag, its task stops before the next chunk,
+//! and the engine drops whatever an older generation still sends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -51,6 +57,8 @@ pub(crate) struct TablePlan {
     pub key_types: Vec<String>,
     /// Resume after this key (text of each key column); from the start when `None`.
     pub after: Option<Vec<String>>,
+    /// Only rows where this SQL expression holds.
+    pub condition: Option<String>,
 }
 
 /// What the reader tells the engine, in this order for each chunk: `Low`
@@ -64,11 +72,18 @@ pub(crate) enum ReaderEvent {
         id: u64,
         /// The table.
         table: QualifiedTable,
+        /// The request's generation.
+        generation: u64,
     },
     /// A chunk's rows.
     Chunk(Chunk),
     /// The table cannot be read; it is reported failed.
-    Failed(SnapshotError),
+    Failed {
+        /// The request's generation.
+        generation: u64,
+        /// Why.
+        error: SnapshotError,
+    },
 }
 
 /// A chunk read between watermarks `id`.
@@ -76,6 +91,8 @@ pub(crate) enum ReaderEvent {
 pub(crate) struct Chunk {
     /// Its watermark id.
     pub id: u64,
+    /// The generation of the request it was read for.
+    pub generation: u64,
     /// The table, as read.
     pub shape: Arc<TableShape>,
     /// Rows in the order pgoutput sends columns.
@@ -141,7 +158,8 @@ pub(crate) fn session_settings_sql() -> String {
         .collect()
 }
 
-/// `SELECT "a", "b" FROM "s"."t" [WHERE ("k") > ('1'::integer)] ORDER BY "k" LIMIT n`
+/// `SELECT "a", "b" FROM "s"."t" [WHERE (condition) AND ("k") > ('1'::integer)]
+/// ORDER BY "k" LIMIT n`
 pub(crate) fn chunk_sql(plan: &TablePlan, limit: u32) -> String {
     let cols = &plan.shape.columns;
     let list = |idx: &[usize]| {
@@ -152,17 +170,21 @@ pub(crate) fn chunk_sql(plan: &TablePlan, limit: u32) -> String {
     };
     let all: Vec<usize> = (0..cols.len()).collect();
     let mut sql = format!("SELECT {} FROM {}", list(&all), plan.shape.table);
+    let mut filters = Vec::new();
+    if let Some(condition) = &plan.condition {
+        filters.push(format!("({condition})"));
+    }
     if let Some(after) = &plan.after {
         let values: Vec<String> = after
             .iter()
             .zip(&plan.key_types)
             .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
             .collect();
-        sql.push_str(&format!(
-            " WHERE ({}) > ({})",
-            list(&plan.key),
-            values.join(", ")
-        ));
+        filters.push(format!("({}) > ({})", list(&plan.key), values.join(", ")));
+    }
+    if !filters.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&filters.join(" AND "));
     }
     sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", list(&plan.key)));
     sql
@@ -173,12 +195,29 @@ fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// Reads `plan`'s table chunk by chunk into `events` until its end.
+/// A request's identity while it is read: its generation, and the flag
+/// that stops it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Run {
+    /// The request's generation (the engine drops events of older ones).
+    pub generation: u64,
+    /// Raised when the table is paused or stopped, or asked for again.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Run {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads `plan`'s table chunk by chunk into `events` until its end, or
+/// until `run` is cancelled (before the next chunk).
 pub(crate) async fn read_table(
     client: &Client,
     mut plan: TablePlan,
-    chunk_size: u32,
-    ids: &AtomicU64,
+    (chunk_size, ids): (u32, &AtomicU64),
+    run: &Run,
     events: &mpsc::Sender<ReaderEvent>,
 ) -> Result<(), SnapshotError> {
     let table = plan.shape.table.clone();
@@ -190,10 +229,14 @@ pub(crate) async fn read_table(
     let gone = || SnapshotError::Abandoned(table.clone());
     let mut in_flight: Option<oneshot::Receiver<()>> = None;
     loop {
+        if run.cancelled() {
+            return Err(gone());
+        }
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let low = ReaderEvent::Low {
             id,
             table: table.clone(),
+            generation: run.generation,
         };
         events.send(low).await.map_err(|_| gone())?;
         emit(client, Watermark { id, high: false })
@@ -208,6 +251,7 @@ pub(crate) async fn read_table(
         let (taken, wait) = oneshot::channel();
         let chunk = Chunk {
             id,
+            generation: run.generation,
             shape: Arc::clone(&shape),
             rows,
             last_key: last_key.clone(),
@@ -250,13 +294,16 @@ async fn emit(client: &Client, mark: Watermark) -> Result<(), PgError> {
         .map_err(PgError::during("writing a snapshot watermark"))
 }
 
+/// The rows of `sql`, read in a read-only transaction (a condition cannot
+/// write).
 async fn read_rows(
     client: &Client,
     sql: &str,
     columns: usize,
 ) -> Result<Vec<Vec<Datum>>, tokio_postgres::Error> {
     let mut rows = Vec::new();
-    for message in client.simple_query(sql).await? {
+    let read_only = format!("BEGIN READ ONLY; {sql}; COMMIT");
+    for message in client.simple_query(&read_only).await? {
         let SimpleQueryMessage::Row(row) = message else {
             continue;
         };
@@ -297,6 +344,10 @@ pub(crate) struct TableRequest {
     pub key_columns: Option<Vec<String>>,
     /// The listener's spec path, for errors.
     pub field: String,
+    /// Only rows where this SQL expression holds (checked before).
+    pub condition: Option<String>,
+    /// Its generation and cancel flag.
+    pub run: Run,
 }
 
 /// How the reader connects and reads.
@@ -331,9 +382,10 @@ pub(crate) async fn run_reader(
         };
         let (settings, events) = (Arc::clone(&settings), events.clone());
         tasks.spawn(async move {
-            if let Err(e) = snapshot_one(&settings, request, &events).await {
-                if !matches!(e, SnapshotError::Abandoned(_)) {
-                    let _ = events.send(ReaderEvent::Failed(e)).await;
+            let generation = request.run.generation;
+            if let Err(error) = snapshot_one(&settings, request, &events).await {
+                if !matches!(error, SnapshotError::Abandoned(_)) {
+                    let _ = events.send(ReaderEvent::Failed { generation, error }).await;
                 }
             }
             drop(permit);
@@ -349,6 +401,9 @@ async fn snapshot_one(
     events: &mpsc::Sender<ReaderEvent>,
 ) -> Result<(), SnapshotError> {
     let table = request.table.clone();
+    if request.run.cancelled() {
+        return Err(SnapshotError::Abandoned(table));
+    }
     let fail = |source: PgError| SnapshotError::Query {
         table: table.clone(),
         source,
@@ -394,8 +449,10 @@ async fn snapshot_one(
         key,
         key_types,
         after: request.after,
+        condition: request.condition,
     };
-    read_table(&client, plan, settings.chunk_size, &settings.ids, events).await
+    let sizes = (settings.chunk_size, &*settings.ids);
+    read_table(&client, plan, sizes, &request.run, events).await
 }
 
 #[cfg(test)]
@@ -423,6 +480,7 @@ mod tests {
             key: vec![1, 0],
             key_types: vec!["text".into(), "integer".into()],
             after,
+            condition: None,
         }
     }
 
@@ -435,6 +493,14 @@ mod tests {
         assert_eq!(
             chunk_sql(&plan(Some(vec!["a'; DROP".into(), "7".into()])), 10),
             r#"SELECT "id", "te'nant", "note" FROM "My"."or""ders" WHERE ("te'nant", "id") > ('a''; DROP'::text, '7'::integer) ORDER BY "te'nant", "id" LIMIT 10"#
+        );
+        let narrowed = TablePlan {
+            condition: Some("note <> 'x'".into()),
+            ..plan(Some(vec!["a".into(), "7".into()]))
+        };
+        assert_eq!(
+            chunk_sql(&narrowed, 10),
+            r#"SELECT "id", "te'nant", "note" FROM "My"."or""ders" WHERE (note <> 'x') AND ("te'nant", "id") > ('a'::text, '7'::integer) ORDER BY "te'nant", "id" LIMIT 10"#
         );
     }
 

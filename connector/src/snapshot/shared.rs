@@ -1,5 +1,5 @@
 //! Snapshot state shared by the sessions, `/status` and `POST /snapshots`:
-//! each table's progress and the tables asked for.
+//! each table's progress and what was asked of the snapshots.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,10 +36,27 @@ pub(crate) struct SharedSnapshots {
     requested: Arc<Notify>,
 }
 
+/// What was asked of the snapshots, in order (Debezium's signals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `execute-snapshot`: read `tables` from the start, only the rows
+    /// where `condition` holds (`additional-conditions`).
+    Execute {
+        tables: Vec<QualifiedTable>,
+        condition: Option<String>,
+    },
+    /// `pause-snapshot`: these tables, or every pending and running one.
+    Pause(Vec<QualifiedTable>),
+    /// `resume-snapshot`: these tables, or every paused one.
+    Resume(Vec<QualifiedTable>),
+    /// `stop-snapshot`: these tables, or every unfinished one.
+    Stop(Vec<QualifiedTable>),
+}
+
 #[derive(Default)]
 struct BoardState {
     tables: BTreeMap<String, Progress>,
-    requests: Vec<QualifiedTable>,
+    commands: Vec<Command>,
 }
 
 impl SharedSnapshots {
@@ -60,30 +77,54 @@ impl SharedSnapshots {
         Arc::clone(&self.requested)
     }
 
-    /// Asks for a snapshot of `tables` (already checked to be listened).
-    pub fn request(&self, tables: Vec<QualifiedTable>) {
-        self.request_with(tables, None);
+    /// Asks for a snapshot of `tables` (already checked to be listened),
+    /// of the rows where `condition` (already checked) holds.
+    pub fn request(&self, tables: Vec<QualifiedTable>, condition: Option<String>) {
+        self.request_with(tables, None, condition);
     }
 
     /// Asks for a snapshot of `tables` for `reason`, which their status shows.
     pub fn request_because(&self, tables: Vec<QualifiedTable>, reason: &str) {
-        self.request_with(tables, Some(reason));
+        self.request_with(tables, Some(reason), None);
     }
 
-    fn request_with(&self, tables: Vec<QualifiedTable>, reason: Option<&str>) {
+    fn request_with(
+        &self,
+        tables: Vec<QualifiedTable>,
+        reason: Option<&str>,
+        condition: Option<String>,
+    ) {
         self.with(|s| {
             for t in &tables {
                 let mut p = pending(t);
                 p.shown.reason = reason.map(str::to_owned);
+                p.shown.condition = condition.clone();
                 s.tables.insert(table_name(t), p);
             }
-            s.requests.extend(tables);
+            s.commands.push(Command::Execute { tables, condition });
         });
         self.requested.notify_one();
     }
 
-    pub(super) fn take_requests(&self) -> Vec<QualifiedTable> {
-        self.with(|s| std::mem::take(&mut s.requests))
+    /// Pauses, resumes or stops snapshots (tables already checked).
+    pub fn command(&self, command: Command) {
+        self.with(|s| s.commands.push(command));
+        self.requested.notify_one();
+    }
+
+    pub(super) fn take_commands(&self) -> Vec<Command> {
+        self.with(|s| std::mem::take(&mut s.commands))
+    }
+
+    /// The tables in `state`.
+    pub(super) fn in_state(&self, wanted: impl Fn(SnapshotState) -> bool) -> Vec<String> {
+        self.with(|s| {
+            s.tables
+                .values()
+                .filter(|p| wanted(p.shown.state))
+                .map(|p| p.shown.table.clone())
+                .collect()
+        })
     }
 
     pub(super) fn set(&self, progress: Progress, metrics: &Metrics) {

@@ -24,6 +24,11 @@ pub const RESTART_ANNOTATION: &str = "pgkafka.io/restart";
 /// Annotation whose value (comma-separated `schema.table`s) asks the engine
 /// for one snapshot of those tables each time it changes.
 pub const SNAPSHOT_ANNOTATION: &str = "pgkafka.io/snapshot";
+/// Annotation whose value (`schema.table`s, or `*`) stops those snapshots
+/// once each time it changes.
+pub const SNAPSHOT_STOP_ANNOTATION: &str = "pgkafka.io/snapshot-stop";
+/// Annotation that keeps snapshots paused while it says `true`.
+pub const SNAPSHOT_PAUSED_ANNOTATION: &str = "pgkafka.io/snapshot-paused";
 
 /// The annotation that acknowledges dead letters: the count handled.
 pub const DEAD_LETTERS_ACKNOWLEDGED: &str = "pgkafka.io/dead-letters-acknowledged";
