@@ -197,6 +197,18 @@ pub(crate) struct Record {
     pub extras: Option<Arc<EventExtras>>,
 }
 
+/// What the broker says of a topic that decides whether a record can go
+/// there at all: its own size limit, and whether it is compacted (a
+/// compacted topic refuses records without a key). Unknown parts are
+/// `None`/`false`: nothing is checked against them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TopicFacts {
+    /// The topic's `max.message.bytes`.
+    pub max_message_bytes: Option<usize>,
+    /// `cleanup.policy` includes `compact`.
+    pub compacted: bool,
+}
+
 /// What an outbox event adds to its record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct EventExtras {

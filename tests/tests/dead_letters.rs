@@ -171,3 +171,99 @@ async fn a_target_s_own_policy_overrides_the_connector_s() {
 async fn the_dead_letter_is_in_the_kafka_transaction_under_exactly_once() {
     dead_lettered(DeliveryGuarantee::ExactlyOnce, Policy::Connector).await;
 }
+
+/// Records the topic itself would refuse, on noida-db, which enforces a
+/// topic's `max.message.bytes` and refuses records without a key on a
+/// compacted topic (refusing the whole batch they are in): the engine
+/// checks both before sending, so only the guilty record is dead-lettered
+/// and its neighbours arrive.
+async fn topic_refusals(errors: ErrorsSpec) -> (Run, String) {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, body text);
+         CREATE TABLE nokey (note text);",
+    )
+    .await;
+    let broker = Broker::noida();
+    let (name, prefix) = (unique("dlq"), unique("dlq"));
+    let dlq = format!("{prefix}.dead-letters");
+    let errors = ErrorsSpec {
+        dead_letter_queue: errors.dead_letter_queue.map(|d| DeadLetterQueueSpec {
+            topic: dlq.clone(),
+            ..d
+        }),
+        ..errors
+    };
+    let listeners = r#"    - table: big
+      targets: [{topicCreation: {configs: {max.message.bytes: "2000"}}}]
+    - table: nokey
+      targets: [{topicCreation: {configs: {cleanup.policy: compact}}}]
+"#;
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, listeners)
+        .spec(|s| s.errors = errors);
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    engine.wait_streaming();
+    db.exec(
+        "INSERT INTO big VALUES (1, 'small');
+         BEGIN;
+         INSERT INTO big VALUES (2, repeat('x', 3000));
+         INSERT INTO big VALUES (3, 'small');
+         INSERT INTO nokey VALUES ('no key here');
+         COMMIT;
+         INSERT INTO big VALUES (4, 'small');",
+    )
+    .await;
+    let nokey_topic = format!("{prefix}.public.nokey");
+    let run = Run {
+        db,
+        broker,
+        engine,
+        slot: format!("{name}_slot"),
+        topic: format!("{prefix}.public.big"),
+        dlq,
+    };
+    (run, nokey_topic)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_the_topic_would_refuse_are_dead_lettered_alone() {
+    let (r, nokey_topic) = topic_refusals(dead_letters()).await;
+    r.db.wait_confirmed_all(&r.slot, LONG).await;
+    let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
+    assert_eq!(ids, [1, 3, 4], "{}", r.engine.log_text());
+    assert!(read_to_end(&r.broker.bootstrap, &nokey_topic).is_empty());
+    let dead = read_to_end(&r.broker.bootstrap, &r.dlq);
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    let too_large = &dead[0];
+    assert_eq!(too_large.key.as_deref(), Some(r#"{"id":2}"#));
+    assert_eq!(too_large.value["reason"], "RecordTooLarge");
+    assert!(
+        too_large.value["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max.message.bytes (2000)")),
+        "{:?}",
+        too_large.value
+    );
+    assert_eq!(
+        too_large.value["value"]["after"]["body"].as_str().map(str::len),
+        Some(3000),
+        "the original value, as it fits the engine's own limit"
+    );
+    let keyless = &dead[1];
+    assert_eq!(keyless.key, None);
+    assert_eq!(keyless.value["reason"], "KeylessRecordOnCompactedTopic");
+    assert_eq!(keyless.value["topic"], nokey_topic.as_str());
+    assert_eq!(keyless.value["value"]["after"]["note"], "no key here");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_over_the_topic_s_limit_halts_under_tolerance_none() {
+    let (r, _) = topic_refusals(ErrorsSpec::default()).await;
+    let halted = r.engine.wait_halted(LONG);
+    assert!(
+        halted.contains("does not fit the topic's max.message.bytes (2000)"),
+        "{halted}"
+    );
+    let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
+    assert_eq!(ids, [1], "nothing of its transaction");
+}

@@ -32,7 +32,7 @@ mod exactly_once;
 use crate::ack::tracker::Tracker;
 use crate::config::EngineConfig;
 use crate::error::{Error, ErrorKind};
-use crate::event::Record;
+use crate::event::{Record, TopicFacts};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::sink::kafka::{KafkaSink, SendError, SinkEvent};
@@ -125,40 +125,41 @@ impl<'a> Delivery<'a> {
 
     /// Creates the `topics` that do not exist, each as its settings say
     /// (records carry their index in `topics`), and prepares the producer;
-    /// returns where replication starts. Under exactly-once it fences older
-    /// producers, then starts after what Kafka committed when that is ahead
-    /// of `start`.
+    /// returns where replication starts, and what the broker says of each
+    /// topic. Under exactly-once it fences older producers, then starts
+    /// after what Kafka committed when that is ahead of `start`.
     pub async fn start(
         &mut self,
         topics: &[(Arc<str>, TopicCreation)],
         start: Lsn,
-    ) -> Result<Lsn, Error> {
+    ) -> Result<(Lsn, Vec<TopicFacts>), Error> {
         self.topic_in_flight.clear();
-        self.add_topics(0, topics).await?;
+        let facts = self.add_topics(0, topics).await?;
         let Some(e) = &mut self.exactly_once else {
-            return Ok(start);
+            return Ok((start, facts));
         };
         match e.start(&self.sink).await? {
             Some(checkpoint) if checkpoint > self.tracker.flushed() => {
                 tracing::info!(checkpoint = %checkpoint, slot = %self.tracker.flushed(), "resuming after the last transaction Kafka committed");
                 self.tracker = Tracker::new(checkpoint);
-                Ok(checkpoint)
+                Ok((checkpoint, facts))
             }
-            _ => Ok(start),
+            _ => Ok((start, facts)),
         }
     }
 
     /// Creates the `topics` (indexes from `start` on) that do not exist,
-    /// each as its settings say, and counts their records in flight.
+    /// each as its settings say, and counts their records in flight;
+    /// returns what the broker says of each.
     pub async fn add_topics(
         &mut self,
         start: usize,
         topics: &[(Arc<str>, TopicCreation)],
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<TopicFacts>, Error> {
         if topics.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        self.sink.ensure_topics(topics).await?;
+        let facts = self.sink.ensure_topics(topics).await?;
         debug_assert_eq!(
             start,
             self.topic_in_flight.len(),
@@ -169,7 +170,7 @@ impl<'a> Delivery<'a> {
             gauge.set(0);
             self.topic_in_flight.push(gauge);
         }
-        Ok(())
+        Ok(facts)
     }
 
     /// Creates the engine's internal topics (snapshot progress, the

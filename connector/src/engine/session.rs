@@ -116,7 +116,8 @@ impl<'a> Session<'a> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let (_, topics) = self.transform.take_added_topics();
-        let start = self.delivery.start(&topics, start).await?;
+        let (start, facts) = self.delivery.start(&topics, start).await?;
+        self.transform.learn_topics(0, facts);
         let progress_topic = self.snapshots.topic();
         self.delivery
             .ensure_internal_topics(&[self.offsets.topic()])
@@ -341,7 +342,9 @@ impl<'a> Session<'a> {
     /// Creates the topics outbox rows just named, before their records go.
     async fn add_new_topics(&mut self) -> Result<(), Error> {
         let (start, added) = self.transform.take_added_topics();
-        self.delivery.add_topics(start, &added).await
+        let facts = self.delivery.add_topics(start, &added).await?;
+        self.transform.learn_topics(start, facts);
+        Ok(())
     }
 
     /// Sends the records at hand outside any source transaction, as one of

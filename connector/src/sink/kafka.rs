@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::SinkError;
 use crate::credentials::KafkaCredentials;
-use crate::event::{record_size, Record, TxHeaders};
+use crate::event::{record_size, Record, TopicFacts, TxHeaders};
 
 /// Header carrying the source transaction's commit LSN (`0/16B3748`).
 pub const HEADER_COMMIT_LSN: &str = "pgkafka.commit_lsn";
@@ -295,14 +295,16 @@ impl KafkaSink {
             .await
     }
 
-    /// Creates each of `topics` that does not exist yet as its settings say.
+    /// Creates each of `topics` that does not exist yet as its settings
+    /// say; returns what the broker says of each.
     pub async fn ensure_topics(
         &self,
         topics: &[(Arc<str>, TopicCreation)],
-    ) -> Result<(), SinkError> {
+    ) -> Result<Vec<TopicFacts>, SinkError> {
         let named = topics.iter().map(|(t, c)| (&**t, c));
-        super::topics::create_missing(&self.config, named).await?;
-        Ok(())
+        let admin = super::topics::create_missing(&self.config, named).await?;
+        let names: Vec<&str> = topics.iter().map(|(t, _)| &**t).collect();
+        Ok(super::topics::facts(&admin, &names).await)
     }
 
     /// Queues one record of source transaction `seq`.

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use super::SinkError;
+use crate::event::TopicFacts;
 
 fn admin_options() -> AdminOptions {
     AdminOptions::new()
@@ -59,6 +60,42 @@ pub(crate) async fn create_missing<'a>(
         }
     }
     Ok(admin)
+}
+
+/// What the broker says of each of `topics` (its size limit, compaction);
+/// a topic it does not describe gets unknown facts and a warning: the
+/// records then meet only the engine's own limit.
+pub(crate) async fn facts(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+) -> Vec<TopicFacts> {
+    let specifiers: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = match admin.describe_configs(&specifiers, &admin_options()).await {
+        Ok(d) => d,
+        Err(error) => {
+            tracing::warn!(%error, "the broker does not describe topic configs: only spec.kafka.maxRecordBytes is checked");
+            return vec![TopicFacts::default(); topics.len()];
+        }
+    };
+    topics
+        .iter()
+        .zip(described)
+        .map(|(topic, result)| match result {
+            Ok(r) => {
+                let value = |name: &str| r.get(name).and_then(|e| e.value.clone());
+                TopicFacts {
+                    max_message_bytes: value("max.message.bytes").and_then(|v| v.parse().ok()),
+                    compacted: value("cleanup.policy")
+                        .is_some_and(|p| p.split(',').any(|v| v.trim() == "compact")),
+                }
+            }
+            Err(code) => {
+                tracing::warn!(topic, ?code, "the broker does not describe this topic");
+                TopicFacts::default()
+            }
+        })
+        .collect()
 }
 
 /// The settings a topic was created with, for an error message: empty for

@@ -21,7 +21,7 @@ use super::schema::wrap;
 use super::TransformError;
 use crate::decode::values::ValueModes;
 use crate::event::{
-    Change, Datum, MovedKey, OldTuple, Op, Record, Relation, Row, TxHeaders, TxInfo,
+    Change, Datum, MovedKey, OldTuple, Op, Record, Relation, Row, TopicFacts, TxHeaders, TxInfo,
 };
 use crate::lsn::Lsn;
 
@@ -151,6 +151,7 @@ pub(super) fn fan_out(
             target,
             headers: one.headers,
             limit: target.limit.as_ref().unwrap_or(&encoder.limit),
+            facts: topics.facts(target.topic_index),
             table: &listener.label,
         };
         let own_keys = masked
@@ -191,7 +192,7 @@ fn outbox_event(
             let size = event.value.as_ref().map_or(0, Bytes::len);
             target.bytes.inc_by(size as u64);
             let record = event.into_record(topic, index, one.headers);
-            limit.admit(record, table, &target.path, out)?;
+            limit.admit(record, topics.facts(index), (table, &target.path), out)?;
         }
         None => target.ignored.inc(),
     }
@@ -220,6 +221,8 @@ struct Emit<'t> {
     target: &'t super::route::Target,
     headers: &'t Arc<TxHeaders>,
     limit: &'t RecordLimit,
+    /// What the broker says of the target's topic.
+    facts: TopicFacts,
     /// `schema.table`.
     table: &'t str,
 }
@@ -288,7 +291,7 @@ impl<'t> Emit<'t> {
             )
         });
         self.limit
-            .admit(record, self.table, &self.target.path, out)?;
+            .admit(record, self.facts, (self.table, &self.target.path), out)?;
         out.extend(tombstone);
         Ok(())
     }

@@ -45,9 +45,10 @@ pub(crate) enum TransformError {
     /// A filter or column selection that does not fit the table.
     #[error(transparent)]
     Filter(#[from] filter::FilterError),
-    /// A record over `spec.kafka.maxRecordBytes` with no dead-letter topic.
+    /// A record its topic would refuse (too large, no key for a compacted
+    /// topic), with no dead-letter topic.
     #[error("{path}: {message}")]
-    TooLarge {
+    Refused {
         /// The target.
         path: String,
         /// Its size, the limit, where it came from, what to do.

@@ -16,7 +16,7 @@ use super::limit::RecordLimit;
 use super::mask::{self, CompiledMasks, Salts};
 use super::outbox::CompiledOutbox;
 use super::TransformError;
-use crate::event::TableShape;
+use crate::event::{TableShape, TopicFacts};
 use crate::metrics::Metrics;
 
 /// Index of an action in per-action tables.
@@ -121,6 +121,8 @@ pub(crate) struct TopicRegistry {
     pub names: Vec<Arc<str>>,
     /// Per topic (same index): how it is created when it does not exist.
     pub creation: Vec<TopicCreation>,
+    /// Per topic (same index), once created: what the broker says of it.
+    facts: Vec<TopicFacts>,
     /// `spec.kafka.topicDefaults`.
     defaults: TopicCreation,
     /// Topics below this index were handed out by `take_added` (or are
@@ -138,6 +140,21 @@ impl TopicRegistry {
         self.names.push(Arc::clone(&name));
         self.creation.push(creation.clone());
         (self.names.len() - 1, name)
+    }
+
+    /// What the broker says of the topics from index `start` on.
+    pub fn learn(&mut self, start: usize, facts: Vec<TopicFacts>) {
+        let end = start + facts.len();
+        if self.facts.len() < end {
+            self.facts.resize(end, TopicFacts::default());
+        }
+        self.facts[start..end].copy_from_slice(&facts);
+    }
+
+    /// What the broker says of topic `index` (nothing known before it was
+    /// created: an outbox row's new topic, say).
+    pub fn facts(&self, index: usize) -> TopicFacts {
+        self.facts.get(index).copied().unwrap_or_default()
     }
 
     /// The topics added since last asked (the start-up ones count as asked
@@ -164,6 +181,7 @@ impl Routes {
             topics: TopicRegistry {
                 names: Vec::new(),
                 creation: Vec::new(),
+                facts: Vec::new(),
                 defaults: spec.kafka.topic_defaults.clone(),
                 taken: 0,
             },

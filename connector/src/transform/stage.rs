@@ -24,7 +24,8 @@ use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
 use crate::decode::values::ValueModes;
 use crate::event::{
-    Change, Column, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TxHeaders, TxInfo,
+    Change, Column, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TopicFacts, TxHeaders,
+    TxInfo,
 };
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
@@ -156,6 +157,11 @@ impl Transform {
     #[cfg(test)]
     pub fn topics(&self) -> &[Arc<str>] {
         &self.routes.topics.names
+    }
+
+    /// What the broker says of the topics from index `start` on.
+    pub fn learn_topics(&mut self, start: usize, facts: Vec<TopicFacts>) {
+        self.routes.topics.learn(start, facts);
     }
 
     /// The topics added since last asked (at first: every topic known at
