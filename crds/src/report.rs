@@ -61,7 +61,7 @@ pub struct SnapshotReport {
     pub tables: Vec<TableSnapshot>,
 }
 
-/// Totals since the engine started.
+/// Totals since the engine started (dead letters: in all).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
@@ -75,7 +75,8 @@ pub struct Counters {
     pub delivery_errors: u64,
     /// Sessions restarted after a failure.
     pub session_restarts: u64,
-    /// Records sent to the dead-letter topic since the engine started.
+    /// Records sent to the dead-letter topic in all: kept with the engine's
+    /// offsets record, so a restart goes on counting.
     #[serde(default)]
     pub dead_lettered: u64,
 }

@@ -255,7 +255,7 @@ fn problem(observed: &Observed) -> Option<(Reason, String)> {
     })
 }
 
-/// Records the engine sent to the dead-letter topic since it started.
+/// Records the engine sent to the dead-letter topic in all.
 fn dead_letters(observed: &Observed) -> u64 {
     observed
         .engine
@@ -285,7 +285,7 @@ fn degraded(observed: &Observed, slot_healthy: &Condition) -> Condition {
             true,
             Reason::RecordsDeadLettered,
             format!(
-                "{} records went to the dead-letter topic since the engine started ({} acknowledged); \
+                "{} records went to the dead-letter topic ({} acknowledged); \
                  once handled, annotate pgkafka.io/dead-letters-acknowledged={}",
                 dead_letters(observed),
                 observed.dead_letters_acknowledged,

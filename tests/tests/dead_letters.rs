@@ -119,7 +119,7 @@ async fn an_oversized_record_halts_before_anything_of_its_transaction_is_sent() 
     );
 }
 
-async fn dead_lettered(guarantee: DeliveryGuarantee, policy: Policy) {
+async fn dead_lettered(guarantee: DeliveryGuarantee, policy: Policy) -> Run {
     let r = big_row_between_small_ones(dead_letters(), guarantee, policy).await;
     r.db.wait_confirmed_all(&r.slot, LONG).await;
     let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
@@ -155,11 +155,18 @@ async fn dead_lettered(guarantee: DeliveryGuarantee, policy: Policy) {
             .any(|l| l.starts_with("pgkafka_records_dead_lettered_total") && l.ends_with(" 1")),
         "{metrics}"
     );
+    r
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_tolerance_all_it_is_dead_lettered_and_the_stream_goes_on() {
-    dead_lettered(DeliveryGuarantee::AtLeastOnce, Policy::Connector).await;
+    let mut r = dead_lettered(DeliveryGuarantee::AtLeastOnce, Policy::Connector).await;
+    // The count survives a kill: the operator's Degraded must not clear by itself.
+    r.engine.kill9();
+    r.engine.restart(ENGINE);
+    r.engine.wait_streaming();
+    let counted = r.engine.status().map(|s| s.counters.dead_lettered);
+    assert_eq!(counted, Some(1), "{}", r.engine.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,7 +252,9 @@ async fn records_the_topic_would_refuse_are_dead_lettered_alone() {
         too_large.value
     );
     assert_eq!(
-        too_large.value["value"]["after"]["body"].as_str().map(str::len),
+        too_large.value["value"]["after"]["body"]
+            .as_str()
+            .map(str::len),
         Some(3000),
         "the original value, as it fits the engine's own limit"
     );

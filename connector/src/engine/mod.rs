@@ -151,6 +151,11 @@ async fn start_up(
             }
             .into());
         }
+        // The count of dead letters goes on from what was recorded.
+        let counted = metrics.dead_lettered.get();
+        metrics
+            .dead_lettered
+            .inc_by(d.dead_lettered.saturating_sub(counted));
     }
     let known = delivered
         .as_ref()

@@ -3,7 +3,8 @@
 //! replica promoted behind another address is the same cluster, a
 //! different cluster behind any address is not),
 //! the slot, the cluster's system identifier and timeline, and the last
-//! position confirmed to PostgreSQL.
+//! position confirmed to PostgreSQL; and the records sent to the
+//! dead-letter topic so far, so the count survives restarts.
 //!
 //! A position is recorded before it is confirmed to PostgreSQL, so the slot
 //! is never ahead of the record by this engine's doing: a slot that is
@@ -15,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use pgkafka_crds::PgKafkaConnectorSpec;
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
@@ -54,6 +56,10 @@ pub(crate) struct Delivered {
     pub confirmed_lsn: Lsn,
     /// When it was written (Unix ms).
     pub written_unix_ms: i64,
+    /// Records sent to the dead-letter topic in all (a record re-sent after
+    /// a crash counts again).
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 type PendingWrite = (Lsn, tokio::task::JoinHandle<Result<(), SinkError>>);
@@ -68,12 +74,19 @@ pub(crate) struct Offsets {
     recorded: Lsn,
     pending: Option<PendingWrite>,
     last_write: Option<Instant>,
+    /// Records sent to the dead-letter topic.
+    dead_lettered: IntCounter,
 }
 
 impl Offsets {
     /// The record of `cfg`'s connector, on the cluster `identity`, with
     /// `recorded` known to be recorded already (or confirmed by the slot).
-    pub fn new(cfg: &EngineConfig, identity: Identity, recorded: Lsn) -> Result<Self, Error> {
+    pub fn new(
+        cfg: &EngineConfig,
+        identity: Identity,
+        recorded: Lsn,
+        dead_lettered: IntCounter,
+    ) -> Result<Self, Error> {
         Ok(Offsets {
             writer: CompactedWriter::new(&cfg.spec.kafka, &cfg.kafka, offsets_topic(&cfg.spec))?,
             key: record_key(&cfg.spec),
@@ -82,6 +95,7 @@ impl Offsets {
             recorded,
             pending: None,
             last_write: None,
+            dead_lettered,
         })
     }
 
@@ -159,6 +173,7 @@ impl Offsets {
             timeline: self.identity.timeline,
             confirmed_lsn: lsn,
             written_unix_ms: now_ms(),
+            dead_lettered: self.dead_lettered.get(),
         };
         serde_json::to_vec(&record).unwrap_or_default()
     }

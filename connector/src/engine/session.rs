@@ -97,7 +97,12 @@ impl<'a> Session<'a> {
             &cfg.postgres,
         );
         Ok(Session {
-            offsets: Offsets::new(cfg, ctx.identity.clone(), flushed)?,
+            offsets: Offsets::new(
+                cfg,
+                ctx.identity.clone(),
+                flushed,
+                ctx.metrics.dead_lettered.clone(),
+            )?,
             lookups,
             delivery: Delivery::open(cfg, ctx.metrics, ctx.limits, flushed)?,
             snapshots: Snapshots::new(cfg, ctx.metrics, ctx.shared.clone())?,

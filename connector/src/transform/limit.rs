@@ -230,7 +230,12 @@ mod tests {
     fn under_the_limit_passes_over_it_halts_or_goes_to_the_dead_letters() {
         let mut out = Vec::new();
         limit(false)
-            .admit(record(92), TopicFacts::default(), ("public.big", "t"), &mut out)
+            .admit(
+                record(92),
+                TopicFacts::default(),
+                ("public.big", "t"),
+                &mut out,
+            )
             .expect("fits");
         assert_eq!(out.len(), 1);
         let err = limit(false)
@@ -247,8 +252,13 @@ mod tests {
             "{err}"
         );
         let l = limit(true);
-        l.admit(record(500), TopicFacts::default(), ("public.big", "t"), &mut out)
-            .expect("dead-lettered");
+        l.admit(
+            record(500),
+            TopicFacts::default(),
+            ("public.big", "t"),
+            &mut out,
+        )
+        .expect("dead-lettered");
         let dead = &out[1];
         assert_eq!((&*dead.topic, dead.topic_index), ("dlq", 4));
         assert_eq!(dead.key.as_deref(), Some(&b"{\"id\":1}"[..]));
@@ -314,8 +324,13 @@ mod tests {
             class.1.as_deref(),
             Some("io.pgkafka.InvalidRecordException")
         );
-        big.admit(keyless, TopicFacts::default(), ("public.big", "t"), &mut out)
-            .expect("sent");
+        big.admit(
+            keyless,
+            TopicFacts::default(),
+            ("public.big", "t"),
+            &mut out,
+        )
+        .expect("sent");
         assert_eq!(out.last().map(|r| &*r.topic), Some("p.public.big"));
     }
 }
