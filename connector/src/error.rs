@@ -174,7 +174,10 @@ impl Error {
                     | RDKafkaErrorCode::InvalidTopic
             ),
             ErrorKind::Sink(
-                SinkError::Kafka(_) | SinkError::Delivery { .. } | SinkError::Fatal(_),
+                SinkError::Kafka(_)
+                | SinkError::Delivery { .. }
+                | SinkError::Fatal(_)
+                | SinkError::TopicRefused { .. },
             ) => true,
             ErrorKind::Database(
                 PgError::Setup { .. } | PgError::Tls { .. } | PgError::SlotLost { .. },

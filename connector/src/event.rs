@@ -198,15 +198,18 @@ pub(crate) struct Record {
 }
 
 /// What the broker says of a topic that decides whether a record can go
-/// there at all: its own size limit, and whether it is compacted (a
-/// compacted topic refuses records without a key). Unknown parts are
+/// there at all: its own size limit, whether it is compacted (a compacted
+/// topic refuses records without a key), and whether it refused this
+/// engine's records outright (not authorized). Unknown parts are
 /// `None`/`false`: nothing is checked against them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TopicFacts {
     /// The topic's `max.message.bytes`.
     pub max_message_bytes: Option<usize>,
     /// `cleanup.policy` includes `compact`.
     pub compacted: bool,
+    /// The broker's words when it refused every record of the topic.
+    pub refused: Option<Arc<str>>,
 }
 
 /// What an outbox event adds to its record.

@@ -86,12 +86,12 @@
 //! | Kafka producer, compacted topics (writer and reader), exactly-once checkpoints | `sink/{kafka,compacted,transactions}.rs` |
 //! | creating topics (data topics as `topicDefaults`/`topicCreation` say; internal ones compacted, and checked) | `sink/topics.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
-//! | delivery: caps, reports, guarantee (exactly-once commits in the background) | `delivery/{mod,exactly_once}.rs` |
+//! | delivery: caps, reports, guarantee (exactly-once commits in the background); topics the broker refuses outright, kept across sessions (`RefusedTopics`) | `delivery/{mod,exactly_once}.rs` |
 //! | sessions and their restarts; the start-up checks of the slot against what was delivered | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check` |
 //! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
 //! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |
-//! | the record size limit and the error policy (dead letters; a target's own policy) | `transform/limit.rs`, `transform/route.rs` (`Target::limit`) |
+//! | what a topic takes (size limits, keys on compacted topics, refused topics: `event::TopicFacts`, described by `sink/topics.rs`) and the error policy (dead letters; a target's own policy) | `transform/limit.rs`, `transform/route.rs` (`Target::limit`, `TopicRegistry::facts`) |
 //! | masked, hashed and truncated columns (`columnMasks`; salts read with the config) | `transform/mask.rs`, applied by `transform/encode.rs` |
 //! | outbox targets (Debezium's Outbox Event Router), and messages read as outbox rows; topics named by rows, created as they appear | `transform/{outbox,outbox_message}.rs`, `transform/route.rs` (`TopicRegistry`), `delivery::Delivery::add_topics` |
 //! | primary-key changes as delete + tombstone + create | `transform/{stage,fanout}.rs` |

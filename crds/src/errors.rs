@@ -48,6 +48,17 @@ fn yes() -> bool {
     true
 }
 
+impl crate::PgKafkaConnectorSpec {
+    /// Every dead-letter topic: the connector's and the targets' own.
+    pub fn dead_letter_topics(&self) -> Vec<String> {
+        let targets = self.listeners.iter().flat_map(|l| &l.targets);
+        std::iter::once(&self.errors)
+            .chain(targets.filter_map(|t| t.errors.as_ref()))
+            .filter_map(|e| e.dead_letters().map(|d| d.topic.clone()))
+            .collect()
+    }
+}
+
 impl ErrorsSpec {
     /// The dead-letter topic, when records go there.
     pub fn dead_letters(&self) -> Option<&DeadLetterQueueSpec> {

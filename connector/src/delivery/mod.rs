@@ -14,12 +14,19 @@
 //!
 //! - At least once: a position is safe once every record before it was
 //!   acknowledged (acks=all); after a crash the unconfirmed tail is sent again.
+//! - A topic the broker refuses outright (not authorized) fails the
+//!   session like any refusal, and is kept in [`RefusedTopics`]: the next
+//!   session's records for it meet the error policy before they are sent
+//!   (dead letters, or a halt naming the topic). Refusals of single
+//!   records cannot be told apart from their batch neighbours here; those
+//!   the transform checks before sending (sizes, keys of compacted topics).
 //! - Exactly once ([`exactly_once`]): records go in Kafka transactions holding
 //!   whole source transactions, each ending with a checkpoint record of the
 //!   slot position it covers; a position is safe once its Kafka transaction
 //!   committed. Commits run in the background while the stream goes on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgkafka_crds::{DeliveryGuarantee, TopicCreation};
@@ -66,6 +73,33 @@ impl Default for Limits {
     }
 }
 
+/// Topics whose records the broker refused outright (not authorized), with
+/// its words: kept by the engine across sessions until it restarts.
+#[derive(Clone, Default)]
+pub(crate) struct RefusedTopics(Arc<Mutex<HashMap<String, Arc<str>>>>);
+
+impl RefusedTopics {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Arc<str>>) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut m) => f(&mut m),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn insert(&self, topic: &str, words: String) {
+        self.with(|m| m.insert(topic.to_owned(), Arc::from(words)));
+    }
+
+    fn get(&self, topic: &str) -> Option<Arc<str>> {
+        self.with(|m| m.get(topic).cloned())
+    }
+}
+
+/// Whether `code` refuses every record of a topic, whatever the record.
+fn refuses_whole_topic(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    code == Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)
+}
+
 /// Something that happened in the background, to hand to [`Delivery::handle`].
 pub(crate) enum DeliveryEvent {
     /// A delivery report (`None`: the producer's channel closed).
@@ -91,6 +125,10 @@ pub(crate) struct Delivery<'a> {
     /// Checked five times per Kafka transaction period: a due commit waits
     /// at most a fifth of it.
     tick: Interval,
+    /// Topics refused outright, shared with the sessions to come.
+    refused: RefusedTopics,
+    /// The dead-letter topics: their refusal halts (nowhere else to go).
+    dead_letter_topics: Vec<String>,
 }
 
 impl<'a> Delivery<'a> {
@@ -101,6 +139,7 @@ impl<'a> Delivery<'a> {
         metrics: &'a Metrics,
         limits: Limits,
         flushed: Lsn,
+        refused: RefusedTopics,
     ) -> Result<Self, Error> {
         let exactly_once = match cfg.spec.kafka.delivery_guarantee {
             DeliveryGuarantee::AtLeastOnce => None,
@@ -120,6 +159,8 @@ impl<'a> Delivery<'a> {
             topic_in_flight: Vec::new(),
             exactly_once,
             tick,
+            refused,
+            dead_letter_topics: cfg.spec.dead_letter_topics(),
         })
     }
 
@@ -159,7 +200,10 @@ impl<'a> Delivery<'a> {
         if topics.is_empty() {
             return Ok(Vec::new());
         }
-        let facts = self.sink.ensure_topics(topics).await?;
+        let mut facts = self.sink.ensure_topics(topics).await?;
+        for (fact, (topic, _)) in facts.iter_mut().zip(topics) {
+            fact.refused = self.refused.get(topic);
+        }
         debug_assert_eq!(
             start,
             self.topic_in_flight.len(),
@@ -327,11 +371,29 @@ impl<'a> Delivery<'a> {
                     .topic_delivery_errors
                     .with_label_values(&[topic.as_str()])
                     .inc();
-                Err(SinkError::delivery(topic, error).into())
+                Err(self.refusal(topic, error))
             }
             Some(SinkEvent::Fatal(reason)) => Err(SinkError::Fatal(reason).into()),
             None => Err(ErrorKind::Internal("the producer's delivery channel closed").into()),
         }
+    }
+
+    /// The error for a record of `topic` Kafka did not take. A topic it
+    /// refuses outright (not a dead-letter topic) is remembered, for the
+    /// next session to send its records as the error policy says.
+    fn refusal(&self, topic: String, error: rdkafka::error::KafkaError) -> Error {
+        if refuses_whole_topic(error.rdkafka_error_code())
+            && !self.dead_letter_topics.contains(&topic)
+        {
+            tracing::warn!(%topic, %error, "the broker refuses this topic's records: the next session sends them as the error policy says");
+            self.refused.insert(&topic, error.to_string());
+            return SinkError::TopicRefused {
+                topic,
+                source: error,
+            }
+            .into();
+        }
+        SinkError::delivery(topic, error).into()
     }
 
     /// Hands a record already counted in flight to the producer.
@@ -355,10 +417,34 @@ impl<'a> Delivery<'a> {
                     let report = self.reports.recv().await;
                     self.on_report(report)?;
                 }
-                Err(SendError::Kafka(e)) => {
-                    return Err(SinkError::delivery(topic.to_owned(), e).into())
-                }
+                Err(SendError::Kafka(e)) => return Err(self.refusal(topic.to_owned(), e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn only_an_authorization_refusal_is_topic_wide_and_it_is_kept() {
+        assert!(refuses_whole_topic(Some(C::TopicAuthorizationFailed)));
+        // A batch refused for one record's sake holds innocent neighbours.
+        for code in [C::MessageSizeTooLarge, C::InvalidRecord, C::PolicyViolation] {
+            assert!(!refuses_whole_topic(Some(code)), "{code:?}");
+        }
+        let refused = RefusedTopics::default();
+        let later = refused.clone();
+        refused.insert(
+            "cdc.public.orders",
+            "Broker: Topic authorization failed".into(),
+        );
+        assert_eq!(
+            later.get("cdc.public.orders").as_deref(),
+            Some("Broker: Topic authorization failed")
+        );
+        assert_eq!(later.get("other"), None);
     }
 }

@@ -18,6 +18,7 @@ mod session;
 
 use crate::config::EngineConfig;
 pub use crate::delivery::Limits;
+use crate::delivery::RefusedTopics;
 use crate::error::{Error, ErrorKind};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
@@ -80,6 +81,7 @@ pub(crate) async fn run(
     // session's safe position reached.
     let mut start = Lsn::ZERO;
     let mut attempt = 0u32;
+    let refused = RefusedTopics::default();
     loop {
         let began = Instant::now();
         let ctx = SessionContext {
@@ -91,6 +93,7 @@ pub(crate) async fn run(
             verified_name: verified.get(),
             shared: shared.clone(),
             identity: identity.clone(),
+            refused: refused.clone(),
         };
         let mut session = Session::new(ctx, flushed)?;
         let result = session.run(start, &mut shutdown).await;

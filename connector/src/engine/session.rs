@@ -15,7 +15,7 @@ use super::offsets::Offsets;
 use super::{lsn_gauge, stream_settings, Limits};
 use crate::config::EngineConfig;
 use crate::decode::pgoutput::{Message, RelationBody};
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, RefusedTopics};
 use crate::error::{Error, ErrorKind};
 use crate::event::{now_ms, Record};
 use crate::lsn::Lsn;
@@ -52,6 +52,8 @@ pub(super) struct SessionContext<'a> {
     pub shared: SharedSnapshots,
     /// Who the server is (written with the offsets record).
     pub identity: Identity,
+    /// Topics the broker refused outright, kept across sessions.
+    pub refused: RefusedTopics,
 }
 
 /// The source transaction being read.
@@ -104,7 +106,7 @@ impl<'a> Session<'a> {
                 ctx.metrics.dead_lettered.clone(),
             )?,
             lookups,
-            delivery: Delivery::open(cfg, ctx.metrics, ctx.limits, flushed)?,
+            delivery: Delivery::open(cfg, ctx.metrics, ctx.limits, flushed, ctx.refused.clone())?,
             snapshots: Snapshots::new(cfg, ctx.metrics, ctx.shared.clone())?,
             ctx,
             transform,

@@ -50,6 +50,15 @@ pub(crate) enum SinkError {
         /// Why.
         source: KafkaError,
     },
+    /// Kafka refuses every record of a topic (not authorized): the session
+    /// restarts, and the records meet the error policy before they are sent.
+    #[error("kafka refuses every record for topic {topic} ({source}); the session starts again and sends them as spec.errors says")]
+    TopicRefused {
+        /// The topic.
+        topic: String,
+        /// Why.
+        source: KafkaError,
+    },
     /// The producer entered a fatal state and must be rebuilt.
     #[error("kafka producer failed fatally: {0}")]
     Fatal(String),

@@ -88,6 +88,7 @@ pub(crate) async fn facts(
                     max_message_bytes: value("max.message.bytes").and_then(|v| v.parse().ok()),
                     compacted: value("cleanup.policy")
                         .is_some_and(|p| p.split(',').any(|v| v.trim() == "compact")),
+                    refused: None,
                 }
             }
             Err(code) => {

@@ -217,17 +217,17 @@ fn split_key_change<'a>(change: &Change<'a>) -> (Change<'a>, Change<'a>) {
 }
 
 /// Records of one target.
-struct Emit<'t> {
+struct Emit<'t, 'f> {
     target: &'t super::route::Target,
     headers: &'t Arc<TxHeaders>,
     limit: &'t RecordLimit,
     /// What the broker says of the target's topic.
-    facts: TopicFacts,
+    facts: &'f TopicFacts,
     /// `schema.table`.
     table: &'t str,
 }
 
-impl<'t> Emit<'t> {
+impl<'t> Emit<'t, '_> {
     /// The records of `one` for this target: one, or for a key change
     /// (`split`, with the old key) the delete of the old key and the create
     /// of the new one. Payloads are shared through `cache` by targets with

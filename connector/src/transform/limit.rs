@@ -48,10 +48,15 @@ enum Refusal {
     OverTopicLimit(usize),
     /// No key, for a compacted topic.
     Keyless,
+    /// The broker refused every record of the topic (not authorized).
+    Topic(Arc<str>),
 }
 
 impl Refusal {
-    fn of(record: &Record, facts: TopicFacts, max_bytes: usize) -> Option<Refusal> {
+    fn of(record: &Record, facts: &TopicFacts, max_bytes: usize) -> Option<Refusal> {
+        if let Some(words) = &facts.refused {
+            return Some(Refusal::Topic(Arc::clone(words)));
+        }
         let (key, value) = sizes(record);
         if key + value > max_bytes {
             return Some(Refusal::OverLimit);
@@ -81,6 +86,10 @@ impl Refusal {
                 "KeylessRecordOnCompactedTopic",
                 "io.pgkafka.InvalidRecordException",
             ),
+            Refusal::Topic(_) => (
+                "TopicAuthorizationFailed",
+                "org.apache.kafka.common.errors.TopicAuthorizationException",
+            ),
         }
     }
 }
@@ -100,7 +109,7 @@ impl RecordLimit {
     pub fn admit(
         &self,
         record: Record,
-        facts: TopicFacts,
+        facts: &TopicFacts,
         (table, path): (&str, &str),
         out: &mut Vec<Record>,
     ) -> Result<(), TransformError> {
@@ -115,6 +124,7 @@ impl RecordLimit {
                     "raise maxRecordBytes (and the broker's limits)"
                 }
                 Refusal::Keyless => "give the table a key (or keyColumns), or send it to a topic that is not compacted",
+                Refusal::Topic(_) => "grant the connector's principal WRITE on the topic and restart the engine",
             };
             return Err(TransformError::Refused {
                 path: path.to_owned(),
@@ -197,6 +207,9 @@ impl RecordLimit {
             Refusal::Keyless => format!(
                 "{whose} has no key, and the topic is compacted (cleanup.policy=compact), which refuses records without one"
             ),
+            Refusal::Topic(words) => format!(
+                "{whose} cannot go: the broker refused this engine's records for the topic ({words})"
+            ),
         }
     }
 }
@@ -232,7 +245,7 @@ mod tests {
         limit(false)
             .admit(
                 record(92),
-                TopicFacts::default(),
+                &TopicFacts::default(),
                 ("public.big", "t"),
                 &mut out,
             )
@@ -241,7 +254,7 @@ mod tests {
         let err = limit(false)
             .admit(
                 record(93),
-                TopicFacts::default(),
+                &TopicFacts::default(),
                 ("public.big", "spec.listeners[0].targets[0]"),
                 &mut out,
             )
@@ -254,7 +267,7 @@ mod tests {
         let l = limit(true);
         l.admit(
             record(500),
-            TopicFacts::default(),
+            &TopicFacts::default(),
             ("public.big", "t"),
             &mut out,
         )
@@ -284,10 +297,10 @@ mod tests {
         let l = limit(true);
         let small = TopicFacts {
             max_message_bytes: Some(250),
-            compacted: false,
+            ..TopicFacts::default()
         };
         // 8 + 92 bytes fit spec's 100, but not 250 with the wire's overhead.
-        l.admit(record(92), small, ("public.big", "t"), &mut out)
+        l.admit(record(92), &small, ("public.big", "t"), &mut out)
             .expect("dead-lettered");
         let v: serde_json::Value =
             serde_json::from_slice(out[0].payload.as_deref().unwrap_or_default()).expect("JSON");
@@ -303,16 +316,16 @@ mod tests {
             ..record(10)
         };
         let compacted = TopicFacts {
-            max_message_bytes: None,
             compacted: true,
+            ..TopicFacts::default()
         };
         let err = limit(false)
-            .admit(keyless.clone(), compacted, ("public.big", "t"), &mut out)
+            .admit(keyless.clone(), &compacted, ("public.big", "t"), &mut out)
             .expect_err("halts");
         assert!(err.to_string().contains("has no key"), "{err}");
         let mut big = limit(true);
         big.max_bytes = 10_000;
-        big.admit(keyless.clone(), compacted, ("public.big", "t"), &mut out)
+        big.admit(keyless.clone(), &compacted, ("public.big", "t"), &mut out)
             .expect("dead-lettered");
         let dead = out.last().expect("dead letter");
         let v: serde_json::Value =
@@ -324,9 +337,28 @@ mod tests {
             class.1.as_deref(),
             Some("io.pgkafka.InvalidRecordException")
         );
+        let refused = TopicFacts {
+            refused: Some(Arc::from("Broker: Topic authorization failed")),
+            ..TopicFacts::default()
+        };
+        big.admit(record(10), &refused, ("public.big", "t"), &mut out)
+            .expect("dead-lettered");
+        let v: serde_json::Value = serde_json::from_slice(
+            out.last()
+                .and_then(|r| r.payload.as_deref())
+                .unwrap_or_default(),
+        )
+        .expect("JSON");
+        assert_eq!(v["reason"], "TopicAuthorizationFailed");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("(Broker: Topic authorization failed)")),
+            "{v}"
+        );
         big.admit(
             keyless,
-            TopicFacts::default(),
+            &TopicFacts::default(),
             ("public.big", "t"),
             &mut out,
         )

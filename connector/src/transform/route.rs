@@ -148,13 +148,18 @@ impl TopicRegistry {
         if self.facts.len() < end {
             self.facts.resize(end, TopicFacts::default());
         }
-        self.facts[start..end].copy_from_slice(&facts);
+        self.facts[start..end].clone_from_slice(&facts);
     }
 
     /// What the broker says of topic `index` (nothing known before it was
     /// created: an outbox row's new topic, say).
-    pub fn facts(&self, index: usize) -> TopicFacts {
-        self.facts.get(index).copied().unwrap_or_default()
+    pub fn facts(&self, index: usize) -> &TopicFacts {
+        const UNKNOWN: &TopicFacts = &TopicFacts {
+            max_message_bytes: None,
+            compacted: false,
+            refused: None,
+        };
+        self.facts.get(index).unwrap_or(UNKNOWN)
     }
 
     /// The topics added since last asked (the start-up ones count as asked
