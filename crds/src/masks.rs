@@ -21,7 +21,7 @@ pub struct ColumnMaskSpec {
     /// (`column.mask.with.N.chars`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub mask_with_chars: Option<u32>,
+    pub mask_with_chars: Option<i32>,
     /// Replace each value with a salted hash in hexadecimal, the same
     /// pseudonym Debezium's hashing strategy v2 gives
     /// (`column.mask.hash.v2.<algorithm>.with.salt.<salt>`): the digest of
@@ -33,7 +33,7 @@ pub struct ColumnMaskSpec {
     /// (`column.truncate.to.N.chars`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub truncate_to_chars: Option<u32>,
+    pub truncate_to_chars: Option<i32>,
     /// Also apply it to the record key when a column is a key column
     /// (keys are otherwise sent as they are, as Debezium does).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -90,10 +90,12 @@ pub enum MaskOperation<'a> {
 impl ColumnMaskSpec {
     /// Its one operation; `None` when it names none or several (a problem).
     pub fn operation(&self) -> Option<MaskOperation<'_>> {
+        // A length below 1 reads as 0, which `problems` refuses.
+        let count = |n: i32| u32::try_from(n).unwrap_or(0);
         match (self.mask_with_chars, &self.hash, self.truncate_to_chars) {
-            (Some(n), None, None) => Some(MaskOperation::Chars(n)),
+            (Some(n), None, None) => Some(MaskOperation::Chars(count(n))),
             (None, Some(h), None) => Some(MaskOperation::Hash(h)),
-            (None, None, Some(n)) => Some(MaskOperation::Truncate(n)),
+            (None, None, Some(n)) => Some(MaskOperation::Truncate(count(n))),
             _ => None,
         }
     }

@@ -393,16 +393,7 @@ fn validate_target(
             }
         }
     }
-    for (path, message) in
-        crate::masks::problems(&target.column_masks, &format!("{field}.columnMasks"))
-    {
-        errs.push(path, message);
-    }
-    if let Some(errors) = &target.errors {
-        for (path, message) in errors.problems(&format!("{field}.errors")) {
-            errs.push(path, message);
-        }
-    }
+    validate_masks_and_errors(target, field, errs);
     if let Some(group) = &target.group {
         if group.is_empty() {
             errs.push(format!("{field}.group"), "must not be empty");
@@ -441,6 +432,19 @@ fn validate_target(
         condition_problems(c, &format!("{field}.filter.conditions[{k}]"), &mut problems);
     }
     for (path, message) in problems {
+        errs.push(path, message);
+    }
+}
+
+/// A target's `columnMasks` and its own `errors`.
+fn validate_masks_and_errors(target: &TargetSpec, field: &str, errs: &mut Errors) {
+    let masks = crate::masks::problems(&target.column_masks, &format!("{field}.columnMasks"));
+    let errors = target
+        .errors
+        .as_ref()
+        .map(|e| e.problems(&format!("{field}.errors")))
+        .unwrap_or_default();
+    for (path, message) in masks.into_iter().chain(errors) {
         errs.push(path, message);
     }
 }

@@ -46,13 +46,7 @@ async fn big_row_between_small_ones(
     let broker = Broker::start();
     let (name, prefix) = (unique("dlq"), unique("dlq"));
     let dlq = format!("{prefix}.dead-letters");
-    let errors = ErrorsSpec {
-        dead_letter_queue: errors.dead_letter_queue.map(|d| DeadLetterQueueSpec {
-            topic: dlq.clone(),
-            ..d
-        }),
-        ..errors
-    };
+    let errors = to_topic(errors, &dlq);
     let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: big")
         .delivery(guarantee)
         .spec(|s| {
@@ -69,9 +63,12 @@ async fn big_row_between_small_ones(
         });
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
+    // Row 1 is delivered before the others come: a halt does not wait for
+    // what is still in flight (the slot keeps it for the restart).
+    db.exec("INSERT INTO big VALUES (1, 'small')").await;
+    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
     db.exec(
-        "INSERT INTO big VALUES (1, 'small');
-         INSERT INTO big VALUES (2, repeat('x', 5000));
+        "INSERT INTO big VALUES (2, repeat('x', 5000));
          INSERT INTO big VALUES (3, 'small');",
     )
     .await;
@@ -82,6 +79,17 @@ async fn big_row_between_small_ones(
         slot: format!("{name}_slot"),
         topic: format!("{prefix}.public.big"),
         dlq,
+    }
+}
+
+/// `errors` with its dead-letter queue (if any) on `topic`.
+fn to_topic(errors: ErrorsSpec, topic: &str) -> ErrorsSpec {
+    ErrorsSpec {
+        dead_letter_queue: errors.dead_letter_queue.map(|d| DeadLetterQueueSpec {
+            topic: topic.to_owned(),
+            ..d
+        }),
+        ..errors
     }
 }
 
@@ -194,13 +202,7 @@ async fn topic_refusals(errors: ErrorsSpec) -> (Run, String) {
     let broker = Broker::noida();
     let (name, prefix) = (unique("dlq"), unique("dlq"));
     let dlq = format!("{prefix}.dead-letters");
-    let errors = ErrorsSpec {
-        dead_letter_queue: errors.dead_letter_queue.map(|d| DeadLetterQueueSpec {
-            topic: dlq.clone(),
-            ..d
-        }),
-        ..errors
-    };
+    let errors = to_topic(errors, &dlq);
     let listeners = r#"    - table: big
       targets: [{topicCreation: {configs: {max.message.bytes: "2000"}}}]
     - table: nokey
@@ -210,9 +212,10 @@ async fn topic_refusals(errors: ErrorsSpec) -> (Run, String) {
         .spec(|s| s.errors = errors);
     let mut engine = Engine::start(ENGINE, &m.yaml());
     engine.wait_streaming();
+    db.exec("INSERT INTO big VALUES (1, 'small')").await;
+    db.wait_confirmed_all(&format!("{name}_slot"), LONG).await;
     db.exec(
-        "INSERT INTO big VALUES (1, 'small');
-         BEGIN;
+        "BEGIN;
          INSERT INTO big VALUES (2, repeat('x', 3000));
          INSERT INTO big VALUES (3, 'small');
          INSERT INTO nokey VALUES ('no key here');
@@ -275,4 +278,35 @@ async fn a_record_over_the_topic_s_limit_halts_under_tolerance_none() {
     );
     let ids = distinct_ids(&read_to_end(&r.broker.bootstrap, &r.topic));
     assert_eq!(ids, [1], "nothing of its transaction");
+}
+
+/// A dead letter its own topic refuses halts: nowhere else to put it. Every
+/// topic is compacted here, so a row without a key can go neither to its
+/// topic nor, keyless too, as a dead letter (noida-db refuses it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_its_topic_refuses_halts() {
+    let db = Postgres::shared().fresh_database().await;
+    db.exec("CREATE TABLE nokey (note text)").await;
+    let broker = Broker::noida();
+    let (name, prefix) = (unique("dlq"), unique("dlq"));
+    let dlq = format!("{prefix}.dead-letters");
+    let m = Manifest::new(&name, &db, &broker.bootstrap, &prefix, "    - table: nokey").spec(|s| {
+        s.errors = to_topic(dead_letters(), &dlq);
+        s.kafka
+            .topic_defaults
+            .configs
+            .insert("cleanup.policy".into(), "compact".into());
+    });
+    let mut engine = Engine::start(ENGINE, &m.yaml());
+    engine.wait_streaming();
+    db.exec("INSERT INTO nokey VALUES ('no key here')").await;
+    let halted = engine.wait_halted(LONG);
+    assert!(
+        halted.contains(&format!("kafka refuses records for topic {dlq}")),
+        "{halted}"
+    );
+    assert!(
+        db.confirmed_flush(&format!("{name}_slot")).await < db.current_wal().await,
+        "the slot stays before the row"
+    );
 }

@@ -422,20 +422,18 @@ impl<'a> Snapshots<'a> {
                 }
             }
             ReaderEvent::Failed { generation, error } => {
-                let e = error;
-                let table = e.table().clone();
-                if !self.current(&table, generation) {
+                let table = &error.table().clone();
+                if !self.current(table, generation) {
                     return Ok(());
                 }
-                self.runs.remove(&table);
-                tracing::error!(error = %e, "snapshot failed");
-                let table = &table;
+                self.runs.remove(table);
+                tracing::error!(%error, "snapshot failed");
                 let mut progress = self
                     .shared
                     .get(&table_name(table))
                     .unwrap_or_else(|| pending(table));
                 progress.shown.state = SnapshotState::Failed;
-                progress.shown.error = Some(e.to_string());
+                progress.shown.error = Some(error.to_string());
                 progress.shown.finished_ms = Some(now_ms());
                 self.store.write(&progress).await?;
                 self.shared.set(progress, self.metrics);

@@ -134,6 +134,23 @@ impl RecordLimit {
                 ),
             });
         };
+        self.dead_lettered.inc();
+        let dlq = (topic, *index, *context_headers);
+        out.push(self.dead_letter(record, &refusal, message, table, dlq));
+        Ok(())
+    }
+
+    /// The dead letter in `record`'s place on the dead-letter topic: its
+    /// key, a value saying what and why (with the original value when it
+    /// fits), Connect's headers when asked for.
+    fn dead_letter(
+        &self,
+        record: Record,
+        refusal: &Refusal,
+        message: String,
+        table: &str,
+        (topic, index, context_headers): (&Arc<str>, usize, bool),
+    ) -> Record {
         let (reason, class) = refusal.words();
         let (key_bytes, value_bytes) = sizes(&record);
         let mut value = json!({
@@ -157,7 +174,7 @@ impl RecordLimit {
                 text = value.to_string();
             }
         }
-        let headers = if *context_headers {
+        let headers = if context_headers {
             [
                 ("__connect.errors.topic", record.topic.to_string()),
                 ("__connect.errors.connector.name", self.connector.clone()),
@@ -171,21 +188,19 @@ impl RecordLimit {
         } else {
             Vec::new()
         };
-        self.dead_lettered.inc();
-        out.push(Record {
+        Record {
             extras: Some(Arc::new(EventExtras {
                 headers,
                 timestamp_ms: None,
             })),
             ..Record::keyed(
                 topic,
-                *index,
+                index,
                 record.key,
                 Some(Bytes::from(text)),
                 &record.tx,
             )
-        });
-        Ok(())
+        }
     }
 
     /// What was refused and why, in words.

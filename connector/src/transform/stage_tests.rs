@@ -40,16 +40,21 @@ fn row(v: &str) -> Vec<Datum> {
     vec![Datum::Text(Bytes::copy_from_slice(v.as_bytes()))]
 }
 
-#[test]
-fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
-    let mut p = Transform::new(
+/// The test spec's transform, with no catalog keys and no salts.
+fn transform() -> Transform {
+    Transform::new(
         "c",
         &spec(),
         HashMap::new(),
         &Metrics::new("c"),
         &Default::default(),
     )
-    .expect("compiles");
+    .expect("compiles")
+}
+
+#[test]
+fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
+    let mut p = transform();
     assert_eq!(
         p.topics(),
         [
@@ -155,14 +160,7 @@ fn routes_captured_actions_to_every_target_and_ignores_the_rest() {
 
 #[test]
 fn change_for_unknown_relation_is_an_error() {
-    let mut p = Transform::new(
-        "c",
-        &spec(),
-        HashMap::new(),
-        &Metrics::new("c"),
-        &Default::default(),
-    )
-    .expect("compiles");
+    let mut p = transform();
     let err = p.handle(
         Message::Insert {
             relation_id: 77,
@@ -178,14 +176,7 @@ fn change_for_unknown_relation_is_an_error() {
 
 #[test]
 fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
-    let mut p = Transform::new(
-        "c",
-        &spec(),
-        HashMap::new(),
-        &Metrics::new("c"),
-        &Default::default(),
-    )
-    .expect("compiles");
+    let mut p = transform();
     let orders = QualifiedTable::parse("public.orders").expect("valid");
     let mut out = Vec::new();
     p.handle(relation(1, "orders"), Lsn(1), 0, &mut out, &mut NoWatch)
