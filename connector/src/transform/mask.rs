@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use md5::Md5;
@@ -75,9 +74,9 @@ impl fmt::Debug for ColumnMask {
 
 impl ColumnMask {
     /// What a value becomes.
-    pub fn text<'a>(&self, value: &'a str) -> Cow<'a, str> {
+    pub fn text<'a>(&'a self, value: &'a str) -> Cow<'a, str> {
         match self {
-            ColumnMask::Chars(stars) => Cow::Owned(stars.to_string()),
+            ColumnMask::Chars(stars) => Cow::Borrowed(stars),
             ColumnMask::Hash {
                 algorithm,
                 salt,
@@ -117,25 +116,26 @@ impl ColumnMask {
 /// Lower-case hexadecimal of the digest of `salt` followed by `value`
 /// (Debezium's `HashingByteArrayStrategy.V2`).
 fn hex_digest(algorithm: HashAlgorithm, salt: &[u8], value: &[u8]) -> String {
-    fn digest<D: Digest>(salt: &[u8], value: &[u8]) -> Vec<u8> {
+    fn hex<D: Digest>(salt: &[u8], value: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut d = D::new();
         d.update(salt);
         d.update(value);
-        d.finalize().to_vec()
+        let bytes = d.finalize();
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes.iter() {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        out
     }
-    let bytes = match algorithm {
-        HashAlgorithm::Md5 => digest::<Md5>(salt, value),
-        HashAlgorithm::Sha1 => digest::<Sha1>(salt, value),
-        HashAlgorithm::Sha256 => digest::<Sha256>(salt, value),
-        HashAlgorithm::Sha384 => digest::<Sha384>(salt, value),
-        HashAlgorithm::Sha512 => digest::<Sha512>(salt, value),
-    };
-    let mut hex = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing into a String cannot fail.
-        let _ = write!(hex, "{b:02x}");
+    match algorithm {
+        HashAlgorithm::Md5 => hex::<Md5>(salt, value),
+        HashAlgorithm::Sha1 => hex::<Sha1>(salt, value),
+        HashAlgorithm::Sha256 => hex::<Sha256>(salt, value),
+        HashAlgorithm::Sha384 => hex::<Sha384>(salt, value),
+        HashAlgorithm::Sha512 => hex::<Sha512>(salt, value),
     }
-    hex
 }
 
 /// A target's masks for one table shape, by column position.

@@ -6,7 +6,8 @@
 //!   `pg_recvlogical` to /dev/null and by the engine (Debezium JSON into
 //!   the broker, acks=all, until every record is acknowledged) in each
 //!   mode: at-least-once, exactly-once, the flat envelope, a grouped
-//!   target, three filtered targets; a wide row of many types; 100k one-row
+//!   target, three filtered targets, masked columns (a SHA-256 hash, a
+//!   mask and a cut); a wide row of many types; 100k one-row
 //!   transactions; the 1M-row table snapshotted against `COPY`
 //!   (`snapshot.rs`). Peak RSS of each (the in-flight cap fills when the
 //!   broker is slower than decoding).

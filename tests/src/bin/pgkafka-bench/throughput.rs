@@ -78,7 +78,7 @@ pub const PLAIN: Contender = Contender {
     listeners: "[{table: {table}}]",
 };
 
-pub const MODES: [Contender; 4] = [
+pub const MODES: [Contender; 5] = [
     Contender {
         name: "exactly-once",
         kafka_extra: ", deliveryGuarantee: exactlyOnce",
@@ -101,6 +101,14 @@ pub const MODES: [Contender; 4] = [
             {topic: {table}.qty, filter: {conditions: [{field: new.qty, operator: '>', value: 3}]}},
             {topic: {table}.amount, filter: {conditions: [{field: new.amount, operator: '>=', value: '50.00'}]}},
             {topic: {table}.customer, filter: {conditions: [{field: new.customer, operator: ends_with, value: '7'}]}}]}]",
+    },
+    Contender {
+        name: "masked columns (SHA-256 hash, mask, cut)",
+        kafka_extra: "",
+        listeners: "[{table: {table}, targets: [{columnMasks: [
+            {columns: [customer], hash: {algorithm: SHA-256, saltSecretRef: {name: pii, key: salt}}},
+            {columns: [status], maskWithChars: 4},
+            {columns: [note], truncateToChars: 16}]}]}]",
     },
 ];
 

@@ -69,7 +69,12 @@ pub async fn run_until(
     done: impl Fn(&Engine, &serde_json::Value) -> bool,
 ) -> (f64, u64) {
     let started = Instant::now();
-    let mut engine = Engine::start(&bin.to_string_lossy(), manifest);
+    // The salt of the masked-columns contender (`pii/salt`).
+    let secrets = [
+        ("pg/password", pgkafka_tests::PG_PASSWORD),
+        ("pii/salt", "bench-salt"),
+    ];
+    let mut engine = Engine::start_with_secrets(&bin.to_string_lossy(), manifest, &secrets);
     let mut peak_kib = 0;
     loop {
         peak_kib = peak_kib.max(engine.peak_rss_kib().unwrap_or(0));
