@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::engines::EngineAddresses;
 use crate::probe::HttpProbe;
 use crate::{controller, http, leader, metrics::Metrics, resources::Settings};
 
@@ -43,9 +44,10 @@ struct Args {
     /// How often a connector's status is refreshed, in seconds.
     #[arg(long, default_value_t = 15)]
     refresh_seconds: u64,
-    /// For tests without cluster DNS: read each engine's address from
-    /// `DIR/<namespace>/<engine service name>` (`host:port`) instead of
-    /// resolving its Service.
+    /// For the API-server tests, whose engines are local processes: read
+    /// each engine's address from `DIR/<namespace>/<engine service name>`
+    /// (`host:port`). An API server refuses loopback addresses in
+    /// EndpointSlices, so those tests cannot publish them there.
     #[arg(long, hide = true)]
     engine_endpoints_dir: Option<PathBuf>,
 }
@@ -90,6 +92,7 @@ pub fn main() -> ExitCode {
             image_pull_policy: args.engine_image_pull_policy,
         };
         let probe = HttpProbe {
+            addresses: EngineAddresses::watch(&client, &args.namespaces),
             endpoints_dir: args.engine_endpoints_dir,
         };
         let refresh = Duration::from_secs(args.refresh_seconds.max(1));

@@ -21,6 +21,8 @@
 //!               `pgkafka-postgres`, the PostgreSQL side the engine uses too: the
 //!               operator does not depend on the engine crate, so no librdkafka
 //!               and no replication carrier is linked (a test checks the binary)
+//! engines       where each engine answers: a ready pod address from its Service's
+//!               EndpointSlices (watched), so no cluster DNS is needed
 //! probe         the `EngineProbe` seam: the engine's `/status` over HTTP, read
 //!               as `pgkafka_crds::report::EngineStatus` (the type the engine
 //!               writes), and snapshot signals sent to it
@@ -42,6 +44,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod engines;
 pub mod error;
 pub mod http;
 pub mod leader;

@@ -1,4 +1,5 @@
-//! Asking a running engine how it is: its `/status` through its Service.
+//! Asking a running engine how it is: its `/status`, at its pod's address
+//! (`engines.rs`) or through its Service; and snapshot signals sent to it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use kube::ResourceExt;
 use pgkafka_crds::PgKafkaConnector;
 
+use crate::engines::EngineAddresses;
 use crate::resources::{engine_name, HTTP_PORT};
 use pgkafka_crds::report::EngineStatus;
 
@@ -71,11 +73,15 @@ pub enum SnapshotAnswer {
     Unreachable,
 }
 
-/// Over HTTP, at `http://<name>-engine.<namespace>.svc:8080/status`.
+/// Over HTTP, at a ready address of the engine's pod (its Service's
+/// EndpointSlices), else at `http://<name>-engine.<namespace>.svc:8080`.
 #[derive(Debug, Default)]
 pub struct HttpProbe {
-    /// Tests without cluster DNS: `DIR/<namespace>/<service>` holds the
-    /// engine's `host:port`.
+    /// The engines' pod addresses, watched.
+    pub addresses: EngineAddresses,
+    /// The API-server tests' engines are local processes, and an API
+    /// server refuses loopback addresses in EndpointSlices: there
+    /// `DIR/<namespace>/<service>` holds the engine's `host:port`.
     pub endpoints_dir: Option<PathBuf>,
 }
 
@@ -83,12 +89,16 @@ impl HttpProbe {
     /// Where the engine of `c` answers.
     fn address(&self, c: &PgKafkaConnector) -> Option<String> {
         let (service, ns) = (engine_name(c), c.namespace()?);
-        match &self.endpoints_dir {
-            None => Some(format!("{service}.{ns}.svc:{HTTP_PORT}")),
-            Some(dir) => std::fs::read_to_string(dir.join(&ns).join(&service))
+        if let Some(dir) = &self.endpoints_dir {
+            return std::fs::read_to_string(dir.join(&ns).join(&service))
                 .ok()
-                .map(|a| a.trim().to_owned()),
+                .map(|a| a.trim().to_owned());
         }
+        Some(
+            self.addresses
+                .address(&ns, &service)
+                .unwrap_or_else(|| format!("{service}.{ns}.svc:{HTTP_PORT}")),
+        )
     }
 }
 

@@ -47,6 +47,8 @@ and fail on any "forbidden" in its log.
   rolls the engine). Never create, patch or delete.
 - events.k8s.io events: create, patch (an Event per condition change;
   repeats are patched).
+- discovery.k8s.io endpointslices: list, watch (the engines' pod addresses,
+  so their /status is read without cluster DNS).
 */}}
 {{- define "pgkafka.rules" -}}
 - apiGroups: ["pgkafka.io"]
@@ -70,4 +72,7 @@ and fail on any "forbidden" in its log.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "watch"]
 {{- end -}}
