@@ -81,7 +81,7 @@
 //! | replication stream | `source/stream.rs` |
 //! | snapshots: reader and watermarks, changed keys, progress store, requests (execute with a condition, pause, resume, stop) and `/status` | `snapshot/{reader,changed,progress,shared,condition,mod}.rs` |
 //! | pgoutput, relations, PostgreSQL types, values, Debezium's handling modes | `decode/{pgoutput,relations,types,values,decimal,temporal}.rs` |
-//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,stage,watch}.rs` |
+//! | routes, filters, typed comparison, envelope, fan-out to targets (tombstones), groups and their spill files | `transform/{route,filter,typed,encode,fanout,group,spill,stage,assemble,watch}.rs` (`assemble`: keys, encoder and limits from the spec) |
 //! | the schema form (Connect schemas), schema-change announcements | `transform/schema.rs`, `transform/stage.rs` |
 //! | Kafka producer, compacted topics (writer and reader), exactly-once checkpoints | `sink/{kafka,compacted,transactions}.rs` |
 //! | creating topics (data topics as `topicDefaults`/`topicCreation` say; internal ones compacted, and checked) | `sink/topics.rs` |

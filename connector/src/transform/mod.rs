@@ -3,6 +3,7 @@
 //! It holds no snapshot state: the keys a change touches go to a
 //! [`watch::KeyWatch`], and snapshot rows come in with the keys to drop.
 
+mod assemble;
 pub(crate) mod encode;
 mod fanout;
 pub(crate) mod filter;

@@ -2,17 +2,15 @@
 //! belongs to, whether it captures that action, which targets' filters pass
 //! it, and one record per target (or one change in a transaction group).
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pgkafka_crds::{Action, JsonHandlingMode, PgKafkaConnectorSpec, QualifiedTable, TopicCreation};
+use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable, TopicCreation};
 
-use super::encode::EnvelopeContext;
+use super::assemble::{encoder, key_policy, own_limits};
 use super::fanout::{change_of, fan_out, record_key, Encoder, RowChange};
 use super::filter::RowView;
 use super::group::{GroupBuffers, GROUP_MEMORY_BUDGET};
-use super::limit::RecordLimit;
 use super::mask::Salts;
 use super::message::{Logical, MessageRoutes, MESSAGE_COLLECTION};
 use super::route::{action_index, CompiledRoute, Routes};
@@ -21,7 +19,7 @@ use super::txmeta::TxMetadata;
 use super::watch::KeyWatch;
 use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
-use crate::decode::relations::{KeyColumns, KeyPolicy, RelationCache};
+use crate::decode::relations::{KeyPolicy, RelationCache};
 use crate::decode::values::ValueModes;
 use crate::event::{
     Change, Column, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TopicFacts, TxHeaders,
@@ -536,85 +534,6 @@ impl Transform {
             )?;
         }
         Ok(kept)
-    }
-}
-
-/// Record keys: the catalog's primary keys, and `keyColumns` where given.
-fn key_policy(
-    routes: &Routes,
-    spec: &PgKafkaConnectorSpec,
-    primary_keys: HashMap<QualifiedTable, Vec<String>>,
-) -> KeyPolicy {
-    let mut policy = KeyPolicy {
-        primary_keys,
-        ..KeyPolicy::default()
-    };
-    for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
-        if let Some(keys) = &l.key_columns {
-            policy.key_columns.insert(
-                listener.table.clone(),
-                KeyColumns {
-                    field: format!("spec.listeners[{i}].keyColumns"),
-                    columns: keys.clone(),
-                },
-            );
-        }
-    }
-    policy
-}
-
-/// How records are written: the handling modes, and the size limit with
-/// what to do past it (`dead_letters`: the dead-letter topic, its index,
-/// context headers or not).
-fn encoder(
-    name: &str,
-    spec: &PgKafkaConnectorSpec,
-    metrics: &Metrics,
-    max_message_bytes: usize,
-    dead_letters: Option<(Arc<str>, usize, bool)>,
-) -> Encoder {
-    let kafka = &spec.kafka;
-    Encoder {
-        context: EnvelopeContext {
-            name: name.to_owned(),
-            database: spec.postgres.database.clone(),
-            modes: ValueModes {
-                decimal: kafka.decimal_handling_mode,
-                time: kafka.time_precision_mode,
-                binary: kafka.binary_handling_mode,
-                json_as_text: kafka.schemas || kafka.json_handling_mode == JsonHandlingMode::String,
-            },
-        },
-        payload_hint: Cell::new(256),
-        limit: RecordLimit {
-            max_bytes: kafka
-                .max_record_bytes
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(max_message_bytes),
-            connector: name.to_owned(),
-            dead_letters,
-            dead_lettered: metrics.dead_lettered.clone(),
-        },
-    }
-}
-
-/// Targets with an error policy of their own (`targets[].errors`) get a
-/// limit of their own: the connector's, with their dead-letter topic.
-fn own_limits(routes: &mut Routes, spec: &PgKafkaConnectorSpec, base: &RecordLimit) {
-    for (l, listener) in spec.listeners.iter().enumerate() {
-        for (j, t) in listener.targets.iter().enumerate() {
-            let Some(errors) = &t.errors else {
-                continue;
-            };
-            let dead_letters = errors.dead_letters().map(|d| {
-                let (index, topic) = routes.topic_index(&d.topic);
-                (topic, index, d.context_headers)
-            });
-            routes.listeners[l].targets[j].limit = Some(RecordLimit {
-                dead_letters,
-                ..base.clone()
-            });
-        }
     }
 }
 
