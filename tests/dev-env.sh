@@ -11,10 +11,12 @@
 #   tests/dev-env.sh bench [--quick] the throughput benchmark (release build)
 #
 # Building blocks the Rust test support calls:
-#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL [tls]]]
+#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL [tls [ADDRS]]]]
 #                                    start a cluster in DIR; prints its port;
 #                                    stops and deletes it when PID exits;
-#                                    `tls`: with a CA in DIR/tls/ca.crt
+#                                    `tls`: with a CA in DIR/tls/ca.crt;
+#                                    ADDRS: listen_addresses (127.0.0.1), any
+#                                    other address also admitted in pg_hba
 #   tests/dev-env.sh pg-down DIR     stop it
 #   tests/dev-env.sh tansu-bin       print the Tansu binary's path
 #   tests/dev-env.sh noida-bin       print the noida-db binary's path
@@ -210,7 +212,7 @@ make_certs() {
 }
 
 pg_up() {
-  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} tls=${4:-} bindir port ssl_opts=""
+  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} tls=${4:-} listen=${5:-127.0.0.1} bindir port ssl_opts=""
   bindir=$(pg_bindir) || { log "PostgreSQL 15 is not installed: run tests/dev-env.sh install"; exit 1; }
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
@@ -225,6 +227,11 @@ pg_up() {
     as_pg "$bindir/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" -A scram-sha-256 \
       --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_pg mkdir -p "$dir/sock"
+    if [ "$listen" != 127.0.0.1 ]; then
+      # Pods on the test node connect from the bridge's subnet.
+      printf 'host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256\n' |
+        as_pg tee -a "$dir/data/pg_hba.conf" >/dev/null
+    fi
   fi
   if [ "$tls" = tls ]; then
     make_certs "$dir/tls"
@@ -233,7 +240,7 @@ pg_up() {
   fi
   port=$(free_port)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
-    "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c wal_level=$wal_level \
+    "-p $port -k $dir/sock -c listen_addresses=$listen -c wal_level=$wal_level \
      -c max_replication_slots=20 -c max_wal_senders=20 -c fsync=off -c synchronous_commit=off \
      -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=200 $ssl_opts" >/dev/null
   if [ -n "$watch_pid" ]; then
@@ -368,7 +375,7 @@ case "$cmd" in
   quickstart) quickstart ;;
   test) run_tests ;;
   bench) shift; bench "$@" ;;
-  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" ;;
+  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" "${6:-}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
   noida-bin) noida_bin ;;

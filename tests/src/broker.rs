@@ -15,6 +15,8 @@ pub struct Broker {
     /// `host:port`.
     pub bootstrap: String,
     child: Option<Child>,
+    /// The address it listens on and advertises.
+    host: String,
     port: u16,
     /// noida-db's data directory (`None`: Tansu or an outside Kafka).
     noida_dir: Option<PathBuf>,
@@ -27,6 +29,7 @@ impl Broker {
             Ok(b) if !b.is_empty() => Broker {
                 bootstrap: b,
                 child: None,
+                host: String::new(),
                 port: 0,
                 noida_dir: None,
             },
@@ -36,10 +39,17 @@ impl Broker {
 
     /// Always a Tansu of this test's own, which it may kill and restart.
     pub fn owned() -> Broker {
+        Broker::owned_on("127.0.0.1")
+    }
+
+    /// A Tansu of this test's own listening on, and advertising, `host`
+    /// (pods on the test node reach the host at its bridge address).
+    pub fn owned_on(host: &str) -> Broker {
         let port = free_port();
         let mut broker = Broker {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: format!("{host}:{port}"),
             child: None,
+            host: host.to_owned(),
             port,
             noida_dir: None,
         };
@@ -86,6 +96,7 @@ impl Broker {
         Broker {
             bootstrap: format!("127.0.0.1:{port}"),
             child: Some(child),
+            host: "127.0.0.1".to_owned(),
             port,
             noida_dir: Some(dir),
         }
@@ -125,7 +136,7 @@ impl Broker {
         self.kill();
         static BIN: OnceLock<String> = OnceLock::new();
         let bin = BIN.get_or_init(|| dev_env(&["tansu-bin"]));
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}:{}", self.host, self.port);
         let child = Command::new(bin)
             .args([
                 "broker",
@@ -141,7 +152,7 @@ impl Broker {
             .expect("start tansu");
         self.child = Some(child);
         wait_until(Duration::from_secs(10), "tansu to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            std::net::TcpStream::connect((self.host.as_str(), self.port)).is_ok()
         });
     }
 }

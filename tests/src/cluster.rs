@@ -198,7 +198,7 @@ fn write_kubeconfig(file: &Path, port: u16, token: &str) {
     std::fs::write(file, text).expect("write kubeconfig");
 }
 
-async fn client_from(kubeconfig: &Path) -> Client {
+pub(crate) async fn client_from(kubeconfig: &Path) -> Client {
     pgkafka_postgres::tls::install_default_provider();
     let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(

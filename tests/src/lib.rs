@@ -5,7 +5,8 @@
 //! developer uses (`postgres`, `broker`, `engine`, `kafka`, `manifest`:
 //! one file each). For the operator: a real Kubernetes API server
 //! ([`cluster`]) and the test playing the kubelet for engine Deployments
-//! ([`kubelet`]).
+//! ([`kubelet`]); a real single-node Kubernetes for pods that really run
+//! ([`node`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ mod engine;
 mod kafka;
 pub mod kubelet;
 mod manifest;
+pub mod node;
 mod postgres;
 
 pub use broker::Broker;

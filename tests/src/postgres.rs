@@ -40,10 +40,28 @@ impl Postgres {
         Postgres::start_with("logical", "tls")
     }
 
+    /// A new cluster (`wal_level=logical`) also listening on `address`,
+    /// any client address admitted with the password: pods on the test
+    /// node reach the host at its bridge address.
+    pub fn start_on(address: &str) -> Postgres {
+        Postgres::start_listening("logical", "", &format!("127.0.0.1,{address}"))
+    }
+
     fn start_with(wal_level: &str, tls: &str) -> Postgres {
+        Postgres::start_listening(wal_level, tls, "127.0.0.1")
+    }
+
+    fn start_listening(wal_level: &str, tls: &str, addresses: &str) -> Postgres {
         let dir = std::env::temp_dir().join(unique("pgkafka-pg"));
         let pid = std::process::id().to_string();
-        let port = dev_env(&["pg-up", &dir.to_string_lossy(), &pid, wal_level, tls]);
+        let port = dev_env(&[
+            "pg-up",
+            &dir.to_string_lossy(),
+            &pid,
+            wal_level,
+            tls,
+            addresses,
+        ]);
         Postgres {
             port: port
                 .parse()
