@@ -83,10 +83,12 @@ pub fn main() -> ExitCode {
             tracing::error!(error = %e, addr = %args.metrics_addr, "cannot serve metrics");
             return ExitCode::FAILURE;
         }
-        if args.leader_election {
+        let leadership = if args.leader_election {
             let me = std::env::var("POD_NAME").unwrap_or_else(|_| format!("pgkafka-operator-{}", std::process::id()));
-            leader::lead(client.clone(), &args.lease_namespace, "pgkafka-operator", &me, leader::Timing::default()).await;
-        }
+            Some(leader::lead(client.clone(), &args.lease_namespace, "pgkafka-operator", &me, leader::Timing::default()).await)
+        } else {
+            None
+        };
         let settings = Settings {
             engine_image: args.engine_image,
             image_pull_policy: args.engine_image_pull_policy,
@@ -101,6 +103,10 @@ pub fn main() -> ExitCode {
             controller::run(ctx, None).await;
         } else {
             futures::future::join_all(args.namespaces.into_iter().map(|ns| controller::run(ctx.clone(), Some(ns)))).await;
+        }
+        // The controllers stop on SIGTERM or Ctrl-C.
+        if let Some(leadership) = leadership {
+            leadership.release().await;
         }
         ExitCode::SUCCESS
     })

@@ -289,6 +289,16 @@ impl Operator {
             .sum::<f64>() as u64
     }
 
+    /// Stops it with SIGTERM (what the kubelet sends) and waits for it to
+    /// exit; its exit status.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().ok()?.code()
+    }
+
     /// Kills it with SIGKILL.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -395,7 +395,8 @@ async fn retain_keeps_the_slot_and_a_new_resource_resumes_from_it() {
 }
 
 /// Two replicas: only the Lease holder reconciles; when it dies the other
-/// takes over within the lease time.
+/// takes over within the lease time; when it stops on SIGTERM it hands the
+/// Lease over at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     let Some(env) = Env::new("lease").await else {
@@ -450,7 +451,42 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
         operators[standby].reconciles() > 0
     })
     .await;
-    for operator in &operators {
+
+    // Stopped with SIGTERM (a rollout, its pod deleted), the holder
+    // releases the Lease: a third replica, watching it, takes it before the
+    // last renewal would have expired.
+    let third = env.operator(&kubelet, &args);
+    let renewed = leases
+        .get_opt("pgkafka-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.renew_time)
+        .map(|t| t.0.as_second())
+        .expect("a renewal time");
+    assert_eq!(
+        operators[standby].terminate(),
+        Some(0),
+        "a clean exit on SIGTERM"
+    );
+    let log = operators[standby].log_text();
+    assert!(log.contains("lease released"), "{log}");
+    wait_for(LONG, "the third replica to take the Lease", || async {
+        holder().await.as_deref() == Some(third.name.as_str())
+    })
+    .await;
+    let acquired = leases
+        .get_opt("pgkafka-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.acquire_time)
+        .map_or(i64::MAX, |t| t.0.as_second());
+    assert!(
+        acquired < renewed + 15,
+        "taken at {acquired}, not before the lease renewed at {renewed} (15 s) expired: never released"
+    );
+    for operator in operators.iter().chain([&third]) {
         operator.assert_never_forbidden();
     }
 }

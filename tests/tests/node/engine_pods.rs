@@ -324,7 +324,11 @@ pub async fn memory_limited(stage: &Stage<'_>) {
                 "    - table: big\n      targets: [{{topic: {topic}, sendAsTransaction: true}}]"
             ),
         )
-        .spec(|s| s.resources = Some(limited));
+        .spec(|s| {
+            s.slot.name = name.replace('-', "_") + "_slot";
+            s.publication.name = name.replace('-', "_") + "_pub";
+            s.resources = Some(limited);
+        });
     stage.node.apply(&stage.ns, &m.yaml());
     let pod = stage.engine_pod(&name).await;
     stage.wait_condition(&name, "Ready", "True", STATUS).await;
