@@ -360,7 +360,9 @@ run_tests() {
   check_operator_binary
   HELM=$(helm_bin) python3 tests/chart/check.py
   echo "helm chart checks: ran" >>"$PGKAFKA_TIERS_FILE"
-  echo "single-node Kubernetes (../shared/kube-node): SKIPPED (not wired into the suite yet)" >>"$PGKAFKA_TIERS_FILE"
+  # Pods on a real kubelet: the image built from the Dockerfile, the chart,
+  # the scenarios; it says itself whether it ran or why it was skipped.
+  bash "$ROOT/tests/node/tier.sh"
   echo "== test tiers"
   sort -u "$PGKAFKA_TIERS_FILE"
   rm -f "$PGKAFKA_TIERS_FILE"

@@ -7,7 +7,8 @@
 //! main.rs, cli  wiring only: flags, client, leader election, controller, /metrics
 //! controller    watches connectors and what they own (Deployments, ConfigMaps,
 //!               Services, ServiceAccounts) and the Secrets they reference
-//! leader        Lease-based leader election: only the holder reconciles
+//! leader        Lease-based leader election: only the holder reconciles;
+//!               released on SIGTERM, watched by the waiting replicas
 //! reconcile     `reconcile` = kube's finalizer around two idempotent functions:
 //!                 apply:   validate -> read Secrets (one resolver, shared with the
 //!                          engine) -> provision publication and slot -> server-side

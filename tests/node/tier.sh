@@ -14,16 +14,20 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KN=$ROOT/../shared/kube-node
 TIER="single-node Kubernetes (../shared/kube-node)"
-TIERS=${PGKAFKA_TIERS_FILE:-/dev/stderr}
 IMAGE=localhost/pgkafka:dev
 TOOLS=${PGKAFKA_TOOLS_DIR:-$HOME/.cache/pgkafka/tools}
 export KN_RUN=${KN_RUN:-/tmp/pgkafka-kn}
 
 log() { echo "node tier: $*" >&2; }
 
+# A line for the test command's summary of tiers.
+tier_line() {
+  if [ -n "${PGKAFKA_TIERS_FILE:-}" ]; then echo "$TIER: $1" >>"$PGKAFKA_TIERS_FILE"; else echo "tier $TIER: $1" >&2; fi
+}
+
 cannot_run() {
   if [ "${CI:-}" = true ]; then log "cannot run under CI: $1"; exit 1; fi
-  echo "$TIER: SKIPPED ($1)" >>"$TIERS"
+  tier_line "SKIPPED ($1)"
   echo "*** SKIPPING the single-node Kubernetes tier: $1 ***" >&2
   exit 0
 }
@@ -65,4 +69,4 @@ log "node up, $IMAGE imported"
 cd "$ROOT"
 PGKAFKA_KUBE_NODE_RUN=$KN_RUN PGKAFKA_IMAGE=$IMAGE \
   cargo test -p pgkafka-tests --features kube-node --test node -- --nocapture
-echo "$TIER: ran (image built in $((built - started)) s, node and scenarios $(($(date +%s) - built)) s)" >>"$TIERS"
+tier_line "ran (image built in $((built - started)) s, node and scenarios $(($(date +%s) - built)) s)"
