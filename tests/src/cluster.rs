@@ -210,6 +210,22 @@ pub(crate) async fn client_from(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("kube client")
 }
 
+/// (status, reason) of condition `kind` of connector `name` in `ns`.
+pub async fn connector_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    kind: &str,
+) -> Option<(String, String)> {
+    let c = Api::<pgkafka_crds::PgKafkaConnector>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?;
+    let cond = c.status?.conditions.into_iter().find(|x| x.type_ == kind)?;
+    Some((cond.status, cond.reason))
+}
+
 /// The operator, run as a process on its ServiceAccount's token.
 pub struct Operator {
     child: Option<Child>,

@@ -86,17 +86,21 @@ pub async fn leader_deleted(stage: &Stage<'_>, c: &Connector) {
     )
     .await;
     let took = deleted.elapsed();
-    let patch = |state: &str| format!(r#"{{"spec":{{"state":"{state}"}}}}"#);
-    stage.node.kubectl_ok(&[
-        "-n",
-        &stage.ns,
-        "patch",
-        "pgkc",
-        &c.name,
-        "--type=merge",
-        "-p",
-        &patch("paused"),
-    ]);
+    let set_state = |state: &str| {
+        let patch = format!(r#"{{"spec":{{"state":"{state}"}}}}"#);
+        let args = [
+            "-n",
+            &stage.ns,
+            "patch",
+            "pgkc",
+            &c.name,
+            "--type=merge",
+            "-p",
+            &patch,
+        ];
+        stage.node.kubectl_ok(&args);
+    };
+    set_state("paused");
     let deployments = Api::<Deployment>::namespaced(stage.node.client().await, &stage.ns);
     let engine = format!("{}-engine", c.name);
     wait_for(
@@ -113,16 +117,7 @@ pub async fn leader_deleted(stage: &Stage<'_>, c: &Connector) {
         },
     )
     .await;
-    stage.node.kubectl_ok(&[
-        "-n",
-        &stage.ns,
-        "patch",
-        "pgkc",
-        &c.name,
-        "--type=merge",
-        "-p",
-        &patch("running"),
-    ]);
+    set_state("running");
     stage.engine_pod(&c.name).await;
     stage.wait_condition(&c.name, "Ready", "True", STATUS).await;
     eprintln!(

@@ -164,9 +164,8 @@ impl<'a> Stage<'a> {
 
     /// (status, reason) of condition `kind`.
     pub async fn condition(&self, name: &str, kind: &str) -> Option<(String, String)> {
-        let c = self.get(name).await?;
-        let cond = c.status?.conditions.into_iter().find(|x| x.type_ == kind)?;
-        Some((cond.status, cond.reason))
+        let client = self.node.client().await;
+        pgkafka_tests::cluster::connector_condition(&client, &self.ns, name, kind).await
     }
 
     pub async fn wait_condition(&self, name: &str, kind: &str, status: &str, limit: Duration) {

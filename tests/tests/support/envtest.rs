@@ -121,9 +121,7 @@ impl Env {
 
     /// (status, reason) of condition `kind`.
     pub async fn condition(&self, name: &str, kind: &str) -> Option<(String, String)> {
-        let c = self.get(name).await?;
-        let cond = c.status?.conditions.into_iter().find(|x| x.type_ == kind)?;
-        Some((cond.status, cond.reason))
+        pgkafka_tests::cluster::connector_condition(&self.client, &self.ns, name, kind).await
     }
 
     pub async fn wait_condition(&self, name: &str, kind: &str, status: &str, limit: Duration) {
