@@ -210,6 +210,7 @@ pub async fn secret_rotated(stage: &Stage<'_>, c: &Connector) {
     let (text, stopped_after) = tokio::task::spawn_blocking(logs)
         .await
         .expect("log follower");
+    let old_exited = k8s_openapi::jiff::Timestamp::now().as_second();
     assert!(
         stopped_after < Duration::from_secs(45),
         "the old engine took {stopped_after:?} (grace period 45 s)"
@@ -242,6 +243,15 @@ pub async fn secret_rotated(stage: &Stage<'_>, c: &Connector) {
         new.metadata.name.as_deref(),
         Some(old_name.as_str()),
         "the template rolled"
+    );
+    // `Recreate`: the new pod is made only once the old one is gone, so two
+    // engines never hold the slot (a rolling update would have made it
+    // seconds before the old engine exited). Seconds, with the log
+    // stream's own delay as slack.
+    let created = new.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second());
+    assert!(
+        created >= old_exited - 2,
+        "new pod created at {created}, before the old engine exited at {old_exited}"
     );
     stage.wait_condition(&c.name, "Ready", "True", STATUS).await;
     stage
