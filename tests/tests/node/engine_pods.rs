@@ -248,7 +248,11 @@ pub async fn secret_rotated(stage: &Stage<'_>, c: &Connector) {
     // engines never hold the slot (a rolling update would have made it
     // seconds before the old engine exited). Seconds, with the log
     // stream's own delay as slack.
-    let created = new.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second());
+    let created = new
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second());
     assert!(
         created >= old_exited - 2,
         "new pod created at {created}, before the old engine exited at {old_exited}"
