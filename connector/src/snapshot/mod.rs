@@ -359,8 +359,9 @@ impl<'a> Snapshots<'a> {
         self.keep_state(progress).await
     }
 
-    /// Shows `progress`, and keeps its state at once with the progress
-    /// kept last (its rows and key are safe; the newer ones are not yet).
+    /// Keeps `progress`'s state at once with the progress kept last (its
+    /// rows and key are safe; the newer ones are not yet), then shows it:
+    /// `/status` says paused or stopped only once a restart would say so too.
     async fn keep_state(&mut self, progress: Progress) -> Result<(), Error> {
         let name = progress.shown.table.clone();
         let mut record = self.kept.get(&name).cloned().unwrap_or_else(|| Progress {
@@ -373,9 +374,9 @@ impl<'a> Snapshots<'a> {
         record.shown.state = progress.shown.state;
         record.shown.finished_ms = progress.shown.finished_ms;
         record.shown.condition = progress.shown.condition.clone();
-        self.shared.set(progress, self.metrics);
         self.store.write(&record).await?;
         self.kept.insert(name, record);
+        self.shared.set(progress, self.metrics);
         Ok(())
     }
 
