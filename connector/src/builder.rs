@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::path::Path;
 
-use pgkafka_crds::{ConnectorState, PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{ConnectorState, PgKafkaConnectorSpec};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
@@ -54,11 +54,14 @@ impl Engine {
 
     fn new(cfg: EngineConfig, limits: Limits) -> Engine {
         let metrics = Metrics::new(&cfg.name);
+        let shared = SharedSnapshots::default();
+        // Until start-up has matched the pattern listeners: the exact ones.
+        shared.set_listened(cfg.spec.tables());
         Engine {
             cfg,
             metrics,
             limits,
-            shared: SharedSnapshots::default(),
+            shared,
             halted: Halted::default(),
         }
     }
@@ -87,13 +90,6 @@ impl Engine {
             metrics: self.metrics.clone(),
             shared: self.shared.clone(),
             halted: self.halted.clone(),
-            listened: self
-                .cfg
-                .spec
-                .listeners
-                .iter()
-                .filter_map(|l| QualifiedTable::parse(&l.table).ok())
-                .collect(),
             condition_check: Some(ConditionCheck {
                 postgres: self.cfg.spec.postgres.clone(),
                 credentials: self.cfg.postgres.clone(),

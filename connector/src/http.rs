@@ -208,6 +208,14 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
 
+    fn orders_listened() -> crate::snapshot::SharedSnapshots {
+        let shared = crate::snapshot::SharedSnapshots::default();
+        shared.set_listened(vec![
+            pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")
+        ]);
+        shared
+    }
+
     #[test]
     fn readyz_follows_streaming_and_status_reports_lsns() {
         let metrics = Metrics::new("c");
@@ -216,9 +224,8 @@ mod tests {
                 name: "c".into(),
                 slot: "s".into(),
                 metrics: metrics.clone(),
-                shared: Default::default(),
+                shared: orders_listened(),
                 halted: Default::default(),
-                listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
                 condition_check: None,
             },
         };
@@ -244,9 +251,8 @@ mod tests {
                 name: "c".into(),
                 slot: "s".into(),
                 metrics,
-                shared: Default::default(),
+                shared: orders_listened(),
                 halted: Default::default(),
-                listened: vec![pgkafka_crds::QualifiedTable::parse("public.orders").expect("valid")],
                 condition_check: None,
             },
         };

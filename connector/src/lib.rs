@@ -87,7 +87,7 @@
 //! | creating topics (data topics as `topicDefaults`/`topicCreation` say; internal ones compacted, and checked) | `sink/topics.rs` |
 //! | LSN tracker | `ack/tracker.rs` |
 //! | delivery: caps, reports, guarantee (exactly-once commits in the background); topics the broker refuses outright, kept across sessions (`RefusedTopics`) | `delivery/{mod,exactly_once}.rs` |
-//! | sessions and their restarts; the start-up checks of the slot against what was delivered | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check` |
+//! | sessions and their restarts; the start-up checks of the slot against what was delivered; pattern listeners expanded once at start-up (every later stage sees one listener per table) | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check`, `pgkafka_postgres::provision::expand` |
 //! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
 //! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |

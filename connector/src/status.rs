@@ -45,7 +45,6 @@ pub struct StatusHandle {
     pub(crate) metrics: Metrics,
     pub(crate) shared: SharedSnapshots,
     pub(crate) halted: Halted,
-    pub(crate) listened: Vec<QualifiedTable>,
     /// How PostgreSQL is reached to check a snapshot's condition.
     pub(crate) condition_check: Option<ConditionCheck>,
 }
@@ -157,10 +156,11 @@ impl StatusHandle {
             return Err("tables: name at least one listened table".into());
         }
         let mut accepted = Vec::with_capacity(tables.len());
+        let all = self.shared.listened();
         for name in tables {
             let table = QualifiedTable::parse(name).map_err(|e| format!("{name}: {e}"))?;
-            if !self.listened.contains(&table) {
-                let listened: Vec<String> = self.listened.iter().map(table_name).collect();
+            if !all.contains(&table) {
+                let listened: Vec<String> = all.iter().map(table_name).collect();
                 return Err(format!(
                     "{name} is not a listened table (listened: {})",
                     listened.join(", ")

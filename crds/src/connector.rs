@@ -437,8 +437,15 @@ fn all_actions() -> Vec<Action> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerSpec {
     /// `schema.table` (schema defaults to `public`); quote parts with upper case
-    /// or dots as in SQL: `"Sales"."Order.Lines"`.
+    /// or dots as in SQL: `"Sales"."Order.Lines"`. Give this or `tables`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub table: String,
+    /// Many tables by pattern instead of one (Debezium's schema and table
+    /// include and exclude lists): this listener's actions, keys and targets
+    /// apply to each; a target's `topic` may use `${schema}` and `${table}`.
+    /// A table an exact `table` listener names is that listener's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::TableSelector>,
     /// Actions captured; all four when omitted.
     #[serde(default = "all_actions")]
     #[schemars(length(min = 1))]
@@ -451,6 +458,12 @@ pub struct ListenerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("size(self) > 0").message("targets, when given, must list at least one target (omit it for the default topic)"))]
     pub targets: Vec<TargetSpec>,
+    /// In an expanded spec, the listener it comes from; never read from a
+    /// manifest, never in the CRD. (Serialized when set: the schema derive
+    /// copies this struct, and a field only skipped would go unread there.)
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub origin: Option<crate::ListenerOrigin>,
 }
 
 /// A Kafka destination of a listener.

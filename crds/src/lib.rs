@@ -12,7 +12,10 @@
 //!   decoding messages (`spec.messages`); `outbox.rs`: outbox targets
 //!   (Debezium's Outbox Event Router); `errors.rs`: the error policy and
 //!   the dead-letter topic (Connect's `errors.*`); `masks.rs`: masked,
-//!   hashed and truncated columns (Debezium's `column.mask.*`).
+//!   hashed and truncated columns (Debezium's `column.mask.*`);
+//!   `patterns.rs`: listeners that select many tables (`tables`), and
+//!   `spec.expand(catalog)`, which turns them into one listener per matched
+//!   table before anything else reads the spec.
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -36,6 +39,7 @@ pub mod lsn;
 mod masks;
 mod messages;
 mod outbox;
+mod patterns;
 pub mod report;
 mod schema;
 mod status;
@@ -52,6 +56,7 @@ pub use heartbeat::HeartbeatSpec;
 pub use masks::{ColumnMaskSpec, HashAlgorithm, HashSpec, MaskOperation};
 pub use messages::MessageSpec;
 pub use outbox::{AdditionalField, OutboxOperation, OutboxSpec, Placement, ROUTED_BY_VALUE};
+pub use patterns::{fill_topic, ListenerOrigin, TableSelector};
 pub use status::*;
 pub use table::{QualifiedTable, TableNameError};
 pub use topics::TopicCreation;

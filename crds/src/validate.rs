@@ -253,16 +253,30 @@ impl PgKafkaConnectorSpec {
         let mut seen = HashSet::new();
         for (i, listener) in self.listeners.iter().enumerate() {
             let field = format!("spec.listeners[{i}]");
-            match QualifiedTable::parse(&listener.table) {
-                Ok(table) => {
-                    if !seen.insert(table.clone()) {
-                        errs.push(
-                            format!("{field}.table"),
-                            format!("{table} is listed twice; give one listener several targets"),
-                        );
-                    }
+            if let Some(selector) = &listener.tables {
+                if !listener.table.is_empty() {
+                    errs.push(format!("{field}.table"), "give table or tables, not both");
                 }
-                Err(e) => errs.push(format!("{field}.table"), e.to_string()),
+                for (path, message) in selector.problems(&format!("{field}.tables")) {
+                    errs.push(path, message);
+                }
+            } else {
+                match QualifiedTable::parse(&listener.table) {
+                    Ok(table) => {
+                        if !seen.insert(table.clone()) {
+                            errs.push(
+                                format!("{field}.table"),
+                                format!(
+                                    "{table} is listed twice; give one listener several targets"
+                                ),
+                            );
+                        }
+                    }
+                    Err(e) => errs.push(
+                        format!("{field}.table"),
+                        format!("{e} (or select many with tables)"),
+                    ),
+                }
             }
             if listener.actions.is_empty() {
                 errs.push(format!("{field}.actions"), "must list at least one action");
@@ -368,7 +382,12 @@ fn validate_target(
     errs: &mut Errors,
 ) {
     if let Some(topic) = &target.topic {
-        if let Some(reason) = topic_name_problem(topic) {
+        // A template is checked as a matched table would fill it.
+        let sample = QualifiedTable {
+            schema: "s".into(),
+            name: "t".into(),
+        };
+        if let Some(reason) = topic_name_problem(&crate::fill_topic(topic, &sample)) {
             errs.push(format!("{field}.topic"), format!("{topic:?} {reason}"));
         }
     }

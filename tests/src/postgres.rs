@@ -133,6 +133,21 @@ impl TestDb {
         });
     }
 
+    /// The tables `publication` publishes, as `schema.table`, sorted.
+    pub async fn published_tables(&self, publication: &str) -> Vec<String> {
+        self.client
+            .query(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables
+                  WHERE pubname = $1 ORDER BY 1",
+                &[&publication],
+            )
+            .await
+            .expect("publication tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// The slot's `confirmed_flush_lsn` as a number (0 when unset or missing).
     pub async fn confirmed_flush(&self, slot: &str) -> u64 {
         let row = self

@@ -16,6 +16,30 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
 }
 
+/// Every table a listener may select by pattern: ordinary and partitioned
+/// tables (a partition is captured as its root), outside PostgreSQL's own
+/// schemas, sorted.
+pub async fn user_tables(client: &Client) -> Result<Vec<QualifiedTable>, PgError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+                AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+              ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(PgError::during("listing the database's tables"))?;
+    Ok(rows
+        .iter()
+        .map(|r| QualifiedTable {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
 /// Reads `table`; `None` when it does not exist (or is not a table).
 pub async fn table_info(
     client: &Client,

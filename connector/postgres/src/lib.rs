@@ -4,8 +4,8 @@
 //! | concern | module |
 //! |---|---|
 //! | the SQL session, with libpq's `sslmode` meanings | [`connection`], [`tls`] |
-//! | start-up checks and provisioning of the publication and the slot | [`provision`] |
-//! | what the catalog says of a listened table (columns, replica identity, key) | [`catalog`], [`shape`] |
+//! | start-up checks and provisioning of the publication and the slot; pattern listeners expanded against the catalog | [`provision`] |
+//! | what the catalog says of a listened table (columns, replica identity, key), and which tables a pattern may match | [`catalog`], [`shape`] |
 //! | the slot's state for the status, dropping slot and publication | [`slot`] |
 //! | whether the slot may be used, created or recreated, given what was delivered | [`slot_check`] |
 //! | credentials from secret references (files or Kubernetes Secrets) | [`credentials`] |

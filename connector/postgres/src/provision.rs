@@ -58,6 +58,18 @@ pub fn drop_publication_sql(name: &str) -> String {
     format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name))
 }
 
+/// The spec with its pattern listeners expanded against the database's
+/// tables (`PgKafkaConnectorSpec::expand`); the spec itself when it has none.
+pub async fn expand(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+) -> Result<PgKafkaConnectorSpec, PgError> {
+    if !spec.has_patterns() {
+        return Ok(spec.clone());
+    }
+    Ok(spec.expand(&crate::catalog::user_tables(client).await?))
+}
+
 /// Checks the server and reads every listened table, changing nothing.
 pub async fn inspect(
     client: &Client,
@@ -77,14 +89,15 @@ pub struct Ensured {
     pub gap: bool,
 }
 
-/// Checks the server and the listened tables, then ensures the publication
-/// and the slot, never past what was `delivered` unless `spec.slot.onLoss`
+/// Checks the server and the listened tables (pattern listeners expanded),
+/// then ensures the publication and the slot, never past what was `delivered` unless `spec.slot.onLoss`
 /// says so ([`crate::slot_check`]).
 pub async fn provision(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
     delivered: Delivered,
 ) -> Result<Ensured, PgError> {
+    let spec = &expand(client, spec).await?;
     inspect(client, spec).await?;
     ensure(client, spec, delivered).await
 }
@@ -128,7 +141,7 @@ async fn check_tables(
     for (i, table) in tables.iter().enumerate() {
         let Some(info) = table_info(client, table).await? else {
             return Err(PgError::Setup {
-                field: format!("spec.listeners[{i}].table"),
+                field: format!("{}.table", spec.listener_field(i)),
                 message: format!(
                     "table {table} does not exist in database {:?}",
                     spec.postgres.database

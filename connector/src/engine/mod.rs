@@ -64,12 +64,13 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let ca_file = stream_ca_file(&cfg)?;
+    let mut cfg = cfg;
     let StartUp {
         primary_keys,
         mut flushed,
         verified,
         identity,
-    } = start_up(&cfg, &metrics, &shared, ca_file.clone(), limits).await?;
+    } = start_up(&mut cfg, &metrics, &shared, ca_file.clone(), limits).await?;
     metrics.confirmed_lsn.set(lsn_gauge(flushed));
     metrics
         .in_flight_limit
@@ -125,7 +126,7 @@ pub(crate) async fn run(
 /// publication and the slot: never starting past what was delivered unless
 /// `spec.slot.onLoss` says so (`pgkafka_postgres::slot_check`).
 async fn start_up(
-    cfg: &EngineConfig,
+    cfg: &mut EngineConfig,
     metrics: &Metrics,
     shared: &SharedSnapshots,
     ca_file: Option<PathBuf>,
@@ -140,6 +141,11 @@ async fn start_up(
         &verified,
     )
     .await?;
+    // From here on every listener names one table: pattern listeners become
+    // one listener per table they match now.
+    cfg.spec = provision::expand(&client, &cfg.spec).await?;
+    shared.set_listened(cfg.spec.tables());
+    let cfg = &*cfg;
     let primary_keys = check_listeners(cfg, metrics, &client).await?;
     let settings = stream_settings(cfg, ca_file, verified.get(), limits.status_interval);
     let identity = identify(settings).await?;
@@ -209,7 +215,7 @@ async fn check_listeners(
             else {
                 continue;
             };
-            let field = format!("spec.listeners[{i}].keyColumns");
+            let field = format!("{}.keyColumns", cfg.spec.listener_field(i));
             let configured = listener.key_columns.as_deref();
             snapshot_key(client, &info.shape, &info.primary_key, configured, &field).await?;
         }

@@ -262,7 +262,7 @@ impl<'a> Snapshots<'a> {
             table,
             after,
             key_columns: spec.key_columns.clone(),
-            field: format!("spec.listeners[{listener}]"),
+            field: self.cfg.spec.listener_field(listener),
             condition,
             run,
         };

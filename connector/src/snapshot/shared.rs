@@ -57,6 +57,9 @@ pub(crate) enum Command {
 struct BoardState {
     tables: BTreeMap<String, Progress>,
     commands: Vec<Command>,
+    /// The tables listened to: the spec's exact ones until start-up has
+    /// matched the pattern listeners, then every matched table too.
+    listened: Vec<QualifiedTable>,
 }
 
 impl SharedSnapshots {
@@ -65,6 +68,16 @@ impl SharedSnapshots {
             Ok(mut state) => f(&mut state),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+    }
+
+    /// The tables a snapshot may be asked of.
+    pub fn listened(&self) -> Vec<QualifiedTable> {
+        self.with(|s| s.listened.clone())
+    }
+
+    /// Sets the tables listened to (at build, and once patterns matched).
+    pub fn set_listened(&self, tables: Vec<QualifiedTable>) {
+        self.with(|s| s.listened = tables);
     }
 
     /// Every table's progress, for `/status`.

@@ -32,7 +32,7 @@ pub(super) fn key_policy(
             policy.key_columns.insert(
                 listener.table.clone(),
                 KeyColumns {
-                    field: format!("spec.listeners[{i}].keyColumns"),
+                    field: format!("{}.keyColumns", spec.listener_field(i)),
                     columns: keys.clone(),
                 },
             );

@@ -209,7 +209,7 @@ impl Routes {
                 .iter()
                 .enumerate()
                 .map(|(j, t)| {
-                    let path = format!("spec.listeners[{i}].targets[{j}]");
+                    let path = format!("{}.targets[{j}]", spec.listener_field(i));
                     let name = t
                         .topic
                         .clone()
