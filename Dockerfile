@@ -5,8 +5,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The target directory (gigabytes) is dropped in the same step: only the two
+# binaries leave this stage, and a layer holding it would only fill the disk.
 RUN cargo build --release --locked -p pgkafka-connector -p pgkafka-operator \
-    && cp target/release/pgkafka-connector target/release/pgkafka-operator /usr/local/bin/
+    && cp target/release/pgkafka-connector target/release/pgkafka-operator /usr/local/bin/ \
+    && rm -rf target
 
 # distroless/cc has glibc, libgcc and OpenSSL but no zlib, which the engine
 # links (libz-sys takes the build stage's zlib1g-dev); OpenSSL is copied too,
