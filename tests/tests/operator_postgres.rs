@@ -30,19 +30,6 @@ fn creds() -> Credentials {
     }
 }
 
-async fn published(db: &pgkafka_tests::TestDb, publication: &str) -> Vec<String> {
-    db.client
-        .query(
-            "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1",
-            &[&publication],
-        )
-        .await
-        .expect("publication tables")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn provisions_exactly_what_is_asked_alters_and_drops() {
     let db = TestCluster::shared().fresh_database().await;
@@ -66,7 +53,7 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
     .await
     .expect("provisioning twice is a no-op");
     assert_eq!(
-        published(&db, &format!("{name}_pub")).await,
+        db.published_tables(&format!("{name}_pub")).await,
         ["public.a", "public.b"]
     );
     let slots: i64 = db
@@ -87,7 +74,7 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
     .await
     .expect("alter");
     assert_eq!(
-        published(&db, &format!("{name}_pub")).await,
+        db.published_tables(&format!("{name}_pub")).await,
         ["public.b", "public.c"]
     );
 
@@ -127,7 +114,7 @@ async fn provisions_exactly_what_is_asked_alters_and_drops() {
         Dropped::Done
     );
     assert_eq!(pg.slot_state(&c, &creds()).await.expect("state"), None);
-    assert!(published(&db, &format!("{name}_pub")).await.is_empty());
+    assert!(db.published_tables(&format!("{name}_pub")).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,7 +145,9 @@ async fn hostile_names_are_quoted_never_executed() {
         .get(0);
     assert!(victim, "no injected statement ran");
     assert_eq!(
-        published(&db, "Pub\"; DROP TABLE victim; --").await.len(),
+        db.published_tables("Pub\"; DROP TABLE victim; --")
+            .await
+            .len(),
         1
     );
     assert_eq!(
