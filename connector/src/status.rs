@@ -77,6 +77,7 @@ impl StatusHandle {
                 bytes: m.in_flight_bytes.get(),
                 record_limit: m.in_flight_limit.get(),
             },
+            tables: self.shared.tables_report(),
             snapshot: SnapshotReport {
                 tables: self.shared.tables(),
             },

@@ -29,6 +29,7 @@ use crate::topics::TopicCreation;
     printcolumn = r#"{"name":"Slot","type":"string","jsonPath":".spec.slot.name"}"#,
     printcolumn = r#"{"name":"Confirmed LSN","type":"string","jsonPath":".status.replication.confirmedFlushLSN"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","format":"int64","jsonPath":".status.replication.lagBytes"}"#,
+    printcolumn = r#"{"name":"Tables","type":"integer","format":"int64","jsonPath":".status.tables.count"}"#,
     printcolumn = r#"{"name":"Snapshot","type":"string","jsonPath":".status.snapshot.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -223,6 +224,18 @@ pub struct PublicationSpec {
     /// Create the publication for the listeners' tables when it does not exist.
     #[serde(default = "default_true")]
     pub create: bool,
+    /// Seconds between two looks at the catalog for tables that pattern
+    /// listeners (`listeners[].tables`) select: a table created since is
+    /// captured without restarting the stream (added to a managed
+    /// publication, then snapshotted under `snapshot.mode: initial`), a
+    /// dropped one is let go. Unused without pattern listeners.
+    #[serde(default = "default_refresh_seconds")]
+    #[schemars(schema_with = "crate::schema::refresh_seconds")]
+    pub refresh_interval_seconds: u32,
+}
+
+fn default_refresh_seconds() -> u32 {
+    10
 }
 
 /// The logical replication slot.

@@ -208,13 +208,20 @@ impl PgKafkaConnectorSpec {
     /// The field path of listener `i` as the user wrote it: a matched
     /// table's listener names the pattern listener and the table.
     pub fn listener_field(&self, i: usize) -> String {
-        match self
-            .listeners
-            .get(i)
-            .and_then(|l| l.origin.as_ref().map(|o| (o, &l.table)))
-        {
-            Some((o, table)) if o.matched => format!("spec.listeners[{}] (table {table})", o.index),
-            Some((o, _)) => format!("spec.listeners[{}]", o.index),
+        match self.listeners.get(i) {
+            Some(l) => l.field(i),
+            None => format!("spec.listeners[{i}]"),
+        }
+    }
+}
+
+impl ListenerSpec {
+    /// Its field path as the user wrote it, `i` being its index in the
+    /// spec it is part of (see [`PgKafkaConnectorSpec::listener_field`]).
+    pub fn field(&self, i: usize) -> String {
+        match &self.origin {
+            Some(o) if o.matched => format!("spec.listeners[{}] (table {})", o.index, self.table),
+            Some(o) => format!("spec.listeners[{}]", o.index),
             None => format!("spec.listeners[{i}]"),
         }
     }

@@ -39,6 +39,9 @@ pub struct EngineStatus {
     pub in_flight: InFlight,
     /// Snapshot progress per table.
     pub snapshot: SnapshotReport,
+    /// The tables listened to, pattern listeners' matches included.
+    #[serde(default)]
+    pub tables: TablesReport,
     /// Why the engine stopped streaming for good (a fault retrying cannot
     /// fix, such as a filter naming a column that was dropped): nothing
     /// after the confirmed position is lost, and it waits for a new
@@ -59,6 +62,51 @@ impl EngineStatus {
 pub struct SnapshotReport {
     /// Every table snapshotted, being snapshotted or asked for.
     pub tables: Vec<TableSnapshot>,
+}
+
+/// The tables listened to: how many, the first few by name (a connector
+/// may listen to thousands; the count is exact), and those a pattern
+/// matched that could not be captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TablesReport {
+    /// How many tables are listened to.
+    #[schemars(schema_with = "crate::schema::count")]
+    pub count: u64,
+    /// The first [`TablesReport::NAMES_SHOWN`] of them by name, `schema.table`.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Tables a pattern listener matched that are not captured, with why
+    /// (a filter naming a column the table lacks, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedTable>,
+}
+
+impl TablesReport {
+    /// Names listed at most.
+    pub const NAMES_SHOWN: usize = 20;
+
+    /// The report of `names` (sorted here) and `skipped`.
+    pub fn of(mut names: Vec<String>, skipped: Vec<SkippedTable>) -> Self {
+        names.sort();
+        let count = names.len() as u64;
+        names.truncate(Self::NAMES_SHOWN);
+        TablesReport {
+            count,
+            names,
+            skipped,
+        }
+    }
+}
+
+/// A table a pattern matched and the engine could not capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedTable {
+    /// `schema.table`.
+    pub table: String,
+    /// Why, naming the field.
+    pub reason: String,
 }
 
 /// Totals since the engine started (dead letters: in all).
@@ -209,6 +257,7 @@ mod tests {
             last_event_unix_ms: 0,
             counters: Counters::default(),
             in_flight: InFlight::default(),
+            tables: TablesReport::of(vec!["public.b".into(), "public.a".into()], Vec::new()),
             snapshot: SnapshotReport {
                 tables: vec![TableSnapshot {
                     state: SnapshotState::Running,

@@ -37,6 +37,11 @@ pub(crate) fn snapshot_tables(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 16 })
 }
 
+/// Seconds between looks for tables patterns select: `int32` within 1..=3,600.
+pub(crate) fn refresh_seconds(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 3600 })
+}
+
 /// Seconds between heartbeats: `int32` within 1..=86,400.
 pub(crate) fn heartbeat_seconds(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 86400 })

@@ -20,6 +20,10 @@ pub struct PgKafkaConnectorStatus {
     /// Snapshot progress as the engine reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotStatus>,
+    /// The tables the engine listens to (count, the first few, those a
+    /// pattern matched and could not capture), as it reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::report::TablesReport>,
 }
 
 /// Snapshot progress of every table the engine knows about.

@@ -185,6 +185,13 @@ impl PgKafkaConnectorSpec {
                 format!("{publication:?} must be 1-63 bytes without control characters"),
             );
         }
+        let refresh = self.publication.refresh_interval_seconds;
+        if !(1..=3600).contains(&refresh) {
+            errs.push(
+                "spec.publication.refreshIntervalSeconds",
+                format!("{refresh} must be within 1..=3600"),
+            );
+        }
     }
 
     fn validate_kafka(&self, errs: &mut Errors) {

@@ -142,6 +142,7 @@ pub fn engine(streaming: bool) -> EngineStatus {
         counters: Default::default(),
         in_flight: Default::default(),
         snapshot: Default::default(),
+        tables: Default::default(),
         halted: None,
     }
 }

@@ -86,6 +86,10 @@ pub fn compute(
         conditions,
         replication: replication(observed, slot_name, previous),
         snapshot,
+        tables: match &observed.engine {
+            Some(engine) => Some(engine.tables.clone()),
+            None => previous.and_then(|p| p.tables.clone()),
+        },
     }
 }
 

@@ -223,13 +223,14 @@ fn printer_columns_and_events(env: &Env, name: &str, slot: &str) {
     assert!(!lines[1].contains("<none>"), "a column is empty: {table}");
     assert_eq!(
         values.len(),
-        8,
-        "NAME READY STATE SLOT LSN LAG SNAPSHOT AGE: {table}"
+        9,
+        "NAME READY STATE SLOT LSN LAG TABLES SNAPSHOT AGE: {table}"
     );
     assert_eq!(&values[..4], [name, "True", "running", slot], "{table}");
     assert!(values[4].contains('/'), "an LSN: {table}");
     assert!(values[5].parse::<i64>().is_ok(), "lag bytes: {table}");
-    assert_eq!(values[6], "1/1", "the initial snapshot is done: {table}");
+    assert_eq!(values[6], "1", "one table listened to: {table}");
+    assert_eq!(values[7], "1/1", "the initial snapshot is done: {table}");
     let described = env.kubectl_ok(&["describe", "pgkc", name]);
     let events = described.split("Events:").nth(1).unwrap_or_default();
     assert!(events.contains("Streaming"), "no Ready event: {described}");

@@ -53,6 +53,15 @@ pub(crate) fn set_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
     )
 }
 
+/// `ALTER PUBLICATION "p" ADD TABLE "s"."t", ...`
+pub(crate) fn add_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
+    format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(name),
+        table_list(tables)
+    )
+}
+
 /// `DROP PUBLICATION IF EXISTS "p"`
 pub fn drop_publication_sql(name: &str) -> String {
     format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name))
@@ -110,6 +119,47 @@ pub async fn ensure(
 ) -> Result<Ensured, PgError> {
     ensure_publication(client, spec, &spec.tables()).await?;
     ensure_slot(client, spec, delivered).await
+}
+
+/// Makes `tables` (just matched by a pattern listener, while streaming)
+/// part of the publication: a managed one gets those it lacks (`ADD TABLE`,
+/// so nothing it publishes already changes); one the connector does not
+/// manage is left alone. Returns the tables still not published.
+pub async fn publish_added(
+    client: &Client,
+    spec: &PgKafkaConnectorSpec,
+    tables: &[QualifiedTable],
+) -> Result<Vec<QualifiedTable>, PgError> {
+    let name = &spec.publication.name;
+    let all = client
+        .query_opt(
+            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            &[name],
+        )
+        .await
+        .map_err(PgError::during("looking up the publication"))?;
+    if all.is_some_and(|row| row.get::<_, bool>(0)) {
+        return Ok(Vec::new());
+    }
+    let published = published_tables(client, name).await?;
+    let missing: Vec<QualifiedTable> = tables
+        .iter()
+        .filter(|t| !published.contains(t))
+        .cloned()
+        .collect();
+    if missing.is_empty() || !spec.publication.create {
+        return Ok(missing);
+    }
+    tracing::info!(publication = %name, tables = %table_list(&missing), "adding tables to the publication");
+    client
+        .batch_execute(&add_tables_sql(name, &missing))
+        .await
+        .map_err(PgError::during(format!(
+            "adding {} to publication {}",
+            table_list(&missing),
+            quote_ident(name)
+        )))?;
+    Ok(Vec::new())
 }
 
 async fn check_wal_level(client: &Client) -> Result<(), PgError> {
@@ -438,6 +488,10 @@ mod tests {
         assert_eq!(
             via_root_sql("a\"b"),
             r#"ALTER PUBLICATION "a""b" SET (publish_via_partition_root = true)"#
+        );
+        assert_eq!(
+            add_tables_sql("p", &tables[1..]),
+            r#"ALTER PUBLICATION "p" ADD TABLE "My.Schema"."x""; DROP TABLE y; --""#
         );
         assert_eq!(
             set_tables_sql("p", &tables[..1]),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use pgkafka_crds::{QualifiedTable, SlotLossPolicy, SnapshotMode};
 use tokio::sync::watch;
 
+mod discovery;
 mod heartbeat;
 mod offsets;
 mod session;
@@ -65,8 +66,9 @@ pub(crate) async fn run(
 ) -> Result<(), Error> {
     let ca_file = stream_ca_file(&cfg)?;
     let mut cfg = cfg;
+    let written = cfg.spec.clone();
     let StartUp {
-        primary_keys,
+        mut primary_keys,
         mut flushed,
         verified,
         identity,
@@ -87,6 +89,7 @@ pub(crate) async fn run(
         let began = Instant::now();
         let ctx = SessionContext {
             cfg: &cfg,
+            written: &written,
             metrics: &metrics,
             limits,
             primary_keys: primary_keys.clone(),
@@ -101,6 +104,9 @@ pub(crate) async fn run(
         metrics.streaming.set(0);
         flushed = flushed.max(session.safe_position());
         start = flushed;
+        let followed = session.take_followed();
+        drop(session);
+        follow(&mut cfg, &mut primary_keys, followed);
         let e = match result {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() => e,
@@ -117,6 +123,26 @@ pub(crate) async fn run(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return Ok(()),
         }
+    }
+}
+
+/// The tables a session started or stopped listening to, kept for the
+/// sessions after it (only tables a pattern matched are ever let go).
+fn follow(
+    cfg: &mut EngineConfig,
+    primary_keys: &mut HashMap<QualifiedTable, Vec<String>>,
+    followed: session::Followed,
+) {
+    let gone = |l: &pgkafka_crds::ListenerSpec| {
+        l.origin.as_ref().is_some_and(|o| o.matched)
+            && QualifiedTable::parse(&l.table).is_ok_and(|t| followed.dropped.contains(&t))
+    };
+    cfg.spec.listeners.retain(|l| !gone(l));
+    for (listener, primary_key) in followed.added {
+        if let Ok(table) = QualifiedTable::parse(&listener.table) {
+            primary_keys.insert(table, primary_key);
+        }
+        cfg.spec.listeners.push(listener);
     }
 }
 

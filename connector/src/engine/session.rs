@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pgkafka_crds::QualifiedTable;
+use pgkafka_crds::{ListenerSpec, PgKafkaConnectorSpec, QualifiedTable};
 use tokio::sync::watch;
 
+use super::discovery::Discovery;
 use super::heartbeat::Heartbeat;
 use super::offsets::Offsets;
 use super::{lsn_gauge, stream_settings, Limits};
@@ -34,10 +35,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// once per message, which one-row transactions feel most.
 const BATCH: usize = 256;
 
+#[path = "follow.rs"]
+mod follow;
+
 /// What a session needs from the engine.
 pub(super) struct SessionContext<'a> {
-    /// The configuration.
+    /// The configuration (pattern listeners expanded).
     pub cfg: &'a EngineConfig,
+    /// The spec as written: what pattern listeners are matched against
+    /// while streaming.
+    pub written: &'a PgKafkaConnectorSpec,
     /// The engine's metrics.
     pub metrics: &'a Metrics,
     /// In-flight caps and status interval.
@@ -79,6 +86,19 @@ pub(super) struct Session<'a> {
     /// The record of what was delivered: only recorded positions are
     /// confirmed to PostgreSQL.
     offsets: Offsets,
+    /// Pattern listeners' tables looked for while streaming.
+    discovery: Option<Discovery<'a>>,
+    /// What this session's discovery changed, for the next session.
+    followed: Followed,
+}
+
+/// Tables a session started or stopped listening to.
+#[derive(Default)]
+pub(super) struct Followed {
+    /// Each table's listener and primary key.
+    pub added: Vec<(ListenerSpec, Vec<String>)>,
+    /// Tables gone.
+    pub dropped: Vec<QualifiedTable>,
 }
 
 impl<'a> Session<'a> {
@@ -106,6 +126,8 @@ impl<'a> Session<'a> {
                 ctx.metrics.dead_lettered.clone(),
             )?,
             lookups,
+            discovery: Discovery::new(ctx.written, cfg),
+            followed: Followed::default(),
             delivery: Delivery::open(cfg, ctx.metrics, ctx.limits, flushed, ctx.refused.clone())?,
             snapshots: Snapshots::new(cfg, ctx.metrics, ctx.shared.clone())?,
             ctx,
@@ -154,6 +176,7 @@ impl<'a> Session<'a> {
                 Some(event) = self.snapshots.next_event() => self.snapshots.on_event(event).await?,
                 _ = requested.notified() => self.snapshots.take_requests().await?,
                 _ = heartbeat.due() => heartbeat.beat(),
+                _ = discovery_due(&mut self.discovery) => self.follow_tables().await?,
                 event = stream.recv(), if room => self.on_stream_batch(event?, &mut stream).await?,
             }
             self.report(&stream).await?;
@@ -401,6 +424,14 @@ impl<'a> Session<'a> {
         self.records = records;
         self.records.clear();
         Ok(())
+    }
+}
+
+/// The next look at the catalog, never without pattern listeners.
+async fn discovery_due(discovery: &mut Option<Discovery<'_>>) {
+    match discovery {
+        Some(d) => d.due().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, Notify};
 
 mod changed;
 pub(crate) mod condition;
+mod live;
 mod progress;
 pub(crate) mod reader;
 mod shared;
@@ -48,6 +49,7 @@ use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use crate::transform::watch::KeyWatch;
 use changed::Watched;
+use live::Listened;
 use progress::ProgressStore;
 pub(crate) use reader::Watermark;
 use reader::{chunk_ids, run_reader, Chunk, ReaderEvent, ReaderSettings, Run, TableRequest};
@@ -92,6 +94,9 @@ pub(crate) struct Snapshots<'a> {
     kept: HashMap<String, Progress>,
     /// The last generation handed out.
     generation: u64,
+    /// The tables a snapshot may read, by listener index (the spec's, then
+    /// those matched while streaming).
+    listeners: Vec<Listened>,
 }
 
 /// Runs the reader on a thread of its own (reading and parsing chunks
@@ -148,6 +153,7 @@ impl<'a> Snapshots<'a> {
             runs: HashMap::new(),
             kept: HashMap::new(),
             generation: 0,
+            listeners: Listened::of(&cfg.spec),
         })
     }
 
@@ -201,10 +207,8 @@ impl<'a> Snapshots<'a> {
             .flatten()
             .collect();
         let mut reads = Vec::new();
-        for (i, l) in self.cfg.spec.listeners.iter().enumerate() {
-            let Ok(table) = QualifiedTable::parse(&l.table) else {
-                continue;
-            };
+        for (i, l) in self.listeners.iter().enumerate() {
+            let table = l.table.clone();
             if asked.contains(&&table) {
                 continue;
             }
@@ -237,7 +241,10 @@ impl<'a> Snapshots<'a> {
         after: Option<Vec<String>>,
         condition: Option<String>,
     ) {
-        let spec = &self.cfg.spec.listeners[listener];
+        let Some(spec) = self.listeners.get(listener) else {
+            return;
+        };
+        let (key_columns, field) = (spec.key_columns.clone(), spec.field.clone());
         if after.is_none() {
             // A fresh start keeps the reason a request gave.
             let mut fresh = pending(&table);
@@ -261,8 +268,8 @@ impl<'a> Snapshots<'a> {
         let request = TableRequest {
             table,
             after,
-            key_columns: spec.key_columns.clone(),
-            field: self.cfg.spec.listener_field(listener),
+            key_columns,
+            field,
             condition,
             run,
         };
@@ -272,11 +279,7 @@ impl<'a> Snapshots<'a> {
     }
 
     fn listener_of(&self, table: &QualifiedTable) -> Option<usize> {
-        self.cfg
-            .spec
-            .listeners
-            .iter()
-            .position(|l| QualifiedTable::parse(&l.table).ok().as_ref() == Some(table))
+        self.listeners.iter().position(|l| &l.table == table)
     }
 
     /// Does what was asked since the last call.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use pgkafka_crds::report::{SnapshotState, TableSnapshot};
+use pgkafka_crds::report::{SkippedTable, SnapshotState, TableSnapshot, TablesReport};
 use pgkafka_crds::QualifiedTable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -60,6 +60,8 @@ struct BoardState {
     /// The tables listened to: the spec's exact ones until start-up has
     /// matched the pattern listeners, then every matched table too.
     listened: Vec<QualifiedTable>,
+    /// Tables a pattern matched that are not captured, with why.
+    skipped: Vec<SkippedTable>,
 }
 
 impl SharedSnapshots {
@@ -78,6 +80,40 @@ impl SharedSnapshots {
     /// Sets the tables listened to (at build, and once patterns matched).
     pub fn set_listened(&self, tables: Vec<QualifiedTable>) {
         self.with(|s| s.listened = tables);
+    }
+
+    /// The listened tables for `/status`: count, first names, skipped.
+    pub fn tables_report(&self) -> TablesReport {
+        self.with(|s| {
+            let names = s.listened.iter().map(table_name).collect();
+            TablesReport::of(names, s.skipped.clone())
+        })
+    }
+
+    /// Tables matched while streaming: `added` are listened to from now on,
+    /// `dropped` no longer (their snapshot progress leaves the status too),
+    /// `skipped` could not be captured (replacing any earlier word on them).
+    pub fn follow_tables(
+        &self,
+        added: &[QualifiedTable],
+        dropped: &[QualifiedTable],
+        skipped: Vec<SkippedTable>,
+        metrics: &Metrics,
+    ) {
+        self.with(|s| {
+            s.listened.retain(|t| !dropped.contains(t));
+            s.listened.extend(added.iter().cloned());
+            for t in dropped {
+                s.tables.remove(&table_name(t));
+            }
+            let gone = |name: &String| {
+                dropped.iter().chain(added).any(|t| &table_name(t) == name)
+                    || skipped.iter().any(|k| &k.table == name)
+            };
+            s.skipped.retain(|k| !gone(&k.table));
+            s.skipped.extend(skipped);
+            count_states(s, metrics);
+        });
     }
 
     /// Every table's progress, for `/status`.
@@ -143,18 +179,31 @@ impl SharedSnapshots {
     pub(super) fn set(&self, progress: Progress, metrics: &Metrics) {
         self.with(|s| {
             s.tables.insert(progress.shown.table.clone(), progress);
-            for state in SnapshotState::ALL {
-                let n = s.tables.values().filter(|p| p.shown.state == state).count();
-                metrics
-                    .snapshot_tables
-                    .with_label_values(&[state.as_str()])
-                    .set(n as i64);
-            }
+            count_states(s, metrics);
         });
     }
 
     pub(super) fn get(&self, table: &str) -> Option<Progress> {
         self.with(|s| s.tables.get(table).cloned())
+    }
+}
+
+/// The tables in each snapshot state, as gauges.
+fn count_states(s: &BoardState, metrics: &Metrics) {
+    let mut counts = [0i64; SnapshotState::ALL.len()];
+    for p in s.tables.values() {
+        if let Some(i) = SnapshotState::ALL
+            .iter()
+            .position(|&st| st == p.shown.state)
+        {
+            counts[i] += 1;
+        }
+    }
+    for (state, n) in SnapshotState::ALL.iter().zip(counts) {
+        metrics
+            .snapshot_tables
+            .with_label_values(&[state.as_str()])
+            .set(n);
     }
 }
 

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pgkafka_crds::{JsonHandlingMode, PgKafkaConnectorSpec, QualifiedTable};
+use pgkafka_crds::{JsonHandlingMode, ListenerSpec, PgKafkaConnectorSpec, QualifiedTable};
 
 use super::encode::EnvelopeContext;
 use super::fanout::Encoder;
@@ -28,17 +28,27 @@ pub(super) fn key_policy(
         ..KeyPolicy::default()
     };
     for (i, (listener, l)) in routes.listeners.iter().zip(&spec.listeners).enumerate() {
-        if let Some(keys) = &l.key_columns {
-            policy.key_columns.insert(
-                listener.table.clone(),
-                KeyColumns {
-                    field: format!("{}.keyColumns", spec.listener_field(i)),
-                    columns: keys.clone(),
-                },
-            );
-        }
+        key_columns(&mut policy, &listener.table, l, &spec.listener_field(i));
     }
     policy
+}
+
+/// Listener `l`'s `keyColumns`, when given, key `table`'s records.
+pub(super) fn key_columns(
+    policy: &mut KeyPolicy,
+    table: &QualifiedTable,
+    l: &ListenerSpec,
+    field: &str,
+) {
+    if let Some(keys) = &l.key_columns {
+        policy.key_columns.insert(
+            table.clone(),
+            KeyColumns {
+                field: format!("{field}.keyColumns"),
+                columns: keys.clone(),
+            },
+        );
+    }
 }
 
 /// How records are written: the handling modes, and the size limit with
@@ -80,18 +90,28 @@ pub(super) fn encoder(
 /// limit of their own: the connector's, with their dead-letter topic.
 pub(super) fn own_limits(routes: &mut Routes, spec: &PgKafkaConnectorSpec, base: &RecordLimit) {
     for (l, listener) in spec.listeners.iter().enumerate() {
-        for (j, t) in listener.targets.iter().enumerate() {
-            let Some(errors) = &t.errors else {
-                continue;
-            };
-            let dead_letters = errors.dead_letters().map(|d| {
-                let (index, topic) = routes.topic_index(&d.topic);
-                (topic, index, d.context_headers)
-            });
-            routes.listeners[l].targets[j].limit = Some(RecordLimit {
-                dead_letters,
-                ..base.clone()
-            });
-        }
+        own_limit(routes, l, listener, base);
+    }
+}
+
+/// [`own_limits`] of listener `l` alone.
+pub(super) fn own_limit(
+    routes: &mut Routes,
+    l: usize,
+    listener: &ListenerSpec,
+    base: &RecordLimit,
+) {
+    for (j, t) in listener.targets.iter().enumerate() {
+        let Some(errors) = &t.errors else {
+            continue;
+        };
+        let dead_letters = errors.dead_letters().map(|d| {
+            let (index, topic) = routes.topic_index(&d.topic);
+            (topic, index, d.context_headers)
+        });
+        routes.listeners[l].targets[j].limit = Some(RecordLimit {
+            dead_letters,
+            ..base.clone()
+        });
     }
 }

@@ -100,6 +100,16 @@ impl GroupBuffers {
         }
     }
 
+    /// Buffers for groups added since (a table matched while streaming
+    /// whose targets name a new group): `groups` is every group, old ones
+    /// first.
+    pub fn follow(&mut self, groups: &[Group]) {
+        for group in groups.iter().skip(self.groups.len()) {
+            self.groups.push(group.clone());
+            self.buffers.push(Buffer::default());
+        }
+    }
+
     fn part_budget(&self) -> usize {
         self.max_message_bytes.saturating_sub(WRAPPER_BYTES).max(1)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pgkafka_crds::{
-    Action, ColumnMaskSpec, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, OutboxSpec,
+    Action, ColumnMaskSpec, ColumnsSpec, Envelope, FilterSpec, KafkaSpec, ListenerSpec, OutboxSpec,
     PgKafkaConnectorSpec, QualifiedTable, TargetSpec, TopicCreation,
 };
 use prometheus::IntCounter;
@@ -68,6 +68,14 @@ pub(crate) struct Target {
     /// Its own size limit and error policy (`targets[].errors`), instead
     /// of the connector's.
     pub limit: Option<RecordLimit>,
+}
+
+/// The sizes of a [`Routes`] at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoutesMark {
+    listeners: usize,
+    groups: usize,
+    topics: usize,
 }
 
 /// The `topic_index` of a target with no topic of its own (an outbox).
@@ -191,44 +199,82 @@ impl Routes {
                 taken: 0,
             },
         };
-        let default_target = [TargetSpec::default()];
         for (i, l) in spec.listeners.iter().enumerate() {
-            let table = QualifiedTable::parse(&l.table)
-                .map_err(|source| TransformError::Table { index: i, source })?;
-            let mut actions = [false; 4];
-            for a in &l.actions {
-                actions[action_index(*a)] = true;
-            }
-            let table_label = format!("{}.{}", table.schema, table.name);
-            let specs: &[TargetSpec] = if l.targets.is_empty() {
-                &default_target
-            } else {
-                &l.targets
-            };
-            let targets = specs
-                .iter()
-                .enumerate()
-                .map(|(j, t)| {
-                    let path = format!("{}.targets[{j}]", spec.listener_field(i));
-                    let name = t
-                        .topic
-                        .clone()
-                        .unwrap_or_else(|| table.default_topic(&spec.kafka.topic_prefix));
-                    routes.target(path, name, t, &spec.kafka, &table_label, metrics)
-                })
-                .collect();
-            routes.by_table.insert(table.clone(), i);
-            routes.listeners.push(Listener {
-                changes: metrics
-                    .listener_changes
-                    .with_label_values(&[table_label.as_str()]),
-                label: table_label,
-                table,
-                actions,
-                targets,
-            });
+            routes.add(l, i, &spec.listener_field(i), &spec.kafka, metrics)?;
         }
         Ok(routes)
+    }
+
+    /// Adds listener `l` as listener `i` (the next one), its targets
+    /// registering their topics and groups; `field` is its spec path.
+    pub fn add(
+        &mut self,
+        l: &ListenerSpec,
+        i: usize,
+        field: &str,
+        kafka: &KafkaSpec,
+        metrics: &Metrics,
+    ) -> Result<(), TransformError> {
+        debug_assert_eq!(i, self.listeners.len(), "listeners are added in order");
+        let table = QualifiedTable::parse(&l.table)
+            .map_err(|source| TransformError::Table { index: i, source })?;
+        let mut actions = [false; 4];
+        for a in &l.actions {
+            actions[action_index(*a)] = true;
+        }
+        let table_label = format!("{}.{}", table.schema, table.name);
+        let default_target = [TargetSpec::default()];
+        let specs: &[TargetSpec] = if l.targets.is_empty() {
+            &default_target
+        } else {
+            &l.targets
+        };
+        let targets = specs
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let path = format!("{field}.targets[{j}]");
+                let name = t
+                    .topic
+                    .clone()
+                    .unwrap_or_else(|| table.default_topic(&kafka.topic_prefix));
+                self.target(path, name, t, kafka, &table_label, metrics)
+            })
+            .collect();
+        self.by_table.insert(table.clone(), i);
+        self.listeners.push(Listener {
+            changes: metrics
+                .listener_changes
+                .with_label_values(&[table_label.as_str()]),
+            label: table_label,
+            table,
+            actions,
+            targets,
+        });
+        Ok(())
+    }
+
+    /// How many listeners, groups and topics there are: what
+    /// [`Routes::rollback`] goes back to.
+    pub fn mark(&self) -> RoutesMark {
+        RoutesMark {
+            listeners: self.listeners.len(),
+            groups: self.groups.len(),
+            topics: self.topics.names.len(),
+        }
+    }
+
+    /// Forgets what was added since `mark` (a table that turned out not to
+    /// fit its listener): its listener, and the groups and topics nothing
+    /// else uses yet.
+    pub fn rollback(&mut self, mark: RoutesMark) {
+        for listener in self.listeners.drain(mark.listeners..) {
+            self.by_table.remove(&listener.table);
+        }
+        self.groups.truncate(mark.groups);
+        let keep = mark.topics.max(self.topics.taken);
+        self.topics.names.truncate(keep);
+        self.topics.creation.truncate(keep);
     }
 
     /// A target writing to topic `name`, registering its topic and group.

@@ -46,6 +46,9 @@ pub(crate) enum Boundary {
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
+#[path = "live_tables.rs"]
+mod live_tables;
+
 /// Turns messages into records. Holds the relation cache, each relation's
 /// listener and compiled route, and the transaction being decoded.
 pub(crate) struct Transform {

@@ -39,6 +39,7 @@ pub async fn columns(stage: &Stage<'_>, c: &Connector) {
             "CONFIRMED",
             "LSN",
             "LAG",
+            "TABLES",
             "SNAPSHOT",
             "AGE",
         ];
