@@ -1,6 +1,9 @@
 //! Every metric the engine exports, with its name in one place. Labels are
 //! bounded: none carries row values.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -68,6 +71,9 @@ pub const SNAPSHOT_STARTED_SECONDS: &str = "pgkafka_snapshot_started_timestamp_s
 #[derive(Clone)]
 pub(crate) struct Metrics {
     registry: Registry,
+    /// The label of topics whose series are shared (`spec.metrics.perTable:
+    /// false`): a matched table's topic -> its target's topic as written.
+    topic_labels: Arc<Mutex<HashMap<String, String>>>,
     /// See [`EVENTS_TOTAL`].
     pub events: IntCounter,
     /// See [`TRANSACTIONS_TOTAL`].
@@ -312,7 +318,25 @@ impl Metrics {
                 "Heartbeats that failed (the record or the action query).",
             ),
             registry: r.registry,
+            topic_labels: Arc::default(),
         }
+    }
+
+    /// Labels `topic`'s series `label` from now on.
+    pub fn label_topic(&self, topic: &str, label: &str) {
+        if let Ok(mut labels) = self.topic_labels.lock() {
+            labels.insert(topic.to_owned(), label.to_owned());
+        }
+    }
+
+    /// The label of `topic`'s series: itself, unless [`Metrics::label_topic`]
+    /// said otherwise.
+    pub fn topic_label(&self, topic: &str) -> String {
+        self.topic_labels
+            .lock()
+            .ok()
+            .and_then(|labels| labels.get(topic).cloned())
+            .unwrap_or_else(|| topic.to_owned())
     }
 
     /// Prometheus text exposition of every metric.

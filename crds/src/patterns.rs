@@ -46,6 +46,9 @@ pub struct ListenerOrigin {
     pub index: usize,
     /// Matched by that listener's `tables` (not named by it).
     pub matched: bool,
+    /// Each target's `topic` as written, before `${schema}` and `${table}`
+    /// were filled in (metrics may be labelled by it).
+    pub topics: Vec<Option<String>>,
 }
 
 /// A selector whose expressions compiled.
@@ -177,6 +180,7 @@ impl PgKafkaConnectorSpec {
                 l.origin = Some(ListenerOrigin {
                     index,
                     matched: false,
+                    topics: listener.targets.iter().map(|t| t.topic.clone()).collect(),
                 });
                 listeners.push(l);
                 continue;
@@ -195,6 +199,7 @@ impl PgKafkaConnectorSpec {
                 l.origin = Some(ListenerOrigin {
                     index,
                     matched: true,
+                    topics: listener.targets.iter().map(|t| t.topic.clone()).collect(),
                 });
                 listeners.push(l);
             }

@@ -20,6 +20,7 @@ mod engine;
 mod kafka;
 pub mod kubelet;
 mod manifest;
+pub mod many;
 pub mod node;
 mod postgres;
 

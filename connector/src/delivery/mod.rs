@@ -210,8 +210,13 @@ impl<'a> Delivery<'a> {
             "topics added in index order"
         );
         for (topic, _) in topics {
-            let gauge = self.metrics.topic_in_flight.with_label_values(&[&**topic]);
-            gauge.set(0);
+            let label = self.metrics.topic_label(topic);
+            let gauge = self.metrics.topic_in_flight.with_label_values(&[&label]);
+            // A session starts with nothing in flight; a shared series
+            // (spec.metrics.perTable: false) is reset only then.
+            if start == 0 || label == **topic {
+                gauge.set(0);
+            }
             self.topic_in_flight.push(gauge);
         }
         Ok(facts)
@@ -369,7 +374,7 @@ impl<'a> Delivery<'a> {
                 self.metrics.delivery_errors.inc();
                 self.metrics
                     .topic_delivery_errors
-                    .with_label_values(&[topic.as_str()])
+                    .with_label_values(&[self.metrics.topic_label(&topic).as_str()])
                     .inc();
                 Err(self.refusal(topic, error))
             }

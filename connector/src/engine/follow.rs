@@ -98,7 +98,7 @@ impl Session<'_> {
             .add_listener(
                 listener,
                 &listener.field(0),
-                &cfg.spec.kafka,
+                (&cfg.spec.kafka, cfg.spec.metrics.per_table),
                 &info.shape,
                 info.primary_key.clone(),
                 self.ctx.metrics,

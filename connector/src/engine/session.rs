@@ -186,6 +186,8 @@ impl<'a> Session<'a> {
         }
         self.delivery.finish(DRAIN_TIMEOUT).await?;
         let safe = self.delivery.safe_position();
+        self.snapshots.persist(safe).await?;
+        self.snapshots.finish().await?;
         self.offsets.flush(safe).await?;
         self.report(&stream).await?;
         let flushed = self.reported;

@@ -5,14 +5,16 @@
 //! back (snapshot progress, and the exactly-once checkpoints the session's
 //! transactional producer writes).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use pgkafka_crds::KafkaSpec;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::ClientConfig;
 
 use super::kafka::client_config_with;
@@ -54,6 +56,48 @@ impl CompactedWriter {
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Hands `value` under `key` to the producer now, in order with every
+    /// other write of this writer (so a later write of the key lands after
+    /// it), and starts its acknowledgement in the background: the first
+    /// write that fails is kept in `failed`.
+    pub fn write_in_background(
+        &self,
+        key: &str,
+        value: &[u8],
+        failed: &Arc<Mutex<Option<SinkError>>>,
+    ) -> Result<(), SinkError> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(value);
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| SinkError::delivery(self.topic.clone(), e))?;
+        let (failed, topic) = (Arc::clone(failed), self.topic.clone());
+        tokio::spawn(async move {
+            let error = match delivery.await {
+                Ok(Ok(_)) => return,
+                Ok(Err((e, _))) => e,
+                Err(_) => KafkaError::Canceled,
+            };
+            if let Ok(mut slot) = failed.lock() {
+                slot.get_or_insert(SinkError::delivery(topic, error));
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) for every write handed over to be
+    /// acknowledged.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|source| SinkError::Blocking {
+                what: "flushing a compacted topic's writes",
+                source,
+            })?;
+        flushed.map_err(|e| SinkError::delivery(self.topic.clone(), e))
     }
 
     /// Writes `value` under `key`; returns once the broker acknowledged it.

@@ -15,6 +15,17 @@ pub(super) struct Listened {
     pub key_columns: Option<Vec<String>>,
     /// The listener's spec path, for errors.
     pub field: String,
+    /// The `table` label of its snapshot series (see `spec.metrics.perTable`).
+    pub label: String,
+}
+
+/// The `table` label of `table`'s series, listener `l` being its listener
+/// (a pattern listener's index when `perTable` is off).
+pub(super) fn metric_label(table: &QualifiedTable, l: &ListenerSpec, per_table: bool) -> String {
+    match l.origin.as_ref().filter(|o| o.matched && !per_table) {
+        Some(o) => format!("listeners[{}]", o.index),
+        None => table_name(table),
+    }
 }
 
 impl Listened {
@@ -24,8 +35,10 @@ impl Listened {
             .iter()
             .enumerate()
             .filter_map(|(i, l)| {
+                let table = QualifiedTable::parse(&l.table).ok()?;
                 Some(Listened {
-                    table: QualifiedTable::parse(&l.table).ok()?,
+                    label: metric_label(&table, l, spec.metrics.per_table),
+                    table,
                     key_columns: l.key_columns.clone(),
                     field: spec.listener_field(i),
                 })
@@ -46,6 +59,7 @@ impl Snapshots<'_> {
     ) {
         if self.listener_of(&table).is_none() {
             self.listeners.push(Listened {
+                label: metric_label(&table, l, self.cfg.spec.metrics.per_table),
                 table: table.clone(),
                 key_columns: l.key_columns.clone(),
                 field,

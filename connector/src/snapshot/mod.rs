@@ -531,23 +531,32 @@ impl<'a> Snapshots<'a> {
         if chunk.last_key.is_some() {
             progress.after = chunk.last_key.clone();
         }
-        let name = table_name(table);
+        let label = match self.listener_of(table) {
+            Some(l) => self.listeners[l].label.clone(),
+            None => table_name(table),
+        };
         self.metrics
             .snapshot_rows
-            .with_label_values(&[name.as_str()])
+            .with_label_values(&[label.as_str()])
             .inc_by(kept);
         self.metrics
             .snapshot_started
-            .with_label_values(&[name.as_str()])
+            .with_label_values(&[label.as_str()])
             .set(progress.shown.started_ms.unwrap_or(now) / 1000);
         self.shared.set(progress.clone(), self.metrics);
         self.emitted.push_back(Emitted { at, progress });
         let _ = chunk.taken.send(());
     }
 
+    /// At the session's end: the progress written is acknowledged.
+    pub async fn finish(&self) -> Result<(), Error> {
+        self.store.flush().await
+    }
+
     /// Writes the progress of every chunk at or before `safe`; a table
     /// paused or stopped since keeps that state.
     pub async fn persist(&mut self, safe: Lsn) -> Result<(), Error> {
+        self.store.check()?;
         while self.emitted.front().is_some_and(|e| e.at <= safe) {
             let Some(Emitted { mut progress, .. }) = self.emitted.pop_front() else {
                 break;
@@ -563,7 +572,7 @@ impl<'a> Snapshots<'a> {
                     shown.finished_ms = now.shown.finished_ms;
                 }
             }
-            self.store.write(&progress).await?;
+            self.store.write_later(&progress)?;
             self.kept.insert(progress.shown.table.clone(), progress);
         }
         Ok(())

@@ -3,6 +3,7 @@
 //! written once the chunk it describes is safely in Kafka.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use pgkafka_crds::PgKafkaConnectorSpec;
 
@@ -11,6 +12,7 @@ use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::sink::compacted::{read_compacted, CompactedWriter};
 use crate::sink::transactions::transactional_id;
+use crate::sink::SinkError;
 
 /// The compacted topic holding snapshot progress.
 pub(crate) fn progress_topic(spec: &PgKafkaConnectorSpec) -> String {
@@ -21,6 +23,8 @@ pub(crate) fn progress_topic(spec: &PgKafkaConnectorSpec) -> String {
 pub(super) struct ProgressStore {
     writer: CompactedWriter,
     key_prefix: String,
+    /// The first background write that failed.
+    failed: Arc<Mutex<Option<SinkError>>>,
 }
 
 impl ProgressStore {
@@ -30,6 +34,7 @@ impl ProgressStore {
         Ok(ProgressStore {
             writer,
             key_prefix: format!("{}/", transactional_id(&cfg.spec)),
+            failed: Arc::default(),
         })
     }
 
@@ -43,6 +48,37 @@ impl ProgressStore {
         let key = format!("{}{}", self.key_prefix, progress.shown.table);
         let value = serde_json::to_vec(progress).unwrap_or_default();
         Ok(self.writer.write(&key, &value).await?)
+    }
+
+    /// Writes `progress` without waiting for the broker (in order with
+    /// every other write, so a later [`ProgressStore::write`] of the table
+    /// lands after it): a snapshot of many small tables is not paced by one
+    /// broker round trip per table. A failure shows at the next
+    /// [`ProgressStore::check`].
+    pub fn write_later(&self, progress: &Progress) -> Result<(), Error> {
+        let key = format!("{}{}", self.key_prefix, progress.shown.table);
+        let value = serde_json::to_vec(progress).unwrap_or_default();
+        Ok(self
+            .writer
+            .write_in_background(&key, &value, &self.failed)?)
+    }
+
+    /// Waits for the background writes (at a session's end), then
+    /// [`ProgressStore::check`]s them.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.writer
+            .flush(std::time::Duration::from_secs(10))
+            .await?;
+        self.check()
+    }
+
+    /// The first background write that failed, as an error.
+    pub fn check(&self) -> Result<(), Error> {
+        let failed = self.failed.lock().ok().and_then(|mut slot| slot.take());
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The latest progress of each table of this connector.

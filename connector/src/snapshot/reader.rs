@@ -25,7 +25,7 @@
 //! and the engine drops whatever an older generation still sends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pgkafka_crds::{PostgresSpec, QualifiedTable};
@@ -366,24 +366,46 @@ pub(crate) struct ReaderSettings {
     pub ids: Arc<AtomicU64>,
 }
 
-/// Reads the requested tables, `max_tables` at once, each on its own
-/// connection, until `requests` closes (or the task is aborted, which
-/// aborts every table's task too).
+/// Reads the requested tables, `max_tables` at once, each on a connection
+/// of its own (kept for the next table: a thousand small tables do not
+/// cost a thousand logins), until `requests` closes (or the task is
+/// aborted, which aborts every table's task too).
 pub(crate) async fn run_reader(
     settings: Arc<ReaderSettings>,
     mut requests: mpsc::UnboundedReceiver<TableRequest>,
     events: mpsc::Sender<ReaderEvent>,
 ) {
     let permits = Arc::new(Semaphore::new(settings.max_tables.max(1)));
+    let idle: Arc<Mutex<Vec<Client>>> = Arc::default();
     let mut tasks = JoinSet::new();
     while let Some(request) = requests.recv().await {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let (settings, events) = (Arc::clone(&settings), events.clone());
+        let (settings, events, idle) = (Arc::clone(&settings), events.clone(), Arc::clone(&idle));
         tasks.spawn(async move {
             let generation = request.run.generation;
-            if let Err(error) = snapshot_one(&settings, request, &events).await {
+            let table = request.table.clone();
+            let kept = idle.lock().ok().and_then(|mut v| v.pop());
+            let result = match kept.filter(|c| !c.is_closed()) {
+                Some(client) => Ok(client),
+                None => connect_reader(&settings).await,
+            }
+            .map_err(|source| SnapshotError::Query { table, source });
+            let outcome = match result {
+                Ok(client) => {
+                    let outcome = snapshot_one(&settings, &client, request, &events).await;
+                    // A connection whose table failed may be mid-transaction.
+                    if outcome.is_ok() {
+                        if let Ok(mut v) = idle.lock() {
+                            v.push(client);
+                        }
+                    }
+                    outcome
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(error) = outcome {
                 if !matches!(error, SnapshotError::Abandoned(_)) {
                     let _ = events.send(ReaderEvent::Failed { generation, error }).await;
                 }
@@ -395,8 +417,27 @@ pub(crate) async fn run_reader(
     while tasks.join_next().await.is_some() {}
 }
 
+/// A reader connection: values in the stream's text formats, and
+/// watermarks committed synchronously (the walsender sends only flushed WAL).
+async fn connect_reader(settings: &ReaderSettings) -> Result<Client, PgError> {
+    let client = connect_verified(
+        &settings.application_name,
+        &settings.postgres,
+        &settings.credentials,
+        &VerifiedName::default(),
+    )
+    .await?;
+    let settings_sql = format!("{} SET synchronous_commit = on;", session_settings_sql());
+    client
+        .batch_execute(&settings_sql)
+        .await
+        .map_err(|e| PgError::query("setting the session's value formats", e))?;
+    Ok(client)
+}
+
 async fn snapshot_one(
     settings: &ReaderSettings,
+    client: &Client,
     request: TableRequest,
     events: &mpsc::Sender<ReaderEvent>,
 ) -> Result<(), SnapshotError> {
@@ -408,21 +449,7 @@ async fn snapshot_one(
         table: table.clone(),
         source,
     };
-    let client = connect_verified(
-        &settings.application_name,
-        &settings.postgres,
-        &settings.credentials,
-        &VerifiedName::default(),
-    )
-    .await
-    .map_err(fail)?;
-    // Watermarks must reach the walsender now: it sends only flushed WAL.
-    let settings_sql = format!("{} SET synchronous_commit = on;", session_settings_sql());
-    client
-        .batch_execute(&settings_sql)
-        .await
-        .map_err(|e| fail(PgError::query("setting the session's value formats", e)))?;
-    let mut info = table_info(&client, &table)
+    let mut info = table_info(client, &table)
         .await
         .map_err(fail)?
         .ok_or_else(|| {
@@ -432,11 +459,11 @@ async fn snapshot_one(
             })
         })?;
     TypeRows::default()
-        .resolve(&client, &mut info.shape.columns)
+        .resolve(client, &mut info.shape.columns)
         .await
         .map_err(fail)?;
     let (key, key_types) = snapshot_key(
-        &client,
+        client,
         &info.shape,
         &info.primary_key,
         request.key_columns.as_deref(),
@@ -452,7 +479,7 @@ async fn snapshot_one(
         condition: request.condition,
     };
     let sizes = (settings.chunk_size, &*settings.ids);
-    read_table(&client, plan, sizes, &request.run, events).await
+    read_table(client, plan, sizes, &request.run, events).await
 }
 
 #[cfg(test)]

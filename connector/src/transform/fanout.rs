@@ -194,7 +194,11 @@ fn outbox_event(
             let record = event.into_record(topic, index, one.headers);
             limit.admit(record, topics.facts(index), (table, &target.path), out)?;
         }
-        None => target.ignored.inc(),
+        None => {
+            if let Some(ignored) = &target.ignored {
+                ignored.inc();
+            }
+        }
     }
     Ok(())
 }

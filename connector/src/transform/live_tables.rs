@@ -13,8 +13,8 @@ use crate::transform::route::CompiledRoute;
 use crate::transform::TransformError;
 
 impl Transform {
-    /// Adds listener `l` (spec path `field`) for the table `shape`
-    /// describes, keyed by `primary_key` unless `keyColumns` says
+    /// Adds listener `l` (spec path `field`; `settings`: `spec.kafka` and
+    /// `spec.metrics.perTable`) for the table `shape` describes, keyed by `primary_key` unless `keyColumns` says
     /// otherwise. Its targets are checked against `shape` first: a filter,
     /// column selection, mask or key the table cannot satisfy is refused
     /// (naming the field and the table) and nothing is added.
@@ -22,14 +22,14 @@ impl Transform {
         &mut self,
         l: &ListenerSpec,
         field: &str,
-        kafka: &KafkaSpec,
+        settings: (&KafkaSpec, bool),
         shape: &TableShape,
         primary_key: Vec<String>,
         metrics: &Metrics,
     ) -> Result<(), TransformError> {
         let i = self.routes.listeners.len();
         let mark = self.routes.mark();
-        self.routes.add(l, i, field, kafka, metrics)?;
+        self.routes.add(l, i, field, settings, metrics)?;
         let table = &shape.table;
         let mut policy = self.policy.clone();
         policy.primary_keys.insert(table.clone(), primary_key);

@@ -43,8 +43,8 @@ pub(crate) struct Target {
     pub outbox: Option<OutboxSpec>,
     /// How the topics it creates at run time are created (outbox targets).
     pub creation: TopicCreation,
-    /// Outbox rows its spec ignores (updates, deletes).
-    pub ignored: IntCounter,
+    /// Outbox rows its spec ignores (updates, deletes); an outbox target's only.
+    pub ignored: Option<IntCounter>,
     /// Message shape.
     pub envelope: Envelope,
     /// Column selection, by name.
@@ -200,19 +200,22 @@ impl Routes {
             },
         };
         for (i, l) in spec.listeners.iter().enumerate() {
-            routes.add(l, i, &spec.listener_field(i), &spec.kafka, metrics)?;
+            let settings = (&spec.kafka, spec.metrics.per_table);
+            routes.add(l, i, &spec.listener_field(i), settings, metrics)?;
         }
         Ok(routes)
     }
 
     /// Adds listener `l` as listener `i` (the next one), its targets
-    /// registering their topics and groups; `field` is its spec path.
+    /// registering their topics and groups; `field` is its spec path; its
+    /// series are its table's unless `per_table` is off
+    /// (`spec.metrics.perTable`) and a pattern matched it.
     pub fn add(
         &mut self,
         l: &ListenerSpec,
         i: usize,
         field: &str,
-        kafka: &KafkaSpec,
+        (kafka, per_table): (&KafkaSpec, bool),
         metrics: &Metrics,
     ) -> Result<(), TransformError> {
         debug_assert_eq!(i, self.listeners.len(), "listeners are added in order");
@@ -223,6 +226,12 @@ impl Routes {
             actions[action_index(*a)] = true;
         }
         let table_label = format!("{}.{}", table.schema, table.name);
+        // Series shared by a pattern listener's tables (`spec.metrics.perTable: false`).
+        let shared = l.origin.as_ref().filter(|o| o.matched && !per_table);
+        let metric_label = match shared {
+            Some(o) => format!("listeners[{}]", o.index),
+            None => table_label.clone(),
+        };
         let default_target = [TargetSpec::default()];
         let specs: &[TargetSpec] = if l.targets.is_empty() {
             &default_target
@@ -238,14 +247,21 @@ impl Routes {
                     .topic
                     .clone()
                     .unwrap_or_else(|| table.default_topic(&kafka.topic_prefix));
-                self.target(path, name, t, kafka, &table_label, metrics)
+                if let Some(o) = shared {
+                    let written = o.topics.get(j).cloned().flatten();
+                    let written = written.unwrap_or_else(|| {
+                        format!("{}.${{schema}}.${{table}}", kafka.topic_prefix)
+                    });
+                    metrics.label_topic(&name, &written);
+                }
+                self.target(path, name, t, kafka, &metric_label, metrics)
             })
             .collect();
         self.by_table.insert(table.clone(), i);
         self.listeners.push(Listener {
             changes: metrics
                 .listener_changes
-                .with_label_values(&[table_label.as_str()]),
+                .with_label_values(&[metric_label.as_str()]),
             label: table_label,
             table,
             actions,
@@ -314,13 +330,17 @@ impl Routes {
                 }
             }
         });
-        let labels = [table_label, &*topic];
+        let topic_label = metrics.topic_label(&topic);
+        let labels = [table_label, topic_label.as_str()];
         Target {
             path,
             topic_index,
             outbox: t.outbox.clone(),
             creation,
-            ignored: metrics.outbox_ignored.with_label_values(&labels),
+            ignored: t
+                .outbox
+                .is_some()
+                .then(|| metrics.outbox_ignored.with_label_values(&labels)),
             envelope: t.envelope.unwrap_or(kafka.envelope),
             columns: t.columns.clone(),
             column_masks: t.column_masks.clone(),
