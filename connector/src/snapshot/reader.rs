@@ -367,54 +367,78 @@ pub(crate) struct ReaderSettings {
 }
 
 /// Reads the requested tables, `max_tables` at once, each on a connection
-/// of its own (kept for the next table: a thousand small tables do not
-/// cost a thousand logins), until `requests` closes (or the task is
-/// aborted, which aborts every table's task too).
+/// of its own, kept for the next table while there is one (a thousand small
+/// tables do not cost a thousand logins; an idle reader holds none), until
+/// `requests` closes (or the task is aborted, which aborts every table's
+/// task too).
 pub(crate) async fn run_reader(
     settings: Arc<ReaderSettings>,
     mut requests: mpsc::UnboundedReceiver<TableRequest>,
     events: mpsc::Sender<ReaderEvent>,
 ) {
+    // Tables wait for a permit in the order they were asked for (the
+    // semaphore is fair).
     let permits = Arc::new(Semaphore::new(settings.max_tables.max(1)));
     let idle: Arc<Mutex<Vec<Client>>> = Arc::default();
     let mut tasks = JoinSet::new();
-    while let Some(request) = requests.recv().await {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        let (settings, events, idle) = (Arc::clone(&settings), events.clone(), Arc::clone(&idle));
-        tasks.spawn(async move {
-            let generation = request.run.generation;
-            let table = request.table.clone();
-            let kept = idle.lock().ok().and_then(|mut v| v.pop());
-            let result = match kept.filter(|c| !c.is_closed()) {
-                Some(client) => Ok(client),
-                None => connect_reader(&settings).await,
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { break };
+                let (settings, events) = (Arc::clone(&settings), events.clone());
+                let (permits, idle) = (Arc::clone(&permits), Arc::clone(&idle));
+                tasks.spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    read_requested(&settings, request, &events, &idle).await;
+                });
             }
-            .map_err(|source| SnapshotError::Query { table, source });
-            let outcome = match result {
-                Ok(client) => {
-                    let outcome = snapshot_one(&settings, &client, request, &events).await;
-                    // A connection whose table failed may be mid-transaction.
-                    if outcome.is_ok() {
-                        if let Ok(mut v) = idle.lock() {
-                            v.push(client);
-                        }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                if tasks.is_empty() {
+                    if let Ok(mut kept) = idle.lock() {
+                        kept.clear();
                     }
-                    outcome
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(error) = outcome {
-                if !matches!(error, SnapshotError::Abandoned(_)) {
-                    let _ = events.send(ReaderEvent::Failed { generation, error }).await;
                 }
             }
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
+        }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Reads one requested table on a kept connection (or a new one), keeps
+/// the connection when the table went well, and reports a failure.
+async fn read_requested(
+    settings: &ReaderSettings,
+    request: TableRequest,
+    events: &mpsc::Sender<ReaderEvent>,
+    idle: &Mutex<Vec<Client>>,
+) {
+    let generation = request.run.generation;
+    let table = request.table.clone();
+    let kept = idle.lock().ok().and_then(|mut v| v.pop());
+    let connected = match kept.filter(|c| !c.is_closed()) {
+        Some(client) => Ok(client),
+        None => connect_reader(settings).await,
+    };
+    let outcome = match connected {
+        Ok(client) => {
+            let outcome = snapshot_one(settings, &client, request, events).await;
+            // A connection whose table failed may be mid-transaction.
+            if outcome.is_ok() {
+                if let Ok(mut v) = idle.lock() {
+                    v.push(client);
+                }
+            }
+            outcome
+        }
+        Err(source) => Err(SnapshotError::Query { table, source }),
+    };
+    if let Err(error) = outcome {
+        if !matches!(error, SnapshotError::Abandoned(_)) {
+            let _ = events.send(ReaderEvent::Failed { generation, error }).await;
+        }
+    }
 }
 
 /// A reader connection: values in the stream's text formats, and
