@@ -71,14 +71,14 @@ pub fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let client = match kube::Client::try_default().await {
+        let metrics = Metrics::default();
+        let client = match counted_client(&metrics).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG)");
                 return ExitCode::FAILURE;
             }
         };
-        let metrics = Metrics::default();
         if let Err(e) = http::serve(args.metrics_addr, metrics.clone()).await {
             tracing::error!(error = %e, addr = %args.metrics_addr, "cannot serve metrics");
             return ExitCode::FAILURE;
@@ -110,4 +110,23 @@ pub fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// The API client (in-cluster config or KUBECONFIG), each request counted
+/// by verb in [`Metrics::api_requests`].
+async fn counted_client(metrics: &Metrics) -> Result<kube::Client, kube::Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let counter = metrics.api_requests.clone();
+    let count =
+        tower::util::MapRequestLayer::new(move |request: ::http::Request<kube::client::Body>| {
+            counter
+                .with_label_values(&[crate::metrics::api_verb(&request)])
+                .inc();
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
 }

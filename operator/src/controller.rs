@@ -41,6 +41,7 @@ pub fn context(
         probe: Arc::new(probe),
         refresh,
         status_writes: Mutex::new(Default::default()),
+        fresh: Default::default(),
     })
 }
 
@@ -56,23 +57,30 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     );
     let controller = Controller::new(connectors, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let managed =
+        || watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator");
+    // `owns`, with each event also touching the owner (see `crate::fresh`)
+    // before its reconcile is queued.
+    let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
     controller
-        .owns(
-            deployments,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
-        )
-        .owns(
-            configmaps,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
-        )
-        .owns(
-            services,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=pgkafka-operator"),
-        )
+        .watches(deployments, managed(), move |o: Deployment| {
+            touch_owner(&c1, &o)
+        })
+        .watches(configmaps, managed(), move |o: ConfigMap| {
+            touch_owner(&c2, &o)
+        })
+        .watches(services, managed(), move |o: Service| touch_owner(&c3, &o))
         .watches(
             secrets,
             watcher::Config::default(),
-            move |secret: Secret| referencing(&store.state(), &secret),
+            move |secret: Secret| {
+                let refs = referencing(&store.state(), &secret);
+                for r in &refs {
+                    c4.fresh
+                        .touch(r.namespace.as_deref().unwrap_or_default(), &r.name);
+                }
+                refs
+            },
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -82,6 +90,22 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             }
         })
         .await;
+}
+
+/// The connector that controls `object`, touched (see `crate::fresh`).
+fn touch_owner<K: kube::Resource>(
+    ctx: &Context,
+    object: &K,
+) -> Option<ObjectRef<PgKafkaConnector>> {
+    let owner = object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "PgKafkaConnector")?;
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    ctx.fresh.touch(&namespace, &owner.name);
+    Some(ObjectRef::new(&owner.name).within(&namespace))
 }
 
 /// An API for one namespace, or all of them.

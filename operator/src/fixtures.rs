@@ -432,5 +432,6 @@ pub fn context_recording(
         }),
         refresh: std::time::Duration::from_secs(15),
         status_writes: Mutex::new(Default::default()),
+        fresh: Default::default(),
     })
 }

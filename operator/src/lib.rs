@@ -47,6 +47,7 @@ pub mod cli;
 pub mod controller;
 pub mod engines;
 pub mod error;
+pub mod fresh;
 pub mod http;
 pub mod leader;
 pub mod metrics;

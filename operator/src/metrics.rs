@@ -18,6 +18,9 @@ pub const CONNECTOR_READY: &str = "pgkafka_operator_connector_ready";
 pub const SLOT_LAG_BYTES: &str = "pgkafka_operator_slot_lag_bytes";
 /// 1 for the slot's current `wal_status`, by `namespace`, `name`, `slot`, `wal_status`.
 pub const SLOT_WAL_STATUS: &str = "pgkafka_operator_slot_wal_status";
+/// Requests the operator sent the Kubernetes API, by `verb` (`get`, `list`,
+/// `watch`, `create`, `update`, `patch`, `delete`).
+pub const API_REQUESTS_TOTAL: &str = "pgkafka_operator_api_requests_total";
 
 /// The operator's metrics.
 #[derive(Clone)]
@@ -35,6 +38,8 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// See [`SLOT_WAL_STATUS`].
     pub wal_status: IntGaugeVec,
+    /// See [`API_REQUESTS_TOTAL`].
+    pub api_requests: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -70,7 +75,13 @@ impl Default for Metrics {
             "1 for the slot's current wal_status.",
             &["namespace", "name", "slot", "wal_status"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let api_requests = IntCounterVec::new(
+            Opts::new(API_REQUESTS_TOTAL, "Requests sent to the Kubernetes API."),
+            &["verb"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+            Box::new(api_requests.clone()),
             Box::new(reconciles.clone()),
             Box::new(failures.clone()),
             Box::new(duration.clone()),
@@ -89,7 +100,89 @@ impl Default for Metrics {
             ready,
             lag,
             wal_status,
+            api_requests,
         }
+    }
+}
+
+/// The API verb of a request: `watch` for a GET with `watch=true` (one per
+/// watch opened), `list` or `get` for other GETs by whether the path ends
+/// in a collection, else the method's verb.
+pub fn api_verb<B>(request: &::http::Request<B>) -> &'static str {
+    let uri = request.uri();
+    match *request.method() {
+        ::http::Method::GET => {
+            let query = uri.query().unwrap_or_default();
+            if query
+                .split('&')
+                .any(|p| p == "watch=true" || p == "watch=1")
+            {
+                "watch"
+            } else if is_collection(uri.path()) {
+                "list"
+            } else {
+                "get"
+            }
+        }
+        ::http::Method::POST => "create",
+        ::http::Method::PUT => "update",
+        ::http::Method::PATCH => "patch",
+        ::http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+/// `/api/v1/namespaces/x/pods` and `/apis/g/v/pods` are collections;
+/// `.../pods/name` and `.../pods/name/status` are not. Counted from the
+/// group version: `/api/v1` then pairs, `/apis/g/v` then pairs.
+fn is_collection(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match parts.first() {
+        Some(&"api") => parts.len().saturating_sub(2),
+        Some(&"apis") => parts.len().saturating_sub(3),
+        _ => return false,
+    };
+    rest % 2 == 1
+}
+
+#[cfg(test)]
+mod verb_tests {
+    use super::api_verb;
+
+    fn verb(method: &str, uri: &str) -> &'static str {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .expect("request");
+        api_verb(&request)
+    }
+
+    #[test]
+    fn verbs_are_told_apart_as_the_api_server_counts_them() {
+        let crs = "/apis/pgkafka.io/v1alpha1/namespaces/shop/pgkafkaconnectors";
+        assert_eq!(verb("GET", crs), "list");
+        assert_eq!(
+            verb("GET", &format!("{crs}?watch=true&resourceVersion=1")),
+            "watch"
+        );
+        assert_eq!(verb("GET", &format!("{crs}/orders")), "get");
+        assert_eq!(verb("PATCH", &format!("{crs}/orders/status")), "patch");
+        assert_eq!(verb("GET", "/api/v1/namespaces/shop/secrets/pg"), "get");
+        assert_eq!(verb("GET", "/api/v1/namespaces/shop/secrets"), "list");
+        assert_eq!(verb("GET", "/api/v1/namespaces"), "list");
+        assert_eq!(
+            verb("POST", "/apis/coordination.k8s.io/v1/namespaces/x/leases"),
+            "create"
+        );
+        assert_eq!(
+            verb("PUT", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l"),
+            "update"
+        );
+        assert_eq!(
+            verb("DELETE", "/api/v1/namespaces/x/configmaps/c"),
+            "delete"
+        );
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Context {
     pub refresh: Duration,
     /// When each connector's status was last written.
     pub status_writes: Mutex<HashMap<String, Instant>>,
+    /// Each connector's last full apply, and what touched it since.
+    pub fresh: crate::fresh::Freshness,
 }
 
 /// Reconciles one connector.
@@ -127,6 +129,37 @@ async fn apply_children(
     observed: &mut Observed,
 ) -> Result<(), Error> {
     c.spec.validate()?;
+    match ctx.fresh.current(c) {
+        // Nothing it depends on changed: only the slot is read again.
+        Some(creds) => observed.slot = SlotSeen::from_read(ctx.db.slot_state(c, &creds).await),
+        None => {
+            let touches = ctx.fresh.touches(c);
+            let applied = apply_objects(c, ctx, observed).await;
+            match applied {
+                Ok(creds) => ctx.fresh.applied(c, touches, creds),
+                Err(e) => {
+                    ctx.fresh.forget(c);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    if c.spec.state == ConnectorState::Running {
+        observed.engine = ctx.probe.report(c).await;
+        if observed.engine.is_some() {
+            crate::signals::send(c, ctx, observed).await;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the Secrets, provisions PostgreSQL (reading the slot) and applies
+/// the engine's objects; returns the credentials read.
+async fn apply_objects(
+    c: &PgKafkaConnector,
+    ctx: &Context,
+    observed: &mut Observed,
+) -> Result<Credentials, Error> {
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let (creds, versions) = read_credentials(c, &ctx.client, &ns).await?;
     let provisioned = ctx.db.provision(c, &creds, delivered(c)).await;
@@ -170,13 +203,7 @@ async fn apply_children(
         &params,
     )
     .await?;
-    if c.spec.state == ConnectorState::Running {
-        observed.engine = ctx.probe.report(c).await;
-        if observed.engine.is_some() {
-            crate::signals::send(c, ctx, observed).await;
-        }
-    }
-    Ok(())
+    Ok(creds)
 }
 
 async fn ssa<K>(api: Api<K>, obj: &K, params: &PatchParams) -> Result<(), Error>
@@ -349,6 +376,7 @@ pub(crate) async fn publish(
 }
 
 async fn cleanup(c: &PgKafkaConnector, ctx: &Context) -> Result<Action, Error> {
+    ctx.fresh.forget(c);
     if c.spec.reclaim_policy == ReclaimPolicy::Retain {
         publish(
             c,
