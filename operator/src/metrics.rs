@@ -145,6 +145,43 @@ fn is_collection(path: &str) -> bool {
     rest % 2 == 1
 }
 
+impl Metrics {
+    /// Exports a connector's status for alerting.
+    pub fn observe(
+        &self,
+        namespace: &str,
+        name: &str,
+        slot: &str,
+        status: &PgKafkaConnectorStatus,
+    ) {
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        self.ready
+            .with_label_values(&[namespace, name])
+            .set(i64::from(ready));
+        if let Some(r) = &status.replication {
+            self.lag
+                .with_label_values(&[namespace, name, slot])
+                .set(r.lag_bytes.unwrap_or(0));
+            for s in ["reserved", "extended", "unreserved", "lost"] {
+                let current = r.wal_status.as_deref() == Some(s);
+                self.wal_status
+                    .with_label_values(&[namespace, name, slot, s])
+                    .set(i64::from(current));
+            }
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
 #[cfg(test)]
 mod verb_tests {
     use super::api_verb;
@@ -183,42 +220,5 @@ mod verb_tests {
             verb("DELETE", "/api/v1/namespaces/x/configmaps/c"),
             "delete"
         );
-    }
-}
-
-impl Metrics {
-    /// Exports a connector's status for alerting.
-    pub fn observe(
-        &self,
-        namespace: &str,
-        name: &str,
-        slot: &str,
-        status: &PgKafkaConnectorStatus,
-    ) {
-        let ready = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        self.ready
-            .with_label_values(&[namespace, name])
-            .set(i64::from(ready));
-        if let Some(r) = &status.replication {
-            self.lag
-                .with_label_values(&[namespace, name, slot])
-                .set(r.lag_bytes.unwrap_or(0));
-            for s in ["reserved", "extended", "unreserved", "lost"] {
-                let current = r.wal_status.as_deref() == Some(s);
-                self.wal_status
-                    .with_label_values(&[namespace, name, slot, s])
-                    .set(i64::from(current));
-            }
-        }
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
     }
 }
