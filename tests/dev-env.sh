@@ -11,7 +11,7 @@
 #   tests/dev-env.sh bench [--quick] the throughput benchmark (release build)
 #
 # Building blocks the Rust test support calls:
-#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL [tls [ADDRS]]]]
+#   tests/dev-env.sh pg-up DIR [PID [WAL_LEVEL [tls [ADDRS [SLOTS]]]]]
 #                                    start a cluster in DIR; prints its port;
 #                                    stops and deletes it when PID exits;
 #                                    `tls`: with a CA in DIR/tls/ca.crt;
@@ -212,7 +212,9 @@ make_certs() {
 }
 
 pg_up() {
-  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} tls=${4:-} listen=${5:-127.0.0.1} bindir port ssl_opts=""
+  local dir=$1 watch_pid=${2:-} wal_level=${3:-logical} tls=${4:-} listen=${5:-127.0.0.1} slots=${6:-20} bindir port ssl_opts=""
+  # A connector needs a slot, a walsender and a few sessions.
+  local connections=$(( slots * 4 > 200 ? slots * 4 : 200 ))
   bindir=$(pg_bindir) || { log "PostgreSQL 15 is not installed: run tests/dev-env.sh install"; exit 1; }
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
@@ -241,8 +243,8 @@ pg_up() {
   port=$(free_port)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
     "-p $port -k $dir/sock -c listen_addresses=$listen -c wal_level=$wal_level \
-     -c max_replication_slots=20 -c max_wal_senders=20 -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=200 $ssl_opts" >/dev/null
+     -c max_replication_slots=$slots -c max_wal_senders=$slots -c fsync=off -c synchronous_commit=off \
+     -c full_page_writes=off -c wal_sender_timeout=60s -c max_connections=$connections $ssl_opts" >/dev/null
   if [ -n "$watch_pid" ]; then
     # Stop the cluster when the process that asked for it is gone, however it ended.
     (trap '' HUP; while kill -0 "$watch_pid" 2>/dev/null; do sleep 1; done; pg_down "$dir"; rm -rf "$dir") \
@@ -377,7 +379,7 @@ case "$cmd" in
   quickstart) quickstart ;;
   test) run_tests ;;
   bench) shift; bench "$@" ;;
-  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" "${6:-}" ;;
+  pg-up) pg_up "$2" "${3:-}" "${4:-logical}" "${5:-}" "${6:-}" "${7:-}" ;;
   pg-down) pg_down "$2" ;;
   tansu-bin) tansu_bin ;;
   noida-bin) noida_bin ;;

@@ -238,8 +238,9 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts `bin` watching `namespace`, refreshing status every second,
-    /// reading engine addresses from `endpoints`; `extra` args appended.
+    /// Starts `bin` watching `namespace`, refreshing status every second
+    /// (unless `extra` gives `--refresh-seconds`), reading engine addresses
+    /// from `endpoints`; `extra` args appended.
     pub fn start(
         bin: &str,
         api: &ApiServer,
@@ -257,7 +258,11 @@ impl Operator {
             .env("RUST_LOG", "info,kube=warn")
             .args(["--namespace", namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--refresh-seconds", "1"])
+            .args(if extra.contains(&"--refresh-seconds") {
+                &[][..]
+            } else {
+                &["--refresh-seconds", "1"][..]
+            })
             .arg("--engine-endpoints-dir")
             .arg(endpoints)
             .args(["--engine-image", "pgkafka:test"])
@@ -292,6 +297,30 @@ impl Operator {
             "the operator was refused:\n{}",
             forbidden.join("\n")
         );
+    }
+
+    /// The sum of the series of its /metrics whose line starts with
+    /// `prefix` (a name, or a name and the start of its labels).
+    pub fn metric_sum(&self, prefix: &str) -> f64 {
+        http_get_text(self.metrics_port, "/metrics")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Its resident set (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Its reconcile count, from its /metrics.

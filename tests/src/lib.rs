@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 mod broker;
 pub mod cluster;
 mod engine;
+pub mod fleet;
 mod kafka;
 pub mod kubelet;
 mod manifest;

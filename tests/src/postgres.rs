@@ -47,11 +47,21 @@ impl Postgres {
         Postgres::start_listening("logical", "", &format!("127.0.0.1,{address}"))
     }
 
+    /// A new cluster (`wal_level=logical`) for `slots` connectors: as many
+    /// replication slots and walsenders, four sessions each.
+    pub fn start_for(slots: usize) -> Postgres {
+        Postgres::start_sized("logical", "", "127.0.0.1", slots)
+    }
+
     fn start_with(wal_level: &str, tls: &str) -> Postgres {
         Postgres::start_listening(wal_level, tls, "127.0.0.1")
     }
 
     fn start_listening(wal_level: &str, tls: &str, addresses: &str) -> Postgres {
+        Postgres::start_sized(wal_level, tls, addresses, 20)
+    }
+
+    fn start_sized(wal_level: &str, tls: &str, addresses: &str, slots: usize) -> Postgres {
         let dir = std::env::temp_dir().join(unique("pgkafka-pg"));
         let pid = std::process::id().to_string();
         let port = dev_env(&[
@@ -61,6 +71,7 @@ impl Postgres {
             wal_level,
             tls,
             addresses,
+            &slots.to_string(),
         ]);
         Postgres {
             port: port
