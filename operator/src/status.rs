@@ -364,6 +364,7 @@ pub fn worth_writing(
     old.conditions != new.conditions
         || old.observed_generation != new.observed_generation
         || snapshot_states(old) != snapshot_states(new)
+        || (old.tables != new.tables && new.tables.is_some())
         || ((old.replication != new.replication || old.snapshot != new.snapshot) && numbers_due)
 }
 

@@ -232,4 +232,14 @@ fn transition_times_move_only_on_change_and_writes_are_limited() {
         "progress waits for its interval"
     );
     assert!(worth_writing(Some(&first), &numbers, true));
+    let mut matched = o.clone();
+    let mut report = engine(true);
+    report.tables =
+        pgkafka_crds::report::TablesReport::of(vec!["public.a".into(), "public.b".into()], vec![]);
+    matched.engine = Some(report);
+    let tables = compute(&matched, "s", Some(&first), "t4");
+    assert!(
+        worth_writing(Some(&first), &tables, false),
+        "a table matched or dropped is written at once"
+    );
 }

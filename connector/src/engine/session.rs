@@ -354,8 +354,7 @@ impl<'a> Session<'a> {
             &chunk.shape,
             &chunk.rows,
             &dropped,
-            lsn,
-            now_ms(),
+            (lsn, now_ms()),
             &mut self.records,
         )?;
         self.add_new_topics().await?;

@@ -572,7 +572,16 @@ impl<'a> Snapshots<'a> {
                     shown.finished_ms = now.shown.finished_ms;
                 }
             }
-            self.store.write_later(&progress)?;
+            // A table's last chunk is written in the background: a snapshot
+            // of many small tables is then not paced by one broker round
+            // trip per table, and a crash before its acknowledgement
+            // re-reads that chunk alone. Earlier chunks wait for it, so a
+            // crash re-reads at most the chunks in flight.
+            if progress.shown.state == SnapshotState::Done {
+                self.store.write_later(&progress)?;
+            } else {
+                self.store.write(&progress).await?;
+            }
             self.kept.insert(progress.shown.table.clone(), progress);
         }
         Ok(())

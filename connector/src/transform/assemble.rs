@@ -3,8 +3,8 @@
 //! modes and record limit, and the targets with an error policy of their
 //! own.
 
-use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use pgkafka_crds::{JsonHandlingMode, ListenerSpec, PgKafkaConnectorSpec, QualifiedTable};
@@ -73,7 +73,7 @@ pub(super) fn encoder(
                 json_as_text: kafka.schemas || kafka.json_handling_mode == JsonHandlingMode::String,
             },
         },
-        payload_hint: Cell::new(256),
+        payload_hint: AtomicUsize::new(256),
         limit: RecordLimit {
             max_bytes: kafka
                 .max_record_bytes

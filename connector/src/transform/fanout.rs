@@ -4,12 +4,11 @@
 //! per-change targets, a delete of the old key (and its tombstone) and a
 //! create of the new one, as Debezium writes it.
 
-use std::cell::Cell;
-
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgkafka_crds::Action;
+use pgkafka_crds::{Action, TopicCreation};
 
 use super::encode::{write_envelope, write_key, Encoding, EnvelopeContext};
 use super::filter::RowView;
@@ -28,19 +27,20 @@ use crate::lsn::Lsn;
 /// Writes envelopes, remembering their usual size.
 pub(crate) struct Encoder {
     pub(super) context: EnvelopeContext,
-    pub(super) payload_hint: Cell<usize>,
+    /// Shared by the threads that encode snapshot rows (a hint: relaxed).
+    pub(super) payload_hint: AtomicUsize,
     /// The record size limit and the error policy past it.
     pub(super) limit: RecordLimit,
 }
 
 impl Encoder {
     fn encode(&self, change: &Change<'_>, now_ms: i64, encoding: Encoding<'_>) -> Bytes {
-        let mut buf = Vec::with_capacity(self.payload_hint.get());
+        let mut buf = Vec::with_capacity(self.payload_hint.load(Ordering::Relaxed));
         write_envelope(&mut buf, &self.context, change, now_ms, encoding);
         if let Some(schema) = encoding.schema {
             buf = wrap(schema, &buf);
         }
-        self.payload_hint.set(buf.len() + 64);
+        self.payload_hint.store(buf.len() + 64, Ordering::Relaxed);
         Bytes::from(buf)
     }
 }
@@ -95,7 +95,7 @@ pub(super) fn fan_out(
     one: &RowChange<'_>,
     encoder: &Encoder,
     mut groups: Option<&mut GroupBuffers>,
-    topics: &mut TopicRegistry,
+    topics: &mut impl TopicSink,
     out: &mut Vec<Record>,
 ) -> Result<(), TransformError> {
     let snapshot = one.change.op == Op::Read;
@@ -167,6 +167,39 @@ pub(super) fn fan_out(
     Ok(())
 }
 
+/// The topics records of a fan-out go to.
+pub(super) trait TopicSink {
+    /// What the broker says of topic `index`.
+    fn facts(&self, index: usize) -> &TopicFacts;
+    /// The index of `topic`, added when new; `None` where topics cannot be
+    /// added (a shared registry).
+    fn add(&mut self, topic: &str, creation: &TopicCreation) -> Option<(usize, Arc<str>)>;
+}
+
+impl TopicSink for TopicRegistry {
+    fn facts(&self, index: usize) -> &TopicFacts {
+        TopicRegistry::facts(self, index)
+    }
+
+    fn add(&mut self, topic: &str, creation: &TopicCreation) -> Option<(usize, Arc<str>)> {
+        Some(self.index_with(topic, creation))
+    }
+}
+
+/// A registry read by several threads at once (snapshot rows of a
+/// listener without outbox targets, whose records never name new topics).
+pub(super) struct SharedTopics<'a>(pub &'a TopicRegistry);
+
+impl TopicSink for SharedTopics<'_> {
+    fn facts(&self, index: usize) -> &TopicFacts {
+        self.0.facts(index)
+    }
+
+    fn add(&mut self, _: &str, _: &TopicCreation) -> Option<(usize, Arc<str>)> {
+        None
+    }
+}
+
 /// An outbox target's event of `one`, if its spec routes the action.
 fn outbox_event(
     target: &super::route::Target,
@@ -174,7 +207,7 @@ fn outbox_event(
     spec: &pgkafka_crds::OutboxSpec,
     outbox: &super::outbox::CompiledOutbox,
     one: &RowChange<'_>,
-    topics: &mut TopicRegistry,
+    topics: &mut impl TopicSink,
     out: &mut Vec<Record>,
 ) -> Result<(), TransformError> {
     let row = match one.row.action {
@@ -187,7 +220,12 @@ fn outbox_event(
     };
     match outbox.event(spec, one.row.action, row, &one.change.tx, &target.path)? {
         Some(event) => {
-            let (index, topic) = topics.index_with(&event.topic, &target.creation);
+            let (index, topic) = topics.add(&event.topic, &target.creation).ok_or_else(|| {
+                TransformError::Outbox {
+                    path: target.path.clone(),
+                    message: "an outbox row on a thread that cannot add topics".into(),
+                }
+            })?;
             target.records.inc();
             let size = event.value.as_ref().map_or(0, Bytes::len);
             target.bytes.inc_by(size as u64);

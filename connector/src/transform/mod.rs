@@ -63,6 +63,10 @@ pub(crate) enum TransformError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A thread encoding snapshot rows panicked (a bug: the session ends
+    /// and the chunk is read again).
+    #[error("a thread panicked while {0}")]
+    Panicked(&'static str),
     /// A whole-transaction group could not be spilled to disk.
     #[error(transparent)]
     Spill(#[from] spill::SpillError),

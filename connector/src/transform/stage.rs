@@ -2,7 +2,7 @@
 //! belongs to, whether it captures that action, which targets' filters pass
 //! it, and one record per target (or one change in a transaction group).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pgkafka_crds::{Action, PgKafkaConnectorSpec, QualifiedTable, TopicCreation};
@@ -21,10 +21,7 @@ use super::TransformError;
 use crate::decode::pgoutput::{Message, RelationBody};
 use crate::decode::relations::{KeyPolicy, RelationCache};
 use crate::decode::values::ValueModes;
-use crate::event::{
-    Change, Column, Datum, OldTuple, Op, Record, Relation, Row, TableShape, TopicFacts, TxHeaders,
-    TxInfo,
-};
+use crate::event::{Column, OldTuple, Record, Relation, TableShape, TopicFacts, TxHeaders, TxInfo};
 use crate::lsn::Lsn;
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -48,6 +45,8 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 #[path = "live_tables.rs"]
 mod live_tables;
+#[path = "snapshot_rows.rs"]
+mod snapshot_rows;
 
 /// Turns messages into records. Holds the relation cache, each relation's
 /// listener and compiled route, and the transaction being decoded.
@@ -472,71 +471,6 @@ impl Transform {
             &mut self.routes.topics,
             out,
         )
-    }
-
-    /// Records for the snapshot rows of `shape` read between watermarks,
-    /// placed at `lsn` (the high watermark): every row whose key is in
-    /// `dropped` (the stream changed it meanwhile and carried the newer
-    /// image) is left out.
-    /// Targets that opted out and whole-transaction targets get none.
-    /// Returns how many rows were kept.
-    pub fn snapshot_rows(
-        &mut self,
-        shape: &TableShape,
-        rows: &[Vec<Datum>],
-        dropped: &HashSet<Bytes>,
-        lsn: Lsn,
-        now_ms: i64,
-        out: &mut Vec<Record>,
-    ) -> Result<u64, TransformError> {
-        let Some(l) = self.routes.listener_of(&shape.table) else {
-            return Ok(0);
-        };
-        let relation = RelationCache::describe(0, shape.clone(), &self.policy)?;
-        let route = self.compile(l, &relation)?;
-        let listener = &self.routes.listeners[l];
-        let tx = TxInfo::read_at(lsn, now_ms, self.last_commit);
-        let headers = Arc::new(TxHeaders::new(lsn, 0));
-        let mut kept = 0;
-        for row in rows {
-            let key = record_key(&relation, Some(row), &self.encoder.context.modes);
-            if key.as_ref().is_some_and(|k| dropped.contains(k)) {
-                continue;
-            }
-            kept += 1;
-            let view = RowView {
-                action: Action::Insert,
-                old: None,
-                new: Some(row),
-            };
-            let change = Change {
-                relation: &relation,
-                op: Op::Read,
-                before: Row::Absent,
-                after: Row::Full(row),
-                lsn,
-                tx,
-                order: None,
-            };
-            let one = RowChange {
-                change,
-                row: view,
-                key,
-                old_key: None,
-                headers: &headers,
-                now_ms,
-            };
-            fan_out(
-                listener,
-                &route,
-                &one,
-                &self.encoder,
-                None,
-                &mut self.routes.topics,
-                out,
-            )?;
-        }
-        Ok(kept)
     }
 }
 

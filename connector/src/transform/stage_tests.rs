@@ -1,6 +1,8 @@
 //! Tests of the pipeline: routing, and snapshot rows between watermarks.
 use super::*;
-use crate::event::Column;
+use std::collections::HashSet;
+
+use crate::event::{Column, Datum};
 use crate::transform::watch::NoWatch;
 use bytes::Bytes;
 
@@ -226,8 +228,7 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
             &shape,
             &[row("1"), row("2"), row("3")],
             &changed,
-            Lsn(20),
-            0,
+            (Lsn(20), 0),
             &mut out,
         )
         .expect("rows");
@@ -241,6 +242,45 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
     assert_eq!(value["op"], "r");
     assert_eq!(value["source"]["snapshot"], "incremental");
     assert_eq!(value["after"]["id"], 1);
+}
+
+#[test]
+fn a_large_chunk_is_encoded_on_several_threads_in_row_order() {
+    let mut p = transform();
+    let shape = TableShape {
+        table: QualifiedTable::parse("public.orders").expect("valid"),
+        columns: vec![Column {
+            is_key: true,
+            name: "id".into(),
+            type_oid: 23,
+            value_oid: 23,
+            type_modifier: -1,
+        }],
+        replica_identity: b'd',
+    };
+    // Past the size kept on the session's thread; every 7th row dropped.
+    let rows: Vec<Vec<Datum>> = (1..=5000).map(|i| row(&i.to_string())).collect();
+    let dropped: HashSet<Bytes> = (1..=5000)
+        .filter(|i| i % 7 == 0)
+        .map(|i| Bytes::from(format!(r#"{{"id":{i}}}"#)))
+        .collect();
+    let mut out = Vec::new();
+    let kept = p
+        .snapshot_rows(&shape, &rows, &dropped, (Lsn(20), 0), &mut out)
+        .expect("rows");
+    let expected: Vec<i64> = (1..=5000).filter(|i| i % 7 != 0).collect();
+    assert_eq!(kept, expected.len() as u64);
+    // Three targets per row, in row order, as one thread would make them.
+    let ids: Vec<i64> = out
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value =
+                serde_json::from_slice(r.payload.as_deref().expect("value")).expect("json");
+            v["after"]["id"].as_i64().expect("id")
+        })
+        .collect();
+    let thrice: Vec<i64> = expected.iter().flat_map(|&i| [i, i, i]).collect();
+    assert_eq!(ids, thrice);
 }
 
 /// A watch that notes every key it is told of.

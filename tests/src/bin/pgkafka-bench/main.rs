@@ -1,6 +1,6 @@
 //! `pgkafka-bench`: the engine against PostgreSQL's own `pg_recvlogical`
 //! (and `COPY`) on the same data, in the same run, and its latency and
-//! memory. Sections (`--only throughput,outbox,latency,bigtx`):
+//! memory. Sections (`--only throughput,outbox,latency,bigtx,tables,fleet`):
 //!
 //! - **throughput** (`throughput.rs`): backlogs drained by
 //!   `pg_recvlogical` to /dev/null and by the engine (Debezium JSON into
@@ -18,6 +18,13 @@
 //!   fixed rates; commit-to-consumer p50/p99/max; the engine's resident
 //!   set while streaming steadily.
 //! - **bigtx** (`bigtx.rs`): one 2 GB grouped transaction, RSS sampled.
+//! - **tables** (`tables.rs`): 1,000 tables in one pattern listener:
+//!   start-up, their snapshot against `COPY` of each, then a backlog spread
+//!   over all of them against `pg_recvlogical`; RSS and metric series.
+//! - **fleet** (`pgkafka_tests::fleet`): 100 connectors under one operator
+//!   on the real API server (engines as processes): time to all Ready, API
+//!   requests per connector per minute at rest, operator RSS, how soon one
+//!   changed connector is handled while the others reconcile.
 //!
 //! Run with `tests/dev-env.sh bench` (release build); `--quick` divides
 //! every size by 10, `--runs N` sets the rounds (medians are printed).
@@ -27,6 +34,7 @@
 mod bigtx;
 mod latency;
 mod snapshot;
+mod tables;
 mod throughput;
 mod util;
 
@@ -227,6 +235,63 @@ async fn bigtx_section(pg: &Postgres, broker: &Broker, args: &Args) {
     }
 }
 
+async fn tables_section(pg: &Postgres, broker: &Broker, args: &Args) {
+    let rows = (1000 / args.scale()) as usize;
+    let t = tables::thousand_tables(pg, broker, &engine_binary(), rows).await;
+    println!(
+        "{} tables of {} rows, one pattern listener (metrics.perTable: false):",
+        t.tables, t.rows
+    );
+    println!("  start-up to streaming: {:.1} s", t.startup_secs);
+    println!(
+        "  snapshot of all: COPY {:.0} r/s, engine {:.0} r/s ({:.2} of COPY), peak RSS {} MiB, {} metric series",
+        t.copy_rows_per_sec,
+        t.snapshot_rows_per_sec,
+        t.snapshot_rows_per_sec / t.copy_rows_per_sec,
+        t.snapshot_rss_kib / 1024,
+        t.metric_series
+    );
+    println!(
+        "  {} rows over all tables: pg_recvlogical {:.0} r/s, engine {:.0} r/s ({:.2}), peak RSS {} MiB",
+        t.backlog_rows,
+        t.recvlogical_rows_per_sec,
+        t.streaming_rows_per_sec,
+        t.streaming_rows_per_sec / t.recvlogical_rows_per_sec,
+        t.streaming_rss_kib / 1024
+    );
+}
+
+async fn fleet_section(args: &Args) {
+    let exe = std::env::current_exe().expect("own path");
+    let (engine, operator) = (exe.with_file_name("engine"), exe.with_file_name("operator"));
+    let n = if args.quick { 20 } else { 100 };
+    let rest = std::time::Duration::from_secs(60);
+    let bins = (&*engine.to_string_lossy(), &*operator.to_string_lossy());
+    let Some(f) = pgkafka_tests::fleet::run(n, bins, 15, rest).await else {
+        println!("{n} connectors under one operator: skipped (no kube-apiserver and etcd here)");
+        return;
+    };
+    println!("{n} connectors under one operator (real kube-apiserver, engines as processes, 15 s refresh):");
+    println!("  apply to all Ready: {:.1} s", f.to_ready.as_secs_f64());
+    println!(
+        "  at rest ({} s): {:.2} API requests per connector per minute (watches apart), {} reconciles; by verb {:?}",
+        f.rest.as_secs(),
+        f.requests_per_connector_minute,
+        f.reconciles_at_rest,
+        f.at_rest_by_verb
+    );
+    println!(
+        "  before the rest: {:.0} requests ({:.1} per connector)",
+        f.requests_until_rest,
+        f.requests_until_rest / n as f64
+    );
+    println!(
+        "  one connector paused while all {n} were touched: handled in {:.1} s; operator RSS {} MiB",
+        f.changed_handled.as_secs_f64(),
+        f.operator_rss_kib.unwrap_or(0) / 1024
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -254,5 +319,11 @@ async fn main() {
     }
     if args.wants("bigtx") {
         bigtx_section(&pg, &broker, &args).await;
+    }
+    if args.wants("tables") {
+        tables_section(&pg, &broker, &args).await;
+    }
+    if args.wants("fleet") {
+        fleet_section(&args).await;
     }
 }
