@@ -88,7 +88,8 @@
 //! | LSN tracker | `ack/tracker.rs` |
 //! | delivery: caps, reports, guarantee (exactly-once commits in the background); topics the broker refuses outright, kept across sessions (`RefusedTopics`) | `delivery/{mod,exactly_once}.rs` |
 //! | sessions and their restarts; the start-up checks of the slot against what was delivered; pattern listeners expanded at start-up (every later stage sees one listener per table) | `engine/{mod,session}.rs`, `pgkafka_postgres::slot_check`, `pgkafka_postgres::provision::expand` |
-//! | tables pattern listeners match while streaming: the catalog looked at on an interval, a new table routed, published (`ADD TABLE`) and snapshotted in that order, a dropped one let go | `engine/{discovery,follow}.rs`, `transform/live_tables.rs`, `snapshot/live.rs`, `pgkafka_postgres::provision::publish_added` |
+//! | tables pattern listeners match while streaming: the catalog looked at on an interval, a new table routed, published (`ADD TABLE`) and snapshotted in that order, a dropped one let go; a schema published whole (`TABLES IN SCHEMA`): a new table captured at its first Relation message | `engine/{discovery,follow}.rs`, `transform/live_tables.rs`, `snapshot/live.rs`, `pgkafka_postgres::provision::{publish_added, ensure}` |
+//! | snapshot chunks encoded on as many threads as cores, joined in row order | `transform/snapshot_rows.rs` |
 //! | the record of what was delivered (slot, system identifier, position) | `engine/offsets.rs` |
 //! | heartbeats (`spec.kafka.heartbeat`: records and the action query, in the background) | `engine/heartbeat.rs` |
 //! | transaction metadata (BEGIN/END, the `transaction` block); logical decoding messages (`spec.messages`) | `transform/{txmeta,message}.rs` |

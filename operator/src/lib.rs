@@ -15,8 +15,14 @@
 //!                          apply ServiceAccount, ConfigMap, Service, Deployment
 //!                          (owner references, field manager `pgkafka-operator`)
 //!                          -> status
+//!                          (the full apply only when something it depends on
+//!                          changed: see fresh; otherwise the slot and the engine
+//!                          are read and the status written if it changed)
 //!                 cleanup: by reclaimPolicy: stop the engine, wait for the slot to
 //!                          be released, drop slot and publication
+//! fresh         each connector's last full apply and what touched it since (the
+//!               controller's watches touch the owner before its reconcile is
+//!               queued): a connector at rest costs the API server nothing
 //! resources/    the engine's objects as pure functions of the resource (tested as values)
 //! postgres      the `Database` seam; its real implementation is the crate
 //!               `pgkafka-postgres`, the PostgreSQL side the engine uses too: the
@@ -35,7 +41,8 @@
 //!               running engine, never the last reconcile
 //! error         one error type; its `reason()` names conditions, Events and
 //!               metrics, and `requeue_after()` is the one retry decision
-//! metrics, http the operator's own Prometheus metrics and endpoints
+//! metrics, http the operator's own Prometheus metrics (API requests by verb
+//!               too, counted by a layer on the client) and endpoints
 //! ```
 //!
 //! Tests: pure builders and `status::compute` beside their code; API-contract

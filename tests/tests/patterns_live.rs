@@ -225,3 +225,67 @@ async fn a_matched_table_lacking_a_filter_column_is_skipped_with_the_reason() {
     assert_eq!(b[0].value["after"]["id"], 1);
     assert_eq!(engine.stop(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_schema_is_published_whole_and_a_new_table_streams_from_its_first_row() {
+    let db = Postgres::shared().fresh_database().await;
+    let broker = Broker::start();
+    db.exec("CREATE SCHEMA fresh; CREATE TABLE fresh.a (id int PRIMARY KEY, v text)")
+        .await;
+    let (name, prefix) = (unique("whole"), unique("whole"));
+    // No snapshot, and no look at the catalog before an hour: only the
+    // stream can bring the new table's rows.
+    let m = Manifest::new(
+        &name,
+        &db,
+        &broker.bootstrap,
+        &prefix,
+        "    - tables: {schemas: [fresh]}",
+    )
+    .spec(|s| s.publication.refresh_interval_seconds = 3600)
+    .yaml();
+    let mut engine = Engine::start(ENGINE, &m);
+    engine.wait_streaming();
+    let schemas = db
+        .client
+        .query(
+            "SELECT n.nspname::text FROM pg_publication_namespace pn
+               JOIN pg_publication p ON p.oid = pn.pnpubid
+               JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE p.pubname = $1",
+            &[&format!("{name}_pub")],
+        )
+        .await
+        .expect("publication schemas");
+    let schemas: Vec<String> = schemas.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        schemas,
+        ["fresh"],
+        "FOR TABLES IN SCHEMA (the tests log in as a superuser)"
+    );
+    db.exec(
+        "CREATE TABLE fresh.n (id int PRIMARY KEY, v text);
+         INSERT INTO fresh.n SELECT i, 'first' FROM generate_series(1, 50) i;",
+    )
+    .await;
+    db.exec("INSERT INTO fresh.n SELECT i, 'then' FROM generate_series(51, 100) i")
+        .await;
+    let records = consume(&broker.bootstrap, &format!("{prefix}.fresh.n"), 100, LONG);
+    let mut ids: Vec<i64> = records
+        .iter()
+        .filter(|r| r.value["op"] == "c")
+        .filter_map(|r| r.value["after"]["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=100).collect::<Vec<_>>(),
+        "every row, as a change (partitions read one after the other)"
+    );
+    let status = engine.status().expect("status");
+    assert!(
+        status.tables.names.iter().any(|t| t == "fresh.n"),
+        "{:?}",
+        status.tables
+    );
+    assert_eq!(engine.stop(), Some(0));
+}

@@ -25,14 +25,45 @@ fn table_list(tables: &[QualifiedTable]) -> String {
         .join(", ")
 }
 
-/// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ... WITH (publish_via_partition_root = true)`:
-/// a partitioned table's changes then arrive as the table the listener names,
-/// whichever partition holds the row (and partitions attached later too).
-pub(crate) fn create_publication_sql(name: &str, tables: &[QualifiedTable]) -> String {
+/// What a publication publishes: tables, and schemas whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Tables named one by one (none of a schema published whole).
+    pub tables: Vec<QualifiedTable>,
+    /// Schemas published whole (`TABLES IN SCHEMA`): a table created in
+    /// one is published from its first row.
+    pub schemas: Vec<String>,
+}
+
+impl Published {
+    /// `TABLE "s"."t", ..., TABLES IN SCHEMA "x", ...` (empty for nothing).
+    fn clause(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.tables.is_empty() {
+            parts.push(format!("TABLE {}", table_list(&self.tables)));
+        }
+        if !self.schemas.is_empty() {
+            let schemas: Vec<String> = self.schemas.iter().map(|s| quote_ident(s)).collect();
+            parts.push(format!("TABLES IN SCHEMA {}", schemas.join(", ")));
+        }
+        parts.join(", ")
+    }
+}
+
+/// `CREATE PUBLICATION "p" FOR TABLE "s"."t", ..., TABLES IN SCHEMA "x" WITH
+/// (publish_via_partition_root = true)`: a partitioned table's changes then
+/// arrive as the table the listener names, whichever partition holds the row
+/// (and partitions attached later too).
+pub(crate) fn create_publication_sql(name: &str, what: &Published) -> String {
+    let clause = what.clause();
+    let for_clause = if clause.is_empty() {
+        String::new()
+    } else {
+        format!(" FOR {clause}")
+    };
     format!(
-        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
-        quote_ident(name),
-        table_list(tables)
+        "CREATE PUBLICATION {}{for_clause} WITH (publish_via_partition_root = true)",
+        quote_ident(name)
     )
 }
 
@@ -44,13 +75,11 @@ fn via_root_sql(name: &str) -> String {
     )
 }
 
-/// `ALTER PUBLICATION "p" SET TABLE "s"."t", ...`
-pub(crate) fn set_tables_sql(name: &str, tables: &[QualifiedTable]) -> String {
-    format!(
-        "ALTER PUBLICATION {} SET TABLE {}",
-        quote_ident(name),
-        table_list(tables)
-    )
+/// `ALTER PUBLICATION "p" SET TABLE "s"."t", ..., TABLES IN SCHEMA "x"`
+/// (`None` for nothing: PostgreSQL has no SET of nothing).
+pub(crate) fn set_tables_sql(name: &str, what: &Published) -> Option<String> {
+    let clause = what.clause();
+    (!clause.is_empty()).then(|| format!("ALTER PUBLICATION {} SET {clause}", quote_ident(name)))
 }
 
 /// `ALTER PUBLICATION "p" ADD TABLE "s"."t", ...`
@@ -106,18 +135,20 @@ pub async fn provision(
     spec: &PgKafkaConnectorSpec,
     delivered: Delivered,
 ) -> Result<Ensured, PgError> {
-    let spec = &expand(client, spec).await?;
-    inspect(client, spec).await?;
-    ensure(client, spec, delivered).await
+    let expanded = &expand(client, spec).await?;
+    inspect(client, expanded).await?;
+    ensure(client, (spec, expanded), delivered).await
 }
 
-/// Ensures the publication and the slot (see [`provision`]).
+/// Ensures the publication and the slot (see [`provision`]) for the spec
+/// as `written` and as `expanded` against the catalog.
 pub async fn ensure(
     client: &Client,
-    spec: &PgKafkaConnectorSpec,
+    (written, spec): (&PgKafkaConnectorSpec, &PgKafkaConnectorSpec),
     delivered: Delivered,
 ) -> Result<Ensured, PgError> {
-    ensure_publication(client, spec, &spec.tables()).await?;
+    let what = to_publish(client, written, spec).await?;
+    ensure_publication(client, spec, &what).await?;
     ensure_slot(client, spec, delivered).await
 }
 
@@ -160,6 +191,63 @@ pub async fn publish_added(
             quote_ident(name)
         )))?;
     Ok(Vec::new())
+}
+
+/// What the spec publishes: schemas whole where a listener of the spec as
+/// `written` selects one by name alone (`tables: {schemas: [name]}`) and
+/// the role may publish a schema (PostgreSQL 15 asks a superuser), every
+/// other table of the spec as `expanded` one by one.
+async fn to_publish(
+    client: &Client,
+    written: &PgKafkaConnectorSpec,
+    expanded: &PgKafkaConnectorSpec,
+) -> Result<Published, PgError> {
+    let mut schemas: Vec<String> = written
+        .listeners
+        .iter()
+        .filter_map(|l| l.tables.as_ref()?.whole_schema().map(str::to_owned))
+        .collect();
+    schemas.sort();
+    schemas.dedup();
+    if !schemas.is_empty() {
+        let row = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(PgError::during("reading the role's attributes"))?;
+        if !row.get::<_, bool>(0) {
+            tracing::info!(schemas = %schemas.join(", "),
+                "not a superuser: whole schemas are published table by table (a new table joins when the engine finds it)");
+            schemas.clear();
+        }
+    }
+    let tables = expanded
+        .tables()
+        .into_iter()
+        .filter(|t| !schemas.contains(&t.schema))
+        .collect();
+    Ok(Published { tables, schemas })
+}
+
+/// The schemas `name` publishes whole.
+async fn published_schemas(client: &Client, name: &str) -> Result<Vec<String>, PgError> {
+    let mut schemas: Vec<String> = client
+        .query(
+            "SELECT n.nspname::text FROM pg_publication_namespace pn
+               JOIN pg_publication p ON p.oid = pn.pnpubid
+               JOIN pg_namespace n ON n.oid = pn.pnnspid
+              WHERE p.pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(PgError::during("listing the publication's schemas"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    schemas.sort();
+    Ok(schemas)
 }
 
 async fn check_wal_level(client: &Client) -> Result<(), PgError> {
@@ -244,7 +332,7 @@ async fn publish_via_root(client: &Client, name: &str) -> Result<(), PgError> {
 async fn ensure_publication(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
-    tables: &[QualifiedTable],
+    what: &Published,
 ) -> Result<(), PgError> {
     let name = &spec.publication.name;
     let row = client
@@ -266,7 +354,7 @@ async fn ensure_publication(
         }
         tracing::info!(publication = %name, "creating publication");
         return client
-            .batch_execute(&create_publication_sql(name, tables))
+            .batch_execute(&create_publication_sql(name, what))
             .await
             .map_err(PgError::during(format!(
                 "creating publication {}",
@@ -279,6 +367,7 @@ async fn ensure_publication(
     if spec.publication.create && !row.get::<_, bool>(1) {
         publish_via_root(client, name).await?;
     }
+    let tables = spec.tables();
     let published = published_tables(client, name).await?;
     let missing: Vec<QualifiedTable> = tables
         .iter()
@@ -286,7 +375,8 @@ async fn ensure_publication(
         .cloned()
         .collect();
     let extra = published.iter().any(|t| !tables.contains(t));
-    if missing.is_empty() && !(extra && spec.publication.create) {
+    let schemas_differ = published_schemas(client, name).await? != what.schemas;
+    if missing.is_empty() && !((extra || schemas_differ) && spec.publication.create) {
         return Ok(());
     }
     if !spec.publication.create {
@@ -300,9 +390,14 @@ async fn ensure_publication(
         });
     }
     // A publication the connector manages follows its listeners exactly.
-    tracing::info!(publication = %name, tables = %table_list(tables), "setting the publication's tables");
+    let Some(sql) = set_tables_sql(name, what) else {
+        tracing::warn!(publication = %name, "no listener matches a table: the publication is left as it is");
+        return Ok(());
+    };
+    tracing::info!(publication = %name, tables = %table_list(&what.tables), schemas = %what.schemas.join(", "),
+        "setting the publication's tables");
     client
-        .batch_execute(&set_tables_sql(name, tables))
+        .batch_execute(&sql)
         .await
         .map_err(PgError::during(format!(
             "altering publication {}",
@@ -459,9 +554,13 @@ mod tests {
             schema: "ventes é".into(),
             name: "commandes \"🚚\"".into(),
         };
+        let only = |tables: Vec<QualifiedTable>| Published {
+            tables,
+            schemas: Vec::new(),
+        };
         assert_eq!(
-            set_tables_sql("pub ü", &[t]),
-            r#"ALTER PUBLICATION "pub ü" SET TABLE "ventes é"."commandes ""🚚""""#
+            set_tables_sql("pub ü", &only(vec![t])).as_deref(),
+            Some(r#"ALTER PUBLICATION "pub ü" SET TABLE "ventes é"."commandes ""🚚""""#)
         );
         assert_eq!(
             drop_publication_sql("a\"b"),
@@ -481,8 +580,12 @@ mod tests {
                 name: "x\"; DROP TABLE y; --".into(),
             },
         ];
+        let only = |tables: &[QualifiedTable]| Published {
+            tables: tables.to_vec(),
+            schemas: Vec::new(),
+        };
         assert_eq!(
-            create_publication_sql("Pub\"lic", &tables),
+            create_publication_sql("Pub\"lic", &only(&tables)),
             r#"CREATE PUBLICATION "Pub""lic" FOR TABLE "public"."orders", "My.Schema"."x""; DROP TABLE y; --" WITH (publish_via_partition_root = true)"#
         );
         assert_eq!(
@@ -494,8 +597,21 @@ mod tests {
             r#"ALTER PUBLICATION "p" ADD TABLE "My.Schema"."x""; DROP TABLE y; --""#
         );
         assert_eq!(
-            set_tables_sql("p", &tables[..1]),
-            r#"ALTER PUBLICATION "p" SET TABLE "public"."orders""#
+            set_tables_sql("p", &only(&tables[..1])).as_deref(),
+            Some(r#"ALTER PUBLICATION "p" SET TABLE "public"."orders""#)
         );
+        let both = Published {
+            tables: tables[..1].to_vec(),
+            schemas: vec!["sales".into(), "We\"ird".into()],
+        };
+        assert_eq!(
+            create_publication_sql("p", &both),
+            r#"CREATE PUBLICATION "p" FOR TABLE "public"."orders", TABLES IN SCHEMA "sales", "We""ird" WITH (publish_via_partition_root = true)"#
+        );
+        assert_eq!(
+            create_publication_sql("p", &Published::default()),
+            r#"CREATE PUBLICATION "p" WITH (publish_via_partition_root = true)"#
+        );
+        assert_eq!(set_tables_sql("p", &Published::default()), None);
     }
 }

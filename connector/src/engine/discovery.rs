@@ -3,7 +3,10 @@
 //! tables are matched again against the spec as written: a table matched
 //! now and not listened to yet is described (columns, types, primary key)
 //! for the session to adopt; a listened table that is no longer matched
-//! (dropped, renamed) is let go.
+//! (dropped, renamed) is let go. Where the publication takes a schema
+//! whole, a new table's first change reaches the stream before any look:
+//! the session asks [`Discovery::describe`] about it then, and captures it
+//! from that change on.
 //!
 //! The engine, not the operator, adds such tables to the publication: the
 //! table's listener must join the routes before the table joins the
@@ -127,13 +130,47 @@ impl<'a> Discovery<'a> {
                 continue;
             }
             // Gone again since it was listed: the next look says so.
-            let Some(mut info) = table_info(client, &table).await? else {
-                continue;
-            };
-            self.types.resolve(client, &mut info.shape.columns).await?;
-            found.added.push((listener, info));
+            if let Some(info) = self.describe_with(client, &table).await? {
+                found.added.push((listener, info));
+            }
         }
         Ok(found)
+    }
+
+    /// `table`'s listener and what the catalog says of it, when a pattern
+    /// listener matches it (and no exact one names it).
+    pub async fn describe(
+        &mut self,
+        table: &QualifiedTable,
+    ) -> Result<Option<(ListenerSpec, TableInfo)>, Error> {
+        let Some(listener) = self
+            .written
+            .expand(std::slice::from_ref(table))
+            .listeners
+            .into_iter()
+            .find(|l| {
+                l.origin.as_ref().is_some_and(|o| o.matched)
+                    && QualifiedTable::parse(&l.table).ok().as_ref() == Some(table)
+            })
+        else {
+            return Ok(None);
+        };
+        let client = self.connect().await?;
+        let info = self.describe_with(&client, table).await;
+        self.client = Some(client);
+        Ok(info?.map(|info| (listener, info)))
+    }
+
+    async fn describe_with(
+        &mut self,
+        client: &Client,
+        table: &QualifiedTable,
+    ) -> Result<Option<TableInfo>, Error> {
+        let Some(mut info) = table_info(client, table).await? else {
+            return Ok(None);
+        };
+        self.types.resolve(client, &mut info.shape.columns).await?;
+        Ok(Some(info))
     }
 
     /// Adds `tables` to a managed publication (see

@@ -36,15 +36,13 @@ impl Session<'_> {
         self.add_new_topics().await?;
         let tables: Vec<QualifiedTable> =
             routed.iter().map(|(_, i)| i.shape.table.clone()).collect();
-        let discovery = self
-            .discovery
-            .as_mut()
-            .ok_or(crate::error::ErrorKind::Internal("no discovery"))?;
-        let unpublished = discovery.publish(&tables).await?;
-        let snapshot = self.ctx.cfg.spec.snapshot.mode == SnapshotMode::Initial;
+        let unpublished = match self.discovery.as_mut() {
+            Some(d) => d.publish(&tables).await?,
+            None => Vec::new(),
+        };
         let mut added = Vec::new();
         for (listener, info) in routed {
-            let table = info.shape.table;
+            let table = info.shape.table.clone();
             if unpublished.contains(&table) {
                 let reason = format!(
                     "publication {:?} does not publish it, and spec.publication.create is false: add it to the publication to capture it",
@@ -53,18 +51,15 @@ impl Session<'_> {
                 skipped.push(skip(&table, reason));
                 continue;
             }
-            tracing::info!(table = %table, snapshot, "capturing a table matched while streaming");
-            discovery.captured(&table);
-            let field = listener.field(0);
-            self.snapshots.add_table(
-                table.clone(),
-                &listener,
-                field,
-                snapshot.then_some(MATCHED_REASON),
-            );
-            added.push(table);
-            self.followed.added.push((listener, info.primary_key));
+            if let Some(d) = self.discovery.as_mut() {
+                d.captured(&table);
+            }
+            added.push(self.capture(listener, info));
         }
+        let discovery = self
+            .discovery
+            .as_mut()
+            .ok_or(crate::error::ErrorKind::Internal("no discovery"))?;
         for table in &found.dropped {
             tracing::info!(table = %table, "a listened table is gone: no longer captured");
             self.snapshots.drop_table(table);
@@ -85,6 +80,46 @@ impl Session<'_> {
             .shared
             .follow_tables(&added, &found.dropped, skipped, self.ctx.metrics);
         Ok(())
+    }
+
+    /// A table the stream describes that no listener captures: when a
+    /// pattern listener matches it (a table created in a schema the
+    /// publication takes whole, whose first change is here before any look
+    /// at the catalog), it is captured from this change on. Whether it is.
+    pub(super) async fn adopt(&mut self, table: &QualifiedTable) -> Result<bool, Error> {
+        let Some(discovery) = self.discovery.as_mut() else {
+            return Ok(false);
+        };
+        let Some((listener, info)) = discovery.describe(table).await? else {
+            return Ok(false);
+        };
+        if let Err(reason) = self.route(&listener, &info) {
+            let skipped = vec![skip(table, reason)];
+            self.ctx
+                .shared
+                .follow_tables(&[], &[], skipped, self.ctx.metrics);
+            return Ok(false);
+        }
+        self.add_new_topics().await?;
+        let table = self.capture(listener, info);
+        self.ctx
+            .shared
+            .follow_tables(&[table], &[], Vec::new(), self.ctx.metrics);
+        Ok(true)
+    }
+
+    /// The table `info` describes, routed and published, is captured: a
+    /// snapshot asked for under `initial`, kept for the next session.
+    fn capture(&mut self, listener: ListenerSpec, info: TableInfo) -> QualifiedTable {
+        let table = info.shape.table;
+        let snapshot = self.ctx.cfg.spec.snapshot.mode == SnapshotMode::Initial;
+        tracing::info!(table = %table, snapshot, "capturing a table matched while streaming");
+        let field = listener.field(0);
+        let reason = snapshot.then_some(MATCHED_REASON);
+        self.snapshots
+            .add_table(table.clone(), &listener, field, reason);
+        self.followed.added.push((listener, info.primary_key));
+        table
     }
 
     /// Gives `listener` a route for the table `info` describes (kept from

@@ -169,7 +169,8 @@ async fn start_up(
     .await?;
     // From here on every listener names one table: pattern listeners become
     // one listener per table they match now.
-    cfg.spec = provision::expand(&client, &cfg.spec).await?;
+    let written = cfg.spec.clone();
+    cfg.spec = provision::expand(&client, &written).await?;
     shared.set_listened(cfg.spec.tables());
     let cfg = &*cfg;
     let primary_keys = check_listeners(cfg, metrics, &client).await?;
@@ -195,7 +196,7 @@ async fn start_up(
     let known = delivered
         .as_ref()
         .map_or(Delivered::Nothing, |d| Delivered::Exactly(d.confirmed_lsn));
-    let ensured = provision::ensure(&client, &cfg.spec, known).await?;
+    let ensured = provision::ensure(&client, (&written, &cfg.spec), known).await?;
     if ensured.gap && cfg.spec.slot.loss_policy() == SlotLossPolicy::Resnapshot {
         let tables: Vec<QualifiedTable> = cfg
             .spec

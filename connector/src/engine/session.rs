@@ -335,6 +335,7 @@ impl<'a> Session<'a> {
                     body.schema = root.schema;
                     body.name = root.name;
                 }
+                _ if self.adopt(&table).await? => {}
                 _ => return Ok(()),
             }
         }
