@@ -36,6 +36,12 @@ pub struct FleetFigures {
     pub rest: Duration,
     /// Reconciles run at rest.
     pub reconciles_at_rest: u64,
+    /// WAL the server wrote while at rest (bytes): progress the statuses
+    /// may rightly show.
+    pub wal_at_rest: i64,
+    /// What of one connector's status differed between the start and the
+    /// end of the rest (`field: before -> after`).
+    pub status_changes: Vec<String>,
     /// Its resident set at the end, KiB.
     pub operator_rss_kib: Option<u64>,
     /// One connector paused while every other one was touched: until its
@@ -117,9 +123,18 @@ pub async fn run(
     // At rest: let the last status writes land, then count.
     tokio::time::sleep(Duration::from_secs(2 * refresh_seconds + 2)).await;
     let (before, reconciled) = (by_verb(&op), op.reconciles());
+    let status_of = || async {
+        let c = connectors.get("c000").await.ok();
+        c.and_then(|c| c.status)
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+    };
+    let (wal_before, status_before) = (wal_bytes(&db).await, status_of().await);
     tokio::time::sleep(rest).await;
     let after = by_verb(&op);
+    let (wal_after, status_after) = (wal_bytes(&db).await, status_of().await);
+    let status_changes = differences("status", status_before.as_ref(), status_after.as_ref());
     let reconciles_at_rest = op.reconciles() - reconciled;
+    let wal_at_rest = wal_after - wal_before;
     let at_rest_by_verb: Vec<(String, f64)> = VERBS
         .iter()
         .zip(after.iter().zip(&before))
@@ -183,9 +198,38 @@ pub async fn run(
         at_rest_by_verb,
         rest,
         reconciles_at_rest,
+        wal_at_rest,
+        status_changes,
         operator_rss_kib: op.rss_kib(),
         changed_handled: paused,
     })
+}
+
+/// The server's WAL position, in bytes.
+async fn wal_bytes(db: &crate::TestDb) -> i64 {
+    db.client
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// The leaves that differ between `a` and `b`, as `path: a -> b`.
+fn differences(
+    path: &str,
+    a: Option<&serde_json::Value>,
+    b: Option<&serde_json::Value>,
+) -> Vec<String> {
+    match (a, b) {
+        (Some(serde_json::Value::Object(x)), Some(serde_json::Value::Object(y))) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| differences(&format!("{path}.{k}"), x.get(k), y.get(k)))
+                .collect()
+        }
+        (a, b) if a == b => Vec::new(),
+        (a, b) => vec![format!("{path}: {a:?} -> {b:?}")],
+    }
 }
 
 /// The operator's API requests so far, in [`VERBS`] order.

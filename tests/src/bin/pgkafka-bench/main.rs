@@ -259,6 +259,11 @@ async fn tables_section(pg: &Postgres, broker: &Broker, args: &Args) {
         t.streaming_rows_per_sec / t.recvlogical_rows_per_sec,
         t.streaming_rss_kib / 1024
     );
+    println!(
+        "  the same backlog, every table on one topic: engine {:.0} r/s ({:.2} of pg_recvlogical)",
+        t.one_topic_rows_per_sec,
+        t.one_topic_rows_per_sec / t.recvlogical_rows_per_sec
+    );
 }
 
 async fn fleet_section(args: &Args) {
@@ -279,6 +284,10 @@ async fn fleet_section(args: &Args) {
         f.requests_per_connector_minute,
         f.reconciles_at_rest,
         f.at_rest_by_verb
+    );
+    println!(
+        "  WAL written at rest: {} bytes; c000's status changes at rest: {:?}",
+        f.wal_at_rest, f.status_changes
     );
     println!(
         "  before the rest: {:.0} requests ({:.1} per connector)",

@@ -24,6 +24,8 @@ pub struct TableFigures {
     pub recvlogical_rows_per_sec: f64,
     pub streaming_rows_per_sec: f64,
     pub streaming_rss_kib: u64,
+    /// The same backlog with every table's changes on one topic.
+    pub one_topic_rows_per_sec: f64,
 }
 
 /// `COPY` of every table to /dev/null in one psql session: rows/s.
@@ -115,7 +117,12 @@ pub async fn thousand_tables(
         .expect("wal lsn")
         .get(0);
     let recv_secs = time_recvlogical(&db, &publication, &end).await;
-    let (streaming_secs, streaming_rss_kib) = drain(&db, broker, bin, &publication, n / 10).await;
+    let (streaming_secs, streaming_rss_kib) =
+        drain(&db, broker, bin, (&publication, None), n / 10).await;
+    let one_topic = unique("bench_one");
+    let (one_topic_secs, _) =
+        drain(&db, broker, bin, (&publication, Some(&one_topic)), n / 10).await;
+    crate::util::drop_slot(&db, "tpl").await;
     TableFigures {
         tables: n,
         rows,
@@ -128,16 +135,18 @@ pub async fn thousand_tables(
         recvlogical_rows_per_sec: backlog_rows as f64 / recv_secs,
         streaming_rows_per_sec: backlog_rows as f64 / streaming_secs,
         streaming_rss_kib,
+        one_topic_rows_per_sec: backlog_rows as f64 / one_topic_secs,
     }
 }
 
 /// The engine on a copy of the template slot until it decoded
 /// `transactions` and every record is acknowledged: seconds, peak RSS.
+/// `topic`: every table's changes there instead of a topic each.
 async fn drain(
     db: &TestDb,
     broker: &Broker,
     bin: &std::path::Path,
-    publication: &str,
+    (publication, topic): (&str, Option<&str>),
     transactions: usize,
 ) -> (f64, u64) {
     db.exec(&format!(
@@ -146,8 +155,9 @@ async fn drain(
         slot(db, "drain")
     ))
     .await;
+    let targets = topic.map_or(String::new(), |t| format!(", targets: [{{topic: {t}}}]"));
     let listeners = format!(
-        "[{{tables: {{schemas: [{}]}}}}]\n  metrics: {{perTable: false}}",
+        "[{{tables: {{schemas: [{}]}}{targets}}}]\n  metrics: {{perTable: false}}",
         many::SCHEMA
     );
     let manifest = Manifest {
@@ -168,6 +178,5 @@ async fn drain(
     })
     .await;
     crate::util::drop_slot(db, "drain").await;
-    crate::util::drop_slot(db, "tpl").await;
     result
 }
