@@ -162,14 +162,10 @@ pub async fn publish_added(
     tables: &[QualifiedTable],
 ) -> Result<Vec<QualifiedTable>, PgError> {
     let name = &spec.publication.name;
-    let all = client
-        .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
-            &[name],
-        )
-        .await
-        .map_err(PgError::during("looking up the publication"))?;
-    if all.is_some_and(|row| row.get::<_, bool>(0)) {
+    if publication_flags(client, name)
+        .await?
+        .is_some_and(|f| f.all_tables)
+    {
         return Ok(Vec::new());
     }
     let published = published_tables(client, name).await?;
@@ -329,20 +325,40 @@ async fn publish_via_root(client: &Client, name: &str) -> Result<(), PgError> {
         )))
 }
 
+/// What `pg_publication` says of a publication.
+#[derive(Debug, Clone, Copy)]
+struct PublicationFlags {
+    /// `FOR ALL TABLES`.
+    all_tables: bool,
+    /// `publish_via_partition_root`.
+    via_root: bool,
+}
+
+/// The publication `name`'s flags; `None` when it does not exist.
+async fn publication_flags(
+    client: &Client,
+    name: &str,
+) -> Result<Option<PublicationFlags>, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(PgError::during("looking up the publication"))?;
+    Ok(row.map(|row| PublicationFlags {
+        all_tables: row.get(0),
+        via_root: row.get(1),
+    }))
+}
+
 async fn ensure_publication(
     client: &Client,
     spec: &PgKafkaConnectorSpec,
     what: &Published,
 ) -> Result<(), PgError> {
     let name = &spec.publication.name;
-    let row = client
-        .query_opt(
-            "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1",
-            &[name],
-        )
-        .await
-        .map_err(PgError::during("looking up the publication"))?;
-    let Some(row) = row else {
+    let Some(flags) = publication_flags(client, name).await? else {
         if !spec.publication.create {
             return Err(PgError::Setup {
                 field: "spec.publication.name".into(),
@@ -361,10 +377,10 @@ async fn ensure_publication(
                 quote_ident(name)
             )));
     };
-    if row.get::<_, bool>(0) {
+    if flags.all_tables {
         return Ok(());
     }
-    if spec.publication.create && !row.get::<_, bool>(1) {
+    if spec.publication.create && !flags.via_root {
         publish_via_root(client, name).await?;
     }
     let tables = spec.tables();

@@ -212,17 +212,8 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
     );
     let changed: HashSet<Bytes> = watch.keys.into_iter().map(|(_, k)| k).collect();
     out.clear();
-    let shape = TableShape {
-        table: orders,
-        columns: vec![Column {
-            is_key: true,
-            name: "id".into(),
-            type_oid: 23,
-            value_oid: 23,
-            type_modifier: -1,
-        }],
-        replica_identity: b'd',
-    };
+    let shape = orders_shape();
+    assert_eq!(shape.table, orders);
     let kept = p
         .snapshot_rows(
             &shape,
@@ -247,17 +238,7 @@ fn snapshot_rows_drop_keys_changed_between_watermarks_and_read_as_r() {
 #[test]
 fn a_large_chunk_is_encoded_on_several_threads_in_row_order() {
     let mut p = transform();
-    let shape = TableShape {
-        table: QualifiedTable::parse("public.orders").expect("valid"),
-        columns: vec![Column {
-            is_key: true,
-            name: "id".into(),
-            type_oid: 23,
-            value_oid: 23,
-            type_modifier: -1,
-        }],
-        replica_identity: b'd',
-    };
+    let shape = orders_shape();
     // Past the size kept on the session's thread; every 7th row dropped.
     let rows: Vec<Vec<Datum>> = (1..=5000).map(|i| row(&i.to_string())).collect();
     let dropped: HashSet<Bytes> = (1..=5000)
@@ -281,6 +262,21 @@ fn a_large_chunk_is_encoded_on_several_threads_in_row_order() {
         .collect();
     let thrice: Vec<i64> = expected.iter().flat_map(|&i| [i, i, i]).collect();
     assert_eq!(ids, thrice);
+}
+
+/// `public.orders (id int PRIMARY KEY)`.
+fn orders_shape() -> TableShape {
+    TableShape {
+        table: QualifiedTable::parse("public.orders").expect("valid"),
+        columns: vec![Column {
+            is_key: true,
+            name: "id".into(),
+            type_oid: 23,
+            value_oid: 23,
+            type_modifier: -1,
+        }],
+        replica_identity: b'd',
+    }
 }
 
 /// A watch that notes every key it is told of.
