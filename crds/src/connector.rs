@@ -72,34 +72,8 @@ pub struct PgKafkaConnectorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// What the engine's Prometheus metrics are labelled by.
-    #[serde(default, skip_serializing_if = "is_default_metrics")]
-    pub metrics: MetricsSpec,
-}
-
-/// What the engine's Prometheus metrics are labelled by.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MetricsSpec {
-    /// `true`: the per-table series (changes per table; records, filtered
-    /// changes and bytes per table and topic; records in flight and
-    /// delivery errors per topic; snapshot rows per table) have one series
-    /// per table and topic. `false`: the tables a pattern listener matches
-    /// share its series, labelled `table="listeners[i]"` and
-    /// `topic="<the target's topic as written>"` (`${schema}` and
-    /// `${table}` left in), so a thousand matched tables are one series
-    /// each, not a thousand; exact listeners keep their own.
-    #[serde(default = "default_true")]
-    pub per_table: bool,
-}
-
-impl Default for MetricsSpec {
-    fn default() -> Self {
-        MetricsSpec { per_table: true }
-    }
-}
-
-fn is_default_metrics(m: &MetricsSpec) -> bool {
-    *m == MetricsSpec::default()
+    #[serde(default, skip_serializing_if = "crate::metrics::is_default")]
+    pub metrics: crate::MetricsSpec,
 }
 
 /// Snapshots of the listened tables' existing rows. They run while the stream

@@ -15,7 +15,8 @@
 //!   hashed and truncated columns (Debezium's `column.mask.*`);
 //!   `patterns.rs`: listeners that select many tables (`tables`), and
 //!   `spec.expand(catalog)`, which turns them into one listener per matched
-//!   table before anything else reads the spec.
+//!   table before anything else reads the spec; `metrics.rs`: what the
+//!   engine's series are labelled by (`spec.metrics.perTable`).
 //! - `conditions.rs`: condition types and reasons as enums (the wire keeps
 //!   Kubernetes' strings).
 //! - `report.rs`: the engine's `/status`, the one contract between the
@@ -38,6 +39,7 @@ mod heartbeat;
 pub mod lsn;
 mod masks;
 mod messages;
+mod metrics;
 mod outbox;
 mod patterns;
 pub mod report;
@@ -55,6 +57,7 @@ pub use generate::{check_manifest, crd_yaml, openapi_schema, reference_markdown,
 pub use heartbeat::HeartbeatSpec;
 pub use masks::{ColumnMaskSpec, HashAlgorithm, HashSpec, MaskOperation};
 pub use messages::MessageSpec;
+pub use metrics::MetricsSpec;
 pub use outbox::{AdditionalField, OutboxOperation, OutboxSpec, Placement, ROUTED_BY_VALUE};
 pub use patterns::{fill_topic, ListenerOrigin, TableSelector};
 pub use status::*;
